@@ -1,0 +1,8 @@
+from .attention import ChannelFirstMHSABlock, MultiheadSelfAttention, TokenMHSABlock
+from .glmix import GLMixBlock
+from .glnet import ARCH_SETTINGS, GLNet, resolve_arch
+
+__all__ = [
+    'ARCH_SETTINGS', 'ChannelFirstMHSABlock', 'GLMixBlock', 'GLNet', 'MultiheadSelfAttention',
+    'TokenMHSABlock', 'resolve_arch'
+]

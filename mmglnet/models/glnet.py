@@ -1,0 +1,407 @@
+"""GLNet backbone for the OpenMMLab codebases.
+
+Paper: "Revisiting the Integration of Convolution and Attention for Vision Backbone"
+(NeurIPS 2024, https://arxiv.org/abs/2411.14429). Official code: github.com/rayleizhu/GLMix.
+"""
+import copy
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmglnet.registry import MODELS
+from .attention import ChannelFirstMHSABlock, TokenMHSABlock
+from .glmix import GLMixBlock, slot_count
+from .layers import LayerNorm2d, build_channel_norm
+
+MIXING_MODES = ('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw')
+DOWNSAMPLE_STYLES = ('non_ovlp', 'ovlp')
+TRANSITION_LAYOUTS = ('proj.norm', 'norm.proj')
+STEM_NORMS = ('bn', 'ln')
+
+# Defaults of the official ``GLNet`` constructor for the keywords an arch dict may use.
+OFFICIAL_DEFAULTS = dict(
+    depth=(2, 2, 6, 2),
+    embed_dim=(96, 192, 384, 768),
+    mlp_ratios=(4, 4, 4, 4),
+    head_dim=32,
+    mixing_modes=('glmix', 'glmix', 'glmix', 'mha'),
+    local_dw_ks=5,
+    slot_init='param',
+    num_slots=64,
+    cpe_ks=0,
+    downsample_style='non_ovlp',
+    transition_layout='proj.norm',
+    dual_patch_norm=False,
+    mlp_dw=False,
+    layerscale=-1.,
+    norm_layer='ln',
+)
+
+_STL = dict(
+    depth=(2, 2, 6, 2),
+    embed_dim=(96, 192, 384, 768),
+    mlp_ratios=(4, 4, 4, 4),
+    head_dim=32,
+    norm_layer='bn',
+    mixing_modes=('glmix', 'glmix', 'glmix', 'mha'),
+    local_dw_ks=5,
+    slot_init='ada_avgpool',
+    num_slots=64,
+    transition_layout='norm.proj',
+)
+_G_SERIES = dict(
+    depth=(4, 4, 18, 4),
+    mlp_ratios=(3, 3, 3, 3),
+    head_dim=32,
+    norm_layer='bn',
+    mixing_modes=('glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'),
+    local_dw_ks=5,
+    slot_init='ada_avgpool',
+    num_slots=64,
+    cpe_ks=3,
+    downsample_style='ovlp',
+    transition_layout='proj.norm',
+    mlp_dw=True,
+)
+
+# The released variants, in the official constructor's keywords.
+ARCH_SETTINGS: Dict[str, dict] = {
+    'stl': _STL,
+    'stl_paramslot': dict(_STL, slot_init='param'),
+    '4g': dict(_G_SERIES, embed_dim=(64, 128, 256, 512)),
+    '9g': dict(_G_SERIES, embed_dim=(96, 192, 384, 768)),
+    '16g': dict(_G_SERIES, embed_dim=(128, 256, 512, 1024), layerscale=1e-4),
+}
+
+# Which entry of an official release file holds the weights the official evaluation uses.
+OFFICIAL_WEIGHTS_KEYS = {'16g': 'model_ema'}
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """Full official keywords for a preset name or a (partial) dict of official keywords.
+
+    Args:
+        arch (str | dict): A name in :data:`ARCH_SETTINGS` or a dict of official constructor
+            keywords; omitted keys take the official defaults.
+
+    Returns:
+        dict: Every keyword of :data:`OFFICIAL_DEFAULTS`, validated.
+    """
+    if isinstance(arch, str):
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(
+                f'Unknown GLNet arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} or give a '
+                f'dict of official keywords ({sorted(OFFICIAL_DEFAULTS)}).')
+        settings = dict(OFFICIAL_DEFAULTS, **ARCH_SETTINGS[arch])
+    elif isinstance(arch, dict):
+        unknown = sorted(set(arch) - set(OFFICIAL_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f'Unknown key(s) {unknown} in the GLNet arch dict; valid keys are '
+                f'{sorted(OFFICIAL_DEFAULTS)}. Training options such as drop_path_rate are '
+                'arguments of GLNet itself, not of arch.')
+        settings = dict(OFFICIAL_DEFAULTS, **copy.deepcopy(arch))
+    else:
+        raise TypeError(f'arch must be a preset name or a dict, got {type(arch).__name__}.')
+
+    for key in ('depth', 'embed_dim', 'mlp_ratios', 'mixing_modes'):
+        value = settings[key]
+        if not isinstance(value, (list, tuple)) or len(value) != 4:
+            raise ValueError(f'arch {key}={value!r} must list 4 values, one per stage.')
+        settings[key] = tuple(value)
+    if isinstance(settings['local_dw_ks'], int):
+        settings['local_dw_ks'] = (settings['local_dw_ks'], ) * 4
+    settings['local_dw_ks'] = tuple(settings['local_dw_ks'])
+    if len(settings['local_dw_ks']) != 4:
+        raise ValueError(f"arch local_dw_ks={settings['local_dw_ks']!r} must be an int or 4 "
+                         'ints.')
+    for mode in settings['mixing_modes']:
+        if mode not in MIXING_MODES:
+            raise ValueError(f'Unknown mixing mode {mode!r} in arch mixing_modes='
+                             f"{settings['mixing_modes']}; choose from {MIXING_MODES}.")
+    choices = dict(downsample_style=DOWNSAMPLE_STYLES, transition_layout=TRANSITION_LAYOUTS,
+                   norm_layer=STEM_NORMS)
+    for key, allowed in choices.items():
+        if settings[key] not in allowed:
+            raise ValueError(f'arch {key}={settings[key]!r} is not one of {allowed}.')
+    for dim in settings['embed_dim']:
+        if dim % settings['head_dim'] != 0:
+            raise ValueError(f"arch embed_dim={settings['embed_dim']} must be multiples of "
+                             f"head_dim={settings['head_dim']}.")
+    if isinstance(settings['num_slots'], list):
+        settings['num_slots'] = tuple(settings['num_slots'])
+    return settings
+
+
+def _stem_norm(kind: str, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if kind == 'bn' else LayerNorm2d(channels)
+
+
+def build_downsample_layers(arch: dict, in_channels: int) -> nn.ModuleList:
+    """Stem and the three transitions; module indices match the official keys."""
+    dims, norm = arch['embed_dim'], arch['norm_layer']
+    if arch['downsample_style'] == 'ovlp':
+        stem = nn.Sequential(
+            LayerNorm2d(in_channels) if arch['dual_patch_norm'] else nn.Identity(),
+            nn.Conv2d(in_channels, dims[0] // 2, kernel_size=3, stride=2, padding=1),
+            _stem_norm(norm, dims[0] // 2),
+            nn.GELU(),
+            nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
+            _stem_norm(norm, dims[0]),
+        )
+        conv_kwargs = dict(kernel_size=3, stride=2, padding=1)
+    else:
+        stem = nn.Sequential(
+            nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4), _stem_norm(norm, dims[0]))
+        conv_kwargs = dict(kernel_size=2, stride=2)
+    layers = [stem]
+    for i in range(3):
+        proj = nn.Conv2d(dims[i], dims[i + 1], **conv_kwargs)
+        if arch['transition_layout'] == 'norm.proj':
+            layers.append(nn.Sequential(_stem_norm(norm, dims[i]), proj))
+        else:
+            layers.append(nn.Sequential(proj, _stem_norm(norm, dims[i + 1])))
+    return nn.ModuleList(layers)
+
+
+class GLNetStage(nn.Module):
+    """A stage of blocks of one mixing mode.
+
+    Args:
+        blocks (list[nn.Module]): The blocks.
+        token_layout (bool): Whether the blocks take (N, L, C) tokens (mode ``'mha'``).
+        with_cp (bool): Checkpoint each block to save memory. Defaults to False.
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module], token_layout: bool,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.token_layout = token_layout
+        self.with_cp = with_cp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        if self.token_layout:
+            x = x.flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        if self.token_layout:
+            x = x.transpose(1, 2).reshape(batch, channels, height, width)
+        return x
+
+
+def build_stage(arch: dict, index: int, drop_path_rates: Sequence[float],
+                with_cp: bool) -> GLNetStage:
+    """Build stage ``index`` of ``arch`` with one drop-path rate per block."""
+    dim = arch['embed_dim'][index]
+    mode = arch['mixing_modes'][index]
+    common = dict(
+        embed_dim=dim,
+        num_heads=dim // arch['head_dim'],
+        mlp_ratio=arch['mlp_ratios'][index],
+        layerscale=arch['layerscale'])
+
+    def glmix(rate):
+        return GLMixBlock(
+            num_slots=arch['num_slots'], slot_init=arch['slot_init'],
+            local_dw_ks=arch['local_dw_ks'][index], drop_path=rate, cpe_ks=arch['cpe_ks'],
+            mlp_dw=arch['mlp_dw'], **common)
+
+    def mha_nchw(rate):
+        return ChannelFirstMHSABlock(
+            drop_path=rate, cpe_ks=arch['cpe_ks'], mlp_dw=arch['mlp_dw'], **common)
+
+    blocks = []
+    for j, rate in enumerate(drop_path_rates):
+        if mode == 'glmix' or (mode == 'glmix.mha_nchw' and j % 2 == 0):
+            blocks.append(glmix(rate))
+        elif mode == 'mha':
+            blocks.append(TokenMHSABlock(drop_path=rate, **common))
+        else:
+            blocks.append(mha_nchw(rate))
+    return GLNetStage(blocks, token_layout=(mode == 'mha'), with_cp=with_cp)
+
+
+@MODELS.register_module()
+class GLNet(BaseModule):
+    """GLNet backbone (GLMix blocks) for detection, segmentation and classification.
+
+    A re-implementation of `GLNet <https://arxiv.org/abs/2411.14429>`_ whose raw stage outputs
+    equal the official model's with the same weights; official release files load as they are.
+
+    Args:
+        arch (str | dict): ``'stl'``, ``'stl_paramslot'``, ``'4g'``, ``'9g'``, ``'16g'``, or a
+            dict of the official constructor keywords (see :data:`OFFICIAL_DEFAULTS`; omitted
+            keys take the official defaults). Defaults to ``'4g'``.
+        in_channels (int): Input channels. Defaults to 3.
+        out_indices (Sequence[int]): Stages whose outputs are returned, at strides 4, 8, 16, 32
+            for 0..3; negative indices count from the end. Defaults to (0, 1, 2, 3).
+        out_norm_cfg (dict, optional): Norm applied to each returned feature (see
+            :func:`build_channel_norm`); None returns the raw stage outputs. Defaults to
+            ``dict(type='LN2d', eps=1e-6)``.
+        drop_path_rate (float): Stochastic depth rate, increasing linearly over the blocks.
+            Defaults to 0.
+        frozen_stages (int): -1 freezes nothing; 0 the stem; k >= 1 the stem and stages 0..k-1
+            (with their transitions and output norms): no grad and eval mode. Defaults to -1.
+        norm_eval (bool): Keep every BatchNorm in eval mode while training. Defaults to False.
+        with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        weights_key (str, optional): Entry of an official release file that holds the weights
+            for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
+            evaluation uses: ``'model_ema'`` for ``'16g'``, else ``'model'``. Defaults to None.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads an
+            official release file or, with ``prefix='backbone.'``, an mm checkpoint.
+            Defaults to None.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = '4g',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_norm_cfg: Optional[dict] = dict(type='LN2d', eps=1e-6),
+                 drop_path_rate: float = 0.,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 weights_key: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_name = arch if isinstance(arch, str) else 'custom'
+        self.arch_settings = resolve_arch(arch)
+        settings = self.arch_settings
+        self.embed_dims = settings['embed_dim']
+        self.num_stages = 4
+        self.in_channels = in_channels
+        self.min_input_size = 32 if settings['downsample_style'] == 'non_ovlp' else 1
+
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        if not isinstance(out_indices, (list, tuple)) or len(out_indices) == 0:
+            raise TypeError(f'out_indices must be a non-empty sequence of ints, got '
+                            f'{out_indices!r}.')
+        normalized = []
+        for index in out_indices:
+            if not isinstance(index, int) or not -4 <= index < 4:
+                raise ValueError(
+                    f'out_indices={tuple(out_indices)} has {index!r}: valid stage indices are '
+                    '0, 1, 2, 3 (strides 4, 8, 16, 32) or -4..-1 counted from the end.')
+            normalized.append(index % 4)
+        if len(set(normalized)) != len(normalized):
+            raise ValueError(f'out_indices={tuple(out_indices)} names a stage twice.')
+        self.out_indices = tuple(normalized)
+
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+            raise ValueError(
+                f'frozen_stages={frozen_stages!r} is out of range: -1 freezes nothing, 0 the '
+                'stem, k in 1..4 the stem and stages 0..k-1.')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f'drop_path_rate={drop_path_rate} must be in [0, 1).')
+
+        if weights_key is None:
+            weights_key = OFFICIAL_WEIGHTS_KEYS.get(self.arch_name, 'model')
+        self.weights_key = weights_key
+
+        self.downsample_layers = build_downsample_layers(settings, in_channels)
+        depths = settings['depth']
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList(
+            build_stage(settings, i, rates[sum(depths[:i]):sum(depths[:i + 1])], with_cp)
+            for i in range(4))
+
+        self.out_norm_cfg = out_norm_cfg
+        if out_norm_cfg is not None:
+            for i in self.out_indices:
+                self.add_module(f'norm{i}', build_channel_norm(out_norm_cfg, self.embed_dims[i]))
+        self._init_like_official()
+        self._freeze_stages()
+
+    @property
+    def num_slots(self) -> int:
+        """Number of semantic slots per GLMix block."""
+        return slot_count(self.arch_settings['num_slots'])
+
+    def _init_like_official(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg``'s pretrained weights, or keep the official initialisation."""
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            from mmglnet.checkpoint import load_pretrained_backbone
+            load_pretrained_backbone(
+                self,
+                self.init_cfg['checkpoint'],
+                prefix=self.init_cfg.get('prefix'),
+                weights_key=self.weights_key)
+            self._is_init = True
+        elif self.init_cfg is not None:
+            super().init_weights()
+        self._freeze_stages()
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f'GLNet expects an (N, C, H, W) tensor, got shape '
+                             f'{tuple(x.shape)}.')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'GLNet got an input with {x.shape[1]} channels but was built with '
+                f'in_channels={self.in_channels}; pass in_channels={x.shape[1]} or fix the '
+                'data pipeline.')
+        if min(x.shape[2:]) < self.min_input_size:
+            raise ValueError(
+                f'Input of size {tuple(x.shape[2:])} is too small for the non-overlapping stem '
+                f'of this arch: height and width must be at least {self.min_input_size} '
+                '(total stride 32). Resize or pad the input.')
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
+        self._check_input(x)
+        outs = []
+        for i in range(4):
+            x = self.downsample_layers[i](x)
+            x = self.stages[i](x)
+            if i in self.out_indices:
+                norm = getattr(self, f'norm{i}', None)
+                outs.append(norm(x) if norm is not None else x)
+        return tuple(outs)
+
+    def _frozen_modules(self):
+        if self.frozen_stages >= 0:
+            yield self.downsample_layers[0]
+        for i in range(self.frozen_stages):
+            if i > 0:
+                yield self.downsample_layers[i]
+            yield self.stages[i]
+            norm = getattr(self, f'norm{i}', None)
+            if norm is not None:
+                yield norm
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'GLNet':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
