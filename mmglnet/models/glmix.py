@@ -138,6 +138,27 @@ class GLMixBlock(nn.Module):
         out = logits.transpose(1, 2).softmax(dim=-1) @ slots  # dispatching: over slots
         return out.transpose(1, 2).reshape(batch, channels, height, width)
 
+    @torch.no_grad()
+    def dispatch_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Soft assignment of every pixel to the slots, for the block input ``x``.
+
+        Recomputes, outside the normal forward, the dispatching weights this block uses:
+        the softmax over slots of the slot-pixel logits.
+
+        Args:
+            x (Tensor): The block's input, (N, C, H, W).
+
+        Returns:
+            Tensor: (N, S, H, W) weights that sum to 1 over the S slots at every pixel.
+        """
+        batch, _, height, width = x.shape
+        init_slots = self.initial_slots(x)
+        if self.pos_conv is not None:
+            x = x + self.pos_conv(x)
+        tokens = self.norm1(x).flatten(2).transpose(1, 2)
+        logits = self.slot_logits(tokens, init_slots.expand(batch, -1, -1))
+        return logits.softmax(dim=1).reshape(batch, -1, height, width)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         init_slots = self.initial_slots(x)
         if self.pos_conv is not None:
