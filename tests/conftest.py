@@ -1,0 +1,56 @@
+"""Shared test fixtures: where the parity fixtures live and a tiny GLNet arch."""
+import json
+import os
+import os.path as osp
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PARITY_DIR = os.environ.get('MMGLNET_PARITY_DIR',
+                            osp.join(osp.dirname(REPO_ROOT), 'shared', 'parity'))
+
+# A 4G-like arch small enough for CPU tests (every block type of the G series).
+TINY_ARCH = dict(
+    depth=[1, 1, 2, 1],
+    embed_dim=[32, 64, 96, 128],
+    mlp_ratios=[3, 3, 3, 3],
+    mixing_modes=['glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'],
+    slot_init='ada_avgpool',
+    cpe_ks=3,
+    downsample_style='ovlp',
+    mlp_dw=True,
+    norm_layer='bn',
+)
+# An STL-like arch: non-overlapping stem, token-layout attention in the last stage.
+TINY_STL_ARCH = dict(
+    depth=[1, 1, 2, 1],
+    embed_dim=[32, 64, 96, 128],
+    mixing_modes=['glmix', 'glmix', 'glmix', 'mha'],
+    slot_init='ada_avgpool',
+    transition_layout='norm.proj',
+    norm_layer='bn',
+)
+
+
+def parity_path(name: str) -> str:
+    path = osp.join(PARITY_DIR, name)
+    if not osp.exists(path):
+        raise FileNotFoundError(
+            f'Parity fixture {path} not found: the repository expects shared/parity beside its '
+            'checkout, or MMGLNET_PARITY_DIR pointing at it.')
+    return path
+
+
+def load_cases() -> dict:
+    with open(parity_path('cases.json')) as f:
+        return json.load(f)
+
+
+@pytest.fixture
+def tiny_arch():
+    return dict(TINY_ARCH)
+
+
+@pytest.fixture
+def tiny_stl_arch():
+    return dict(TINY_STL_ARCH)
