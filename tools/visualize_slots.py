@@ -1,0 +1,88 @@
+"""Draw the semantic slots of GLMix blocks for one image.
+
+Examples:
+    python tools/visualize_slots.py demo.jpg 4g glnet_4g.pth --out-dir slots/
+    python tools/visualize_slots.py demo.jpg configs/.../retinanet_glnet-4g_fpn_1x_coco.py \
+        work_dirs/.../epoch_12.pth --blocks 0.3 2.8 --k 6 --out-dir slots/
+
+Writes, per chosen GLMix block, the input, the per-pixel slot assignment blended over it and
+the heat maps of the k most representative slots (k-medoids), plus titled panels and an
+overview (see docs/visualization.md).
+"""
+import argparse
+import os.path as osp
+import sys
+
+import mmcv
+from mmengine.config import DictAction
+
+import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
+from mmglnet.models import ARCH_SETTINGS
+from mmglnet.visualization import init_glnet_model, save_slot_maps, visualize_image_slots
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Draw GLNet semantic-slot assignment maps and representative slots.')
+    parser.add_argument('image', help='Image file.')
+    parser.add_argument(
+        'config', metavar='CONFIG_OR_PRESET',
+        help='A config whose model contains a GLNet (classification, detection, '
+        f'segmentation), or a preset name for the bare backbone: {sorted(ARCH_SETTINGS)}.')
+    parser.add_argument(
+        'checkpoint', nargs='?', default=None,
+        help='An mm checkpoint or an official GLNet release file. Without one the weights are '
+        'random (a warning says so).')
+    parser.add_argument(
+        '--blocks', nargs='+', default=None,
+        help="GLMix blocks as stage.block (e.g. 0.0 2.4), or 'all'. Defaults to the last "
+        'GLMix block of each stage.')
+    parser.add_argument('--out-dir', default='slot_maps', help='Output folder.')
+    parser.add_argument('--k', type=int, default=4,
+                        help='Number of representative slots (k-medoids) per block.')
+    parser.add_argument(
+        '--size', type=int, nargs='+', default=[512],
+        help='Network input size: one value sets the shorter side, two set H W; 0 keeps the '
+        'image size. Sides are then rounded to multiples of --size-divisor.')
+    parser.add_argument('--size-divisor', type=int, default=32,
+                        help='Round the network input sides to multiples of this (1: exact).')
+    parser.add_argument('--alpha', type=float, default=0.6,
+                        help='Blending weight of colours and heat maps over the image.')
+    parser.add_argument('--panel-height', type=int, default=256,
+                        help='Tile height in the panel and overview images.')
+    parser.add_argument('--prefix', default=None,
+                        help='File name prefix. Defaults to the image name and "_".')
+    parser.add_argument('--device', default='cpu', help='Device, e.g. cpu or cuda:0.')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='Override config settings, key=value.')
+    args = parser.parse_args(argv)
+    if len(args.size) > 2 or any(s < 0 for s in args.size) or \
+            (0 in args.size and args.size != [0]):
+        parser.error(f'--size {" ".join(map(str, args.size))}: give one value (shorter side), '
+                     'two values (H W), or 0 to keep the image size.')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    image = mmcv.imread(args.image, flag='color')
+    if image is None:
+        raise FileNotFoundError(f'Cannot read image {args.image!r}.')
+    model = init_glnet_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    size = None if args.size == [0] else (args.size[0] if len(args.size) == 1 else args.size)
+    maps = visualize_image_slots(model, image, size=size, size_divisor=args.size_divisor,
+                                 blocks=args.blocks, k=args.k, alpha=args.alpha)
+    prefix = args.prefix
+    if prefix is None:
+        prefix = osp.splitext(osp.basename(args.image))[0] + '_'
+    written = save_slot_maps(args.out_dir, mmcv.bgr2rgb(image), maps, prefix,
+                             args.panel_height)
+    for block in maps:
+        print(f'block {block.name}: representative slots {block.slots} '
+              f'(group sizes {block.group_sizes})')
+    print(f'Wrote {len(written)} files to {args.out_dir}, overview: {written[-1]}')
+    return written
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
