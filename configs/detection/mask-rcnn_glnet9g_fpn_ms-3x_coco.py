@@ -1,0 +1,11 @@
+# Mask R-CNN multi-scale 3x with a GLNet-9G backbone on COCO 2017.
+# Recipe: _base_/mask-rcnn_glnet_fpn_ms-3x_coco.py. FPN takes all four stages (GLNet-9G widths).
+_base_ = './_base_/mask-rcnn_glnet_fpn_ms-3x_coco.py'
+
+# Drop-path 0.3, as BiFormer-B detectors (the same stage widths).
+model = dict(
+    backbone=dict(
+        arch='9g',
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/glnet_9g.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))
