@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import LayerNorm2d, ConvFFN, TokenFFN, make_drop_path, make_layer_scale
+from .layers import (ConvFFN, LayerNorm, LayerNorm2d, TokenFFN, identity_dw_kernel,
+                     make_drop_path, make_layer_scale, residual_dw_conv)
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -67,9 +68,9 @@ class TokenMHSABlock(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4.,
                  drop_path: float = 0., layerscale: float = -1.) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.norm1 = LayerNorm(embed_dim, eps=1e-6)
         self.mha_op = MultiheadSelfAttention(embed_dim, num_heads)
-        self.norm2 = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.norm2 = LayerNorm(embed_dim, eps=1e-6)
         self.mlp = TokenFFN(embed_dim, mlp_ratio)
         self.drop_path = make_drop_path(drop_path)
         self.ls1 = make_layer_scale(embed_dim, layerscale, channels_first=False)
@@ -85,7 +86,8 @@ class ChannelFirstMHSABlock(nn.Module):
     """Full self-attention block on an (N, C, H, W) grid (GLNet-4G/9G/16G, mode 'mha_nchw').
 
     ``x + pos_conv(x)``, then attention over all H*W tokens (LayerNorm over tokens) and a
-    convolutional FFN (LayerNorm over channels).
+    convolutional FFN (LayerNorm over channels). Computed in the channels-last memory layout;
+    outputs are channels-last strided tensors.
 
     Args:
         embed_dim (int): Channels.
@@ -105,7 +107,11 @@ class ChannelFirstMHSABlock(nn.Module):
         self.pos_conv = nn.Conv2d(
             embed_dim, embed_dim, cpe_ks, padding=cpe_ks // 2,
             groups=embed_dim) if cpe_ks > 0 else None
-        self.norm1 = nn.LayerNorm(embed_dim, eps=1e-6)
+        if cpe_ks > 0:
+            # Folds the shortcut of ``x + pos_conv(x)`` into the kernel; not saved.
+            self.register_buffer(
+                'pos_identity', identity_dw_kernel(embed_dim, cpe_ks), persistent=False)
+        self.norm1 = LayerNorm(embed_dim, eps=1e-6)
         self.mha_op = MultiheadSelfAttention(embed_dim, num_heads)
         self.norm2 = LayerNorm2d(embed_dim)
         self.mlp = ConvFFN(embed_dim, mlp_ratio, with_dwconv=mlp_dw)
@@ -115,11 +121,14 @@ class ChannelFirstMHSABlock(nn.Module):
         self.ls2 = make_layer_scale(embed_dim, layerscale, channels_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # In the channels-last layout the tokens below are a contiguous view of x: the
+        # LayerNorms and the projections need no copies (a no-op after the first block).
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.pos_conv is not None:
-            x = x + self.pos_conv(x)
-        batch, channels, height, width = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
+            x = residual_dw_conv(x, self.pos_conv, self.pos_identity)  # x + pos_conv(x)
+        height, width = x.shape[2:]
+        tokens = x.flatten(2).transpose(1, 2)  # (N, L, C)
         tokens = tokens + self.drop_path(self.ls1(self.mha_op(self.norm1(tokens))))
-        x = tokens.transpose(1, 2).reshape(batch, channels, height, width)
+        x = tokens.transpose(1, 2).unflatten(2, (height, width))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x

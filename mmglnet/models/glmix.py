@@ -6,18 +6,28 @@ Paper: "Revisiting the Integration of Convolution and Attention for Vision Backb
 One similarity matrix between slots and pixels (cosine similarity times a learned temperature)
 serves both directions: a softmax over pixels *clusters* pixels into slots, a softmax over slots
 *dispatches* the slots, after self-attention among them, back to the pixels.
+
+The block computes in the channels-last memory layout, where a feature map is also a
+contiguous (N, H*W, C) token matrix: the LayerNorm over channels, the slot-pixel products and
+the convolutions then need no copies. Its outputs are channels-last strided tensors with the
+same values. :mod:`mmglnet.models.reference` keeps the literal implementation.
 """
 import math
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import MultiheadSelfAttention
-from .layers import ConvFFN, LayerNorm2d, make_drop_path, make_layer_scale
+from .layers import (ConvFFN, LayerNorm2d, autocast_dtype, identity_dw_kernel,
+                     make_drop_path, make_layer_scale, residual_dw_conv)
 
 SLOT_INITS = ('ada_avgpool', 'param')
+# The eps of F.normalize. Where the logits are float16, the norms are clamped at float16's
+# smallest normal number so that their inverses stay finite (< 2**14); the logits stay
+# within [-|slot_scale|, |slot_scale|] either way.
+NORM_EPS = 1e-12
 
 
 def slot_grid_size(num_slots: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -47,6 +57,30 @@ def slot_grid_size(num_slots: Union[int, Sequence[int]]) -> Tuple[int, int]:
     return grid
 
 
+def inverse_norm(x: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """``1 / max(||x||, eps)`` over ``dim`` (kept), accumulated in float32, cast to ``dtype``.
+
+    The eps is that of :func:`torch.nn.functional.normalize` (1e-12), or float16's smallest
+    normal number when ``dtype`` is float16, so that the inverse is finite in ``dtype``.
+    """
+    eps = torch.finfo(torch.float16).tiny if dtype == torch.float16 else NORM_EPS
+    norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=torch.float32)
+    return norm.clamp_min(eps).reciprocal().to(dtype)
+
+
+def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax in ``x``'s dtype, also where autocast would run it in float32 (CUDA).
+
+    The kernels accumulate in float32 whatever the dtype, and the slot logits lie within
+    +-|slot_scale|, so a float16 softmax is safe here; it saves casting the (N, S, L) logits
+    up and the weights back down for the products that follow.
+    """
+    if autocast_dtype(x.device.type) is None:
+        return x.softmax(dim)
+    with torch.autocast(x.device.type, enabled=False):
+        return x.softmax(dim)
+
+
 def slot_count(num_slots: Union[int, Sequence[int]]) -> int:
     """Total number of slots for an int count or a (rows, cols) grid."""
     if isinstance(num_slots, int):
@@ -61,6 +95,8 @@ class GLMixBlock(nn.Module):
     ``x = x + pos_conv(x)``; ``x = x + global(norm1(x)) + local(norm1(x))``;
     ``x = x + ffn(norm2(x))``, with layer scale and drop path on both residual branches.
     Initial slots are pooled from the block input, before the position encoding and the norm.
+    The block computes in the channels-last memory layout (it converts its input once, the
+    first block of a network only); its output is channels-last strided.
 
     Args:
         embed_dim (int): Channels C.
@@ -92,6 +128,10 @@ class GLMixBlock(nn.Module):
         self.pos_conv = nn.Conv2d(
             embed_dim, embed_dim, cpe_ks, padding=cpe_ks // 2,
             groups=embed_dim) if cpe_ks > 0 else None
+        if cpe_ks > 0:
+            # Folds the shortcut of ``x + pos_conv(x)`` into the kernel; not saved.
+            self.register_buffer(
+                'pos_identity', identity_dw_kernel(embed_dim, cpe_ks), persistent=False)
         if slot_init == 'param':
             if self.num_slots <= 0:
                 raise ValueError(f'num_slots={num_slots} must be positive.')
@@ -122,21 +162,53 @@ class GLMixBlock(nn.Module):
         pooled = F.adaptive_avg_pool2d(x, self.pool_size)
         return pooled.flatten(2).transpose(1, 2)
 
+    def _cosine_logits(self, pixels: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
+        """``slot_scale`` x cosine similarity (N, S, L) of slots and ``pixels`` (N, C, L).
+
+        The temperature and the slot norms are folded into the (small) slot matrix and the
+        pixel norms applied to the (N, S, L) product, so the pixels are read once by the
+        norm and once by the product and never rewritten normalised.
+        """
+        slot_weights = self.slot_scale * inverse_norm(init_slots, -1, torch.float32)
+        slots = (init_slots * slot_weights).to(init_slots.dtype)
+        logits = torch.matmul(slots, pixels)  # (N, S, L)
+        return logits * inverse_norm(pixels, 1, logits.dtype)
+
     def slot_logits(self, tokens: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
         """Scaled cosine similarity (N, S, L) of slots (N, S, C) and pixel tokens (N, L, C)."""
-        pixels = F.normalize(tokens, dim=-1)
-        slots = F.normalize(init_slots, dim=-1)
-        return slots @ (self.slot_scale * pixels).transpose(1, 2)
+        return self._cosine_logits(tokens.transpose(1, 2), init_slots)
+
+    def _mix(self, normed: torch.Tensor, init_slots: torch.Tensor,
+             local: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Global mixing of ``normed`` (N, C, H, W), plus ``local`` (same shape) if given.
+
+        Both softmaxes read the same (N, S, L) logits; no transposed copy is made in the
+        channels-last layout, where the pixels are a contiguous (N, L, C) matrix and the
+        output, with ``local`` added by the product itself, comes out channels-last.
+        """
+        height, width = normed.shape[2:]
+        pixels = normed.flatten(2)  # (N, C, L): a view in either memory layout
+        logits = self._cosine_logits(pixels, init_slots)  # (N, S, L)
+        # Clustering: softmax over pixels.
+        slots = torch.matmul(softmax(logits, -1), pixels.transpose(1, 2))  # (N, S, C)
+        slots = self.relation_mha(slots)
+        # Dispatching: softmax over slots, of the same logits.
+        weights = softmax(logits, 1).transpose(1, 2)  # (N, L, S), a view
+        if local is None:
+            out = torch.bmm(weights, slots)
+        else:
+            out = torch.baddbmm(local.flatten(2).transpose(1, 2), weights, slots)
+        return out.transpose(1, 2).unflatten(2, (height, width))
 
     def global_mixing(self, x: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
         """Cluster normed pixels ``x`` (N, C, H, W) into slots, mix them, dispatch back."""
-        batch, channels, height, width = x.shape
-        tokens = x.flatten(2).transpose(1, 2)  # (N, L, C)
-        logits = self.slot_logits(tokens, init_slots)  # (N, S, L)
-        slots = logits.softmax(dim=-1) @ tokens  # clustering: softmax over pixels
-        slots = self.relation_mha(slots)
-        out = logits.transpose(1, 2).softmax(dim=-1) @ slots  # dispatching: over slots
-        return out.transpose(1, 2).reshape(batch, channels, height, width)
+        return self._mix(x, init_slots)
+
+    def _position_encoding(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + pos_conv(x)`` as one convolution; ``x`` if there is no position conv."""
+        if self.pos_conv is None:
+            return x
+        return residual_dw_conv(x, self.pos_conv, self.pos_identity)
 
     @torch.no_grad()
     def dispatch_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,21 +223,19 @@ class GLMixBlock(nn.Module):
         Returns:
             Tensor: (N, S, H, W) weights that sum to 1 over the S slots at every pixel.
         """
-        batch, _, height, width = x.shape
+        height, width = x.shape[2:]
         init_slots = self.initial_slots(x)
-        if self.pos_conv is not None:
-            x = x + self.pos_conv(x)
-        tokens = self.norm1(x).flatten(2).transpose(1, 2)
-        logits = self.slot_logits(tokens, init_slots.expand(batch, -1, -1))
-        return logits.softmax(dim=1).reshape(batch, -1, height, width)
+        pixels = self.norm1(self._position_encoding(x)).flatten(2)
+        logits = self._cosine_logits(pixels, init_slots)
+        return logits.softmax(dim=1).unflatten(2, (height, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A no-op after the first block: convolutions keep the layout.
+        x = x.contiguous(memory_format=torch.channels_last)
         init_slots = self.initial_slots(x)
-        if self.pos_conv is not None:
-            x = x + self.pos_conv(x)
+        x = self._position_encoding(x)
         normed = self.norm1(x)
-        mixed = self.global_mixing(normed, init_slots)
-        mixed = mixed + self.feature_conv(normed)
+        mixed = self._mix(normed, init_slots, self.feature_conv(normed))
         x = x + self.drop_path(self.ls1(mixed))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x

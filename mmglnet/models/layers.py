@@ -3,13 +3,69 @@
 Parameter names and shapes follow the official GLNet release so that its checkpoints load
 without renaming (https://arxiv.org/abs/2411.14429).
 """
+from typing import Optional, Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-class LayerNorm2d(nn.LayerNorm):
+# torch >= 2.4 tells the autocast state per device type.
+_DEVICE_AUTOCAST_API = hasattr(torch, 'get_autocast_dtype') and hasattr(
+    torch.amp, 'is_autocast_available')
+
+
+def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The lower-precision dtype of the autocast region active for ``device_type``, or None.
+
+    Args:
+        device_type (str): ``'cuda'``, ``'cpu'``...
+
+    Returns:
+        torch.dtype | None: e.g. ``torch.float16``; None outside autocast (or on a torch
+        too old to tell).
+    """
+    if not _DEVICE_AUTOCAST_API or not torch.amp.is_autocast_available(device_type):
+        return None
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int],
+               weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+               eps: float) -> torch.Tensor:
+    """:func:`torch.nn.functional.layer_norm` whose output stays in autocast's dtype.
+
+    On CUDA, autocast runs ``layer_norm`` in float32: a float16 input is cast up, the output
+    is float32 and every consumer casts it down again. The kernels accumulate in float32
+    either way, so within an autocast region this computes in the autocast dtype instead
+    (one read, one half-size write). Outside autocast it is ``F.layer_norm``.
+    """
+    dtype = autocast_dtype(x.device.type)
+    if dtype is None:
+        return F.layer_norm(x, normalized_shape, weight, bias, eps)
+    if weight is not None:
+        weight = weight.to(dtype)
+    if bias is not None:
+        bias = bias.to(dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        return F.layer_norm(x.to(dtype), normalized_shape, weight, bias, eps)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (over the last dimension) that keeps autocast's dtype (see
+    :func:`layer_norm`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class LayerNorm2d(LayerNorm):
     """LayerNorm over the channel dimension of an (N, C, H, W) tensor.
+
+    Free of copies for channels-last inputs, where the channels are the innermost
+    dimension; the output has the layout of the input's channels-last permutation.
 
     Args:
         num_channels (int): Number of channels C.
@@ -21,24 +77,59 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        x = layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+def identity_dw_kernel(channels: int, kernel_size: int) -> torch.Tensor:
+    """The (C, 1, k, k) depth-wise kernel whose convolution is the identity (odd ``k``)."""
+    kernel = torch.zeros(channels, 1, kernel_size, kernel_size)
+    kernel[:, :, kernel_size // 2, kernel_size // 2] = 1
+    return kernel
+
+
+def residual_dw_conv(x: torch.Tensor, conv: nn.Conv2d, identity: torch.Tensor) -> torch.Tensor:
+    """``x + conv(x)`` for a same-size depth-wise ``conv``, as a single convolution.
+
+    Adding the identity kernel to the weights folds the shortcut into the convolution: one
+    pass over the feature map instead of a convolution and an addition. The gradients of
+    the weight, the bias and ``x`` are those of ``x + conv(x)``.
+
+    Args:
+        x (Tensor): Input (N, C, H, W).
+        conv (nn.Conv2d): Depth-wise convolution with 'same' padding, stride 1.
+        identity (Tensor): :func:`identity_dw_kernel` of the same shape as ``conv.weight``.
+
+    Returns:
+        Tensor: ``x + conv(x)``.
+    """
+    return F.conv2d(x, conv.weight + identity, conv.bias, conv.stride, conv.padding,
+                    conv.dilation, conv.groups)
 
 
 class ResidualDWConv(nn.Conv2d):
     """Depth-wise convolution with an identity shortcut: ``x + dwconv(x)``.
 
+    Computed as one convolution with the identity folded into the kernel (see
+    :func:`residual_dw_conv`); ``weight`` and ``bias`` are those of the plain convolution.
+
     Args:
         channels (int): Number of channels.
-        kernel_size (int): Kernel size. Defaults to 3.
+        kernel_size (int): Kernel size (odd). Defaults to 3.
     """
 
     def __init__(self, channels: int, kernel_size: int = 3) -> None:
+        if kernel_size % 2 != 1:
+            raise ValueError(f'kernel_size={kernel_size} must be odd for a same-size '
+                             'residual depth-wise convolution.')
         super().__init__(
             channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+        # Not saved: a constant of the computation, not a weight of the checkpoint.
+        self.register_buffer(
+            'identity', identity_dw_kernel(channels, kernel_size), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + super().forward(x)
+        return residual_dw_conv(x, self, self.identity)
 
 
 class LayerScale(nn.Module):
@@ -78,8 +169,8 @@ class DropPath(nn.Module):
             return x
         keep_prob = 1 - self.drop_prob
         mask_shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
-        mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
-        return x * mask / keep_prob
+        mask = x.new_empty(mask_shape).bernoulli_(keep_prob).div_(keep_prob)
+        return x * mask  # one pass over x: the (N, 1, ...) mask carries 1 / keep_prob
 
     def extra_repr(self) -> str:
         return f'drop_prob={self.drop_prob}'

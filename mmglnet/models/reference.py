@@ -1,0 +1,166 @@
+"""The reference implementation of the GLNet blocks, kept to check the fast one against.
+
+These are the straightforward forward passes that first reproduced the official model on the
+parity fixtures. The default modules (:class:`~mmglnet.models.GLMixBlock` and the attention
+blocks) compute the same results with fewer memory passes and layout changes; the reference
+classes subclass them, add no parameters or buffers, and only override how the forward pass is
+computed, so a model switches path in place and its state dict stays the same.
+
+Example:
+    >>> from mmglnet.models import GLNet
+    >>> from mmglnet.models.reference import convert_to_reference
+    >>> model = convert_to_reference(GLNet(arch='4g'))
+"""
+from typing import Dict, Type
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import ChannelFirstMHSABlock
+from .glmix import GLMixBlock
+from .layers import DropPath, LayerNorm, LayerNorm2d, ResidualDWConv
+
+IMPLS = ('fast', 'reference')
+
+
+class ReferenceLayerNorm(LayerNorm):
+    """:class:`LayerNorm` computed by ``nn.LayerNorm`` (float32 under CUDA autocast)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class ReferenceLayerNorm2d(LayerNorm2d):
+    """:class:`LayerNorm2d` computed by ``F.layer_norm`` (float32 under CUDA autocast)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ReferenceResidualDWConv(ResidualDWConv):
+    """:class:`ResidualDWConv` computed as ``x + dwconv(x)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + nn.Conv2d.forward(self, x)
+
+
+class ReferenceDropPath(DropPath):
+    """:class:`DropPath` computed as ``x * mask / keep_prob``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0. or not self.training:
+            return x
+        keep_prob = 1 - self.drop_prob
+        mask_shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+        mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
+        return x * mask / keep_prob
+
+
+class ReferenceGLMixBlock(GLMixBlock):
+    """:class:`GLMixBlock` computed literally: normalised pixels, transposed logits for
+    the dispatching softmax, position encoding and mixing sums as separate additions."""
+
+    def slot_logits(self, tokens: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
+        pixels = F.normalize(tokens, dim=-1)
+        slots = F.normalize(init_slots, dim=-1)
+        return slots @ (self.slot_scale * pixels).transpose(1, 2)
+
+    def global_mixing(self, x: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # (N, L, C)
+        logits = self.slot_logits(tokens, init_slots)  # (N, S, L)
+        slots = logits.softmax(dim=-1) @ tokens  # clustering: softmax over pixels
+        slots = self.relation_mha(slots)
+        out = logits.transpose(1, 2).softmax(dim=-1) @ slots  # dispatching: over slots
+        return out.transpose(1, 2).reshape(batch, channels, height, width)
+
+    @torch.no_grad()
+    def dispatch_weights(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        init_slots = self.initial_slots(x)
+        if self.pos_conv is not None:
+            x = x + self.pos_conv(x)
+        tokens = self.norm1(x).flatten(2).transpose(1, 2)
+        logits = self.slot_logits(tokens, init_slots.expand(batch, -1, -1))
+        return logits.softmax(dim=1).reshape(batch, -1, height, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        init_slots = self.initial_slots(x)
+        if self.pos_conv is not None:
+            x = x + self.pos_conv(x)
+        normed = self.norm1(x)
+        mixed = self.global_mixing(normed, init_slots)
+        mixed = mixed + self.feature_conv(normed)
+        x = x + self.drop_path(self.ls1(mixed))
+        x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        return x
+
+
+class ReferenceChannelFirstMHSABlock(ChannelFirstMHSABlock):
+    """:class:`ChannelFirstMHSABlock` computed in the input's memory layout, with the
+    position encoding as a separate addition."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pos_conv is not None:
+            x = x + self.pos_conv(x)
+        batch, channels, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        tokens = tokens + self.drop_path(self.ls1(self.mha_op(self.norm1(tokens))))
+        x = tokens.transpose(1, 2).reshape(batch, channels, height, width)
+        x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        return x
+
+
+# Fast class -> reference class. Every reference class is a subclass of its fast class that
+# adds no state, so swapping the class of a module keeps its parameters, buffers and hooks.
+REFERENCE_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {
+    GLMixBlock: ReferenceGLMixBlock,
+    ChannelFirstMHSABlock: ReferenceChannelFirstMHSABlock,
+    ResidualDWConv: ReferenceResidualDWConv,
+    LayerNorm: ReferenceLayerNorm,
+    LayerNorm2d: ReferenceLayerNorm2d,
+    DropPath: ReferenceDropPath,
+}
+FAST_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {
+    ref: fast for fast, ref in REFERENCE_CLASSES.items()
+}
+
+
+def set_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Switch every GLNet block of ``model`` to the fast or the reference forward pass.
+
+    The switch is made in place and keeps parameters, buffers, hooks and the state dict;
+    only how the forward pass is computed changes. Both paths give the same results up to
+    float rounding.
+
+    Args:
+        model (nn.Module): A GLNet, a model holding one, or a single block.
+        impl (str): ``'fast'`` (the default implementation) or ``'reference'`` (the
+            straightforward one that first reproduced the official model).
+
+    Returns:
+        nn.Module: ``model`` itself.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f'impl={impl!r} is not one of {IMPLS}.')
+    table = REFERENCE_CLASSES if impl == 'reference' else FAST_CLASSES
+    for module in model.modules():
+        new_class = table.get(type(module))
+        if new_class is not None:
+            module.__class__ = new_class
+    return model
+
+
+def convert_to_reference(model: nn.Module) -> nn.Module:
+    """Switch ``model`` to the reference forward pass in place (see :func:`set_impl`)."""
+    return set_impl(model, 'reference')
+
+
+def get_impl(model: nn.Module) -> str:
+    """``'reference'`` if any block of ``model`` uses the reference path, else ``'fast'``."""
+    if any(type(module) in FAST_CLASSES for module in model.modules()):
+        return 'reference'
+    return 'fast'
