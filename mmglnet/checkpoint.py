@@ -12,7 +12,7 @@ Two kinds of files reach mmglnet:
   unpickler: tensors and plain containers are rebuilt, every other object becomes an inert
   :class:`UnloadedObject`, and nothing the file asks to call is called.
 """
-import io
+import _compat_pickle
 import os
 import os.path as osp
 import pickle
@@ -89,6 +89,10 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
     """Resolves only tensor-building globals; any other global becomes a placeholder class."""
 
     def find_class(self, module: str, name: str) -> Any:
+        # What pickle.Unpickler.find_class does for protocol < 3 (Python 2 names).
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[(module, name)]
         if module == 'torch' and isinstance(getattr(torch, name, None), torch.dtype):
@@ -145,16 +149,33 @@ def _numpy_globals() -> list:
     return found
 
 
+def _history_buffer_statistic(owner: Any, name: str) -> Any:
+    """Stands in for ``getattr`` while unpickling: resolves only HistoryBuffer statistics.
+
+    A ``HistoryBuffer`` pickles its statistics methods as ``getattr(HistoryBuffer, 'min')``;
+    allow-listing ``getattr`` itself would allow attribute access on any allowed object.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'Refusing getattr({owner!r}, {name!r}) while loading a checkpoint: only '
+        'HistoryBuffer statistics are resolved.')
+
+
 def allow_mmengine_types() -> None:
     """Allow-list the objects mmengine itself writes into checkpoints for weights-only loading.
 
-    These are mmengine's ``HistoryBuffer`` (``message_hub``) and numpy arrays, scalars and
-    dtypes. Called when mmglnet is imported; does not switch the weights-only check off.
+    These are mmengine's ``HistoryBuffer`` (``message_hub``) with its statistics methods, and
+    numpy arrays, scalars and dtypes. Called when mmglnet is imported; does not switch the
+    weights-only check off.
     """
     if not hasattr(torch.serialization, 'add_safe_globals'):
         return
     from mmengine.logging.history_buffer import HistoryBuffer
-    torch.serialization.add_safe_globals([HistoryBuffer] + _numpy_globals())
+    torch.serialization.add_safe_globals(
+        [HistoryBuffer, (_history_buffer_statistic, 'builtins.getattr'),
+         (_history_buffer_statistic, '__builtin__.getattr')] + _numpy_globals())
 
 
 def trust_checkpoint(path: str) -> None:
@@ -190,6 +211,8 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
     except pickle.UnpicklingError as error:
         match = re.search(r'GLOBAL ([\w\.]+)', str(error))
         what = match.group(1) if match else 'an object that is not allow-listed'
+        if match and '.' not in what:  # torch names builtins without their module
+            what = f'builtins.{what}'
         raise UntrustedCheckpointError(
             f'Checkpoint {filename!r} holds {what}, which is not a tensor or one of the types '
             'mmengine writes, so it is not loaded: unpickling it could run code. If you trust '

@@ -1,4 +1,5 @@
 """The GLNet backbone's user-facing behaviour: arguments, outputs, freezing, errors, registry."""
+import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -44,6 +45,10 @@ def test_builds_from_root_registry_without_scope():
 ])
 def test_builds_from_codebase_scope_with_custom_imports(tmp_path, scope, registry):
     """A fresh interpreter that only reads a config imports mmglnet through custom_imports."""
+    if scope == 'mmpretrain' and importlib.util.find_spec('torchvision') is None:
+        # Building in mmpretrain's scope imports mmpretrain.models, which imports torchvision.
+        pytest.skip('mmpretrain.models needs torchvision, which is not installed here '
+                    '(no CPU wheel for this machine); run on a machine with torchvision.')
     config = tmp_path / 'backbone.py'
     config.write_text(textwrap.dedent(f"""
         default_scope = '{scope}'
@@ -122,6 +127,9 @@ def test_frozen_stages(tiny_arch, frozen_stages):
         assert param.requires_grad == (id(param) not in frozen_ids)
     # Frozen parts get no gradient from a training step; the rest does.
     outputs = model(torch.randn(2, 3, 64, 64))
+    if frozen_stages == 4:
+        assert not any(o.requires_grad for o in outputs)
+        return
     sum(o.sum() for o in outputs).backward()
     for param in model.parameters():
         if id(param) in frozen_ids:

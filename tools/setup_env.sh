@@ -44,17 +44,19 @@ else
     "${PIP[@]}" install "$(pin torch)"
 fi
 
-"${PIP[@]}" install -q -c "$PIP_CONSTRAINTS" "setuptools" wheel "numpy"
+"${PIP[@]}" install -q -c "$PIP_CONSTRAINTS" wheel numpy
 
 if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$(pin mmcv | cut -d= -f3)'" 2>/dev/null; then
     log "mmcv $(pin mmcv | cut -d= -f3) with ops already installed"
 else
     log "installing $(pin mmcv) with its C++ ops (built from source once, ~15 min on 2 cores; then cached by pip)"
-    MMCV_WITH_OPS=1 "${PIP[@]}" install --no-build-isolation -c "$PIP_CONSTRAINTS" "$(pin mmcv)"
+    BUILD_SETUPTOOLS="$(sed -n 's/^# build-only: //p' "$CONSTRAINTS")"
+    "${PIP[@]}" install -q "$BUILD_SETUPTOOLS"
+    MMCV_WITH_OPS=1 "${PIP[@]}" install --no-build-isolation "$(pin mmcv)" "$(pin numpy)"
 fi
 
 log "installing the OpenMMLab codebases, test tools and mmglnet (editable)"
-"${PIP[@]}" install -q -c "$PIP_CONSTRAINTS" \
+"${PIP[@]}" install -q -c "$PIP_CONSTRAINTS" "$(pin setuptools)" \
     -r "$REPO_ROOT/requirements/codebases.txt" \
     -r "$REPO_ROOT/requirements/tests.txt" \
     -e "$REPO_ROOT"
