@@ -99,8 +99,8 @@ def extract_slot_weights(backbone: GLNet, inputs: torch.Tensor,
     Runs ``backbone(inputs)`` with forward pre-hooks on the chosen blocks that keep each
     block's input, stopping once the last one is reached; the hooks are removed before
     returning, whatever happens. The weights are
-    then recomputed from those inputs with :meth:`GLMixBlock.dispatch_weights`. The caller
-    chooses the mode: put the model in eval mode first, or BatchNorm statistics move.
+    then recomputed from those inputs with :meth:`GLMixBlock.dispatch_weights`. The backbone
+    runs in eval mode (BatchNorm statistics do not move) and every module's mode is restored.
 
     Args:
         backbone (GLNet): The backbone (see :func:`find_glnet`).
@@ -125,14 +125,18 @@ def extract_slot_weights(backbone: GLNet, inputs: torch.Tensor,
 
         return hook
 
+    modes = {module: module.training for module in backbone.modules()}
     handles = [blocks[name].register_forward_pre_hook(keep_input(name)) for name in names]
     try:
+        backbone.eval()
         backbone(inputs)
     except _AllCaptured:
         pass
     finally:
         for handle in handles:
             handle.remove()
+        for module, mode in modes.items():
+            module.training = mode
     missing = [name for name in names if name not in captured]
     if missing:
         raise RuntimeError(f'GLMix block(s) {missing} were not called through their forward '

@@ -21,7 +21,7 @@ def visualize_slots(model: nn.Module, inputs: torch.Tensor, images: Sequence[np.
     """Slot maps of the GLNet in ``model`` for a preprocessed batch.
 
     The GLNet runs in eval mode (BatchNorm statistics do not move); every module's previous
-    mode is restored afterwards.
+    mode is restored afterwards (see :func:`extract_slot_weights`).
 
     Args:
         model (nn.Module): A model containing a GLNet, or the GLNet itself.
@@ -42,13 +42,7 @@ def visualize_slots(model: nn.Module, inputs: torch.Tensor, images: Sequence[np.
         raise ValueError(f'{len(images)} images to draw on for a batch of {inputs.shape[0]}.')
     backbone = find_glnet(model)
     inputs = inputs.to(next(backbone.parameters()).device)
-    modes = {module: module.training for module in backbone.modules()}
-    backbone.eval()
-    try:
-        weights = extract_slot_weights(backbone, inputs, blocks)
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    weights = extract_slot_weights(backbone, inputs, blocks)
     input_shape = tuple(inputs.shape[-2:])
     results = []
     for n, image in enumerate(images):
