@@ -85,9 +85,13 @@ def test_gradients_agree_between_paths():
             outs = model(inputs[model])
             sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
         assert relative_error(inputs[model_fast].grad, inputs[model_ref].grad) < 1e-4
-        ref_params = dict(model_ref.named_parameters())
+        ref_grads = {name: p.grad for name, p in model_ref.named_parameters()}
+        # Relative to the largest gradient of the model: the bias of a convolution followed
+        # by a train-mode BatchNorm has a gradient that is zero up to rounding.
+        scale = max(grad.abs().max() for grad in ref_grads.values())
         for name, param in model_fast.named_parameters():
-            assert relative_error(param.grad, ref_params[name].grad) < 1e-4, name
+            error = (param.grad - ref_grads[name]).abs().max()
+            assert error <= 1e-5 * scale + 1e-4 * ref_grads[name].abs().max(), name
 
 
 def test_fast_path_gives_the_same_numbers_in_either_memory_layout():
@@ -97,7 +101,7 @@ def test_fast_path_gives_the_same_numbers_in_either_memory_layout():
         plain = model(x)
         channels_last = model(x.contiguous(memory_format=torch.channels_last))
     for a, b in zip(plain, channels_last):
-        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert relative_error(a, b) < 1e-5
 
 
 @pytest.mark.parametrize('slot_init', ['ada_avgpool', 'param'])
