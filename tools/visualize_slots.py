@@ -15,6 +15,7 @@ import sys
 
 import mmcv
 from mmengine.config import DictAction
+from mmengine.runner import set_random_seed
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.models import ARCH_SETTINGS
@@ -53,6 +54,9 @@ def parse_args(argv=None):
     parser.add_argument('--prefix', default=None,
                         help='File name prefix. Defaults to the image name and "_".')
     parser.add_argument('--device', default='cpu', help='Device, e.g. cpu or cuda:0.')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='Seed of the random initialisation (used where no checkpoint '
+                        'gives every weight).')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='Override config settings, key=value.')
     args = parser.parse_args(argv)
@@ -68,6 +72,7 @@ def main(argv=None):
     image = mmcv.imread(args.image, flag='color')
     if image is None:
         raise FileNotFoundError(f'Cannot read image {args.image!r}.')
+    set_random_seed(args.seed)
     model = init_glnet_model(args.config, args.checkpoint, args.device, args.cfg_options)
     size = None if args.size == [0] else (args.size[0] if len(args.size) == 1 else args.size)
     maps = visualize_image_slots(model, image, size=size, size_divisor=args.size_divisor,

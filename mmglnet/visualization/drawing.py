@@ -176,11 +176,16 @@ def render_block(name: str, image: np.ndarray, weights: torch.Tensor,
 def _titled(tile: np.ndarray, title: str, height: int) -> np.ndarray:
     scale = height / tile.shape[0]
     tile = cv2.resize(tile, (max(1, round(tile.shape[1] * scale)), height),
-                      interpolation=cv2.INTER_AREA)
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    font = cv2.FONT_HERSHEY_SIMPLEX
     font_scale = max(0.35, height / 500)
-    band = np.full((int(28 * font_scale / 0.5), tile.shape[1], 3), 255, dtype=np.uint8)
-    cv2.putText(band, title, (4, band.shape[0] - int(8 * font_scale / 0.5)),
-                cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+    text_width = cv2.getTextSize(title, font, font_scale, 1)[0][0]
+    if text_width > tile.shape[1] - 8:  # shrink to fit narrow tiles
+        font_scale *= (tile.shape[1] - 8) / text_width
+    band_height = max(12, int(28 * max(0.35, height / 500) / 0.5))
+    band = np.full((band_height, tile.shape[1], 3), 255, dtype=np.uint8)
+    cv2.putText(band, title, (4, band_height - max(3, band_height // 4)), font, font_scale,
+                (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([band, tile], axis=0)
 
 
@@ -210,11 +215,10 @@ def make_panel(tiles: Sequence[np.ndarray], titles: Sequence[str], height: int =
 
 def block_panel(image: np.ndarray, maps: BlockSlotMaps, height: int = 256) -> np.ndarray:
     """One row: the image, the assignment map and the representative slots' heat maps."""
-    stage, block = maps.name.split('.')
     tiles = [image, maps.assignment] + list(maps.heatmaps)
     used = len(np.unique(maps.labels))
-    titles = ['input', f'block {stage}.{block}: {used} slots win pixels'] + [
-        f'slot {slot} ({size} in group)' for slot, size in zip(maps.slots, maps.group_sizes)
+    titles = ['input', f'block {maps.name}: {used} slots used'] + [
+        f'slot {slot} (group of {size})' for slot, size in zip(maps.slots, maps.group_sizes)
     ]
     return make_panel(tiles, titles, height)
 
