@@ -1,0 +1,86 @@
+"""tools/analysis_tools/benchmark.py and the page rendered from its committed runs."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+from mmglnet.models import GLNet
+from mmglnet.models.reference import get_impl, set_impl
+
+from conftest import REPO_ROOT, TINY_ARCH
+
+
+def load_tool(name: str):
+    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'mmglnet_tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def benchmark():
+    return load_tool('benchmark')
+
+
+@pytest.fixture(scope='module')
+def renderer():
+    return load_tool('render_benchmark_docs')
+
+
+def test_model_names_build_the_right_path(benchmark):
+    fast = benchmark.MODEL_BUILDERS['glnet_stl'](224)
+    reference = benchmark.MODEL_BUILDERS['glnet_stl_reference'](224)
+    assert isinstance(fast, GLNet) and fast.out_indices == (3, )
+    assert get_impl(fast) == 'fast' and get_impl(reference) == 'reference'
+
+
+def test_bad_arguments_are_rejected_with_the_choices(benchmark, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--models', 'glnet_4x', '--device', 'cpu'])
+    assert 'glnet_4g_reference' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--models', 'glnet_4g', '--device', 'cpu', '--cuda-graphs'])
+    assert 'needs --device cuda' in capsys.readouterr().err
+
+
+def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_path,
+                                                      monkeypatch):
+    builders = dict(benchmark.MODEL_BUILDERS)
+    builders['glnet_tiny'] = lambda size: GLNet(TINY_ARCH, out_indices=(3, ))
+    builders['glnet_tiny_reference'] = lambda size: set_impl(
+        GLNet(TINY_ARCH, out_indices=(3, )), 'reference')
+    monkeypatch.setattr(benchmark, 'MODEL_BUILDERS', builders)
+    out = tmp_path / 'run.json'
+    record = benchmark.main([
+        '--models', 'glnet_tiny', 'glnet_tiny_reference', '--device', 'cpu', '--modes',
+        'infer', 'train', 'latency', '--batch-size', '2', '--infer-size', '64',
+        '--train-batch-size', '2', '--train-size', '64', '--latency-sizes', '64', '96',
+        '--warmup', '1', '--iters', '1', '--repeats', '2', '--baseline',
+        'glnet_tiny_reference', '--out', str(out)
+    ])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved['command'].startswith('python tools/analysis_tools/benchmark.py --models')
+    assert saved['git']['commit'] and saved['environment']['torch']
+    assert saved['environment']['device'] and saved['settings']['repeats'] == 2
+    cases = {(r['mode'], r['size'], r['model']) for r in saved['results']}
+    for model in ('glnet_tiny', 'glnet_tiny_reference'):
+        assert {('infer', 64, model), ('train', 64, model), ('latency', 64, model),
+                ('latency', 96, model)} <= cases
+    for row in saved['results']:
+        assert len(row['samples_ms']) == 2 and row['images_per_s'] > 0
+
+    page = renderer.render(renderer.load_runs(str(out)))
+    assert 'python tools/analysis_tools/benchmark.py --models glnet_tiny' in page
+    assert saved['git']['commit'] in page
+    assert '**batch-1 latency, fp32, 96², batch 1**' in page
+    assert '| glnet_tiny_reference |' in page and '1.00×' in page
+    assert 'not measured yet' in page  # no GLNet-4G run in this file
+
+
+def test_committed_benchmark_page_is_generated_from_the_committed_runs(renderer):
+    assert renderer.main(['--check']) == 0, (
+        'docs/benchmark.md differs from docs/benchmarks/*.json: regenerate it with '
+        'python tools/analysis_tools/render_benchmark_docs.py')

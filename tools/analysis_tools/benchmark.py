@@ -1,0 +1,534 @@
+"""Benchmark GLNet backbones against peer backbones, every model in the same mode.
+
+Measures, side by side in one run (the models take turns in every repeat, so a change of
+load on the machine hits all of them alike):
+
+* ``infer``: inference throughput (images/s) at ``--infer-size`` with ``--batch-size``, in
+  each of ``--precision`` (fp32, or fp16/bf16 autocast);
+* ``train``: a training step (forward, backward, AdamW; GradScaler with fp16) at
+  ``--train-size`` with ``--train-batch-size``: images/s and peak memory;
+* ``latency``: batch-1 latency at each of ``--latency-sizes`` and its peak memory.
+
+``--compile``, ``--cuda-graphs`` and ``--channels-last`` apply to every model of the run.
+Peak memory (CUDA) is read over the timed iterations only, after the warm-up, so cuDNN's
+autotuning workspaces do not count; it is the step's own memory plus the model's parameters
+(and, in training, gradients and optimizer state), as a run with that model alone would see.
+
+The table is printed and written as JSON with the device, the library versions, the git
+commit and the exact command; ``render_benchmark_docs.py`` builds ``docs/benchmark.md`` from
+the JSON files committed under ``docs/benchmarks/``.
+
+Models: ``glnet_<arch>`` (``stl``, ``stl_paramslot``, ``4g``, ``9g``, ``16g``) with the fast
+implementation, ``glnet_<arch>_reference`` with the reference one
+(:mod:`mmglnet.models.reference`); ``swin_t`` and ``convnext_t`` from timm
+(``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
+SwinTransformer with the Swin-T settings). Every model runs up to its last stage, with the
+norm its detection/segmentation use applies there, and no classifier.
+
+Examples:
+    # CPU: GLNet-4G fast and reference paths and mmdet's Swin-T, forward at 224, batch 8
+    python tools/analysis_tools/benchmark.py \\
+        --models glnet_4g glnet_4g_reference swin_t_mmdet --modes infer --threads 2
+
+    # GPU: fp16 inference against timm's Swin-T and ConvNeXt-T, then compiled
+    python tools/analysis_tools/benchmark.py --models glnet_4g glnet_stl swin_t convnext_t \\
+        --modes infer --precision fp16 --channels-last
+    python tools/analysis_tools/benchmark.py --models glnet_4g swin_t convnext_t \\
+        --modes infer --precision fp16 --channels-last --compile
+"""
+import argparse
+import datetime
+import gc
+import json
+import os
+import os.path as osp
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)  # run from a checkout without `pip install -e .`
+
+MODES = ('infer', 'train', 'latency')
+PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+GLNET_ARCHS = ('stl', 'stl_paramslot', '4g', '9g', '16g')
+SCHEMA_VERSION = 1
+
+
+class Features(nn.Module):
+    """Runs ``fn(model, x)``: the backbone up to its last stage, as a module."""
+
+    def __init__(self, model: nn.Module, fn: Callable) -> None:
+        super().__init__()
+        self.model = model
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor):
+        return self.fn(self.model, x)
+
+
+def build_glnet(arch: str, impl: str) -> Callable[[int], nn.Module]:
+
+    def build(image_size: int) -> nn.Module:
+        from mmglnet.models import GLNet
+        from mmglnet.models.reference import set_impl
+        # The last stage with its output norm, as detection/segmentation configs use it.
+        return set_impl(GLNet(arch=arch, out_indices=(3, )), impl)
+
+    return build
+
+
+def build_timm(name: str, takes_image_size: bool) -> Callable[[int], nn.Module]:
+
+    def build(image_size: int) -> nn.Module:
+        import timm
+        kwargs = dict(pretrained=False, num_classes=0)
+        if takes_image_size:  # Swin's attention masks depend on the input size
+            kwargs['img_size'] = image_size
+        model = timm.create_model(name, **kwargs)
+        return Features(model, lambda m, x: m.forward_features(x))
+
+    return build
+
+
+def build_mmdet_swin(image_size: int) -> nn.Module:
+    from mmdet.models.backbones import SwinTransformer
+    return SwinTransformer(
+        embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7,
+        drop_path_rate=0., out_indices=(3, ))
+
+
+# name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.
+MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
+    'swin_t': build_timm('swin_tiny_patch4_window7_224', takes_image_size=True),
+    'convnext_t': build_timm('convnext_tiny', takes_image_size=False),
+    'swin_t_mmdet': build_mmdet_swin,
+}
+for _arch in GLNET_ARCHS:
+    MODEL_BUILDERS[f'glnet_{_arch}'] = build_glnet(_arch, 'fast')
+    MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(_arch, 'reference')
+
+# Defaults that differ between devices (a 2-core CPU runs far smaller problems).
+DEVICE_DEFAULTS = {
+    'cuda': dict(batch_size=128, infer_precision=['fp32', 'fp16'], train_size=512,
+                 train_batch_size=16, train_precision='fp16', latency_sizes=[448, 896, 1792],
+                 latency_precision='fp16', warmup=10, iters=30, repeats=5),
+    'cpu': dict(batch_size=8, infer_precision=['fp32'], train_size=224, train_batch_size=4,
+                train_precision='fp32', latency_sizes=[448], latency_precision='fp32',
+                warmup=2, iters=3, repeats=5),
+}
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Benchmark GLNet against peer backbones, all in the same mode.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--models', nargs='+', default=['glnet_4g', 'glnet_4g_reference'],
+                        help=f'models to compare; choices: {", ".join(MODEL_BUILDERS)}')
+    parser.add_argument('--modes', nargs='+', default=['infer'], choices=MODES)
+    parser.add_argument('--device', default=None,
+                        help="'cuda' or 'cpu'; defaults to cuda where there is one")
+    parser.add_argument('--precision', nargs='+', choices=list(PRECISIONS), default=None,
+                        help='inference precisions (fp16/bf16 = autocast); '
+                        'default: fp32 and fp16 on CUDA, fp32 on the CPU')
+    parser.add_argument('--train-precision', choices=list(PRECISIONS), default=None,
+                        help='training-step precision; default fp16 on CUDA, fp32 on the CPU')
+    parser.add_argument('--latency-precision', choices=list(PRECISIONS), default=None,
+                        help='batch-1 latency precision; default fp16 on CUDA, fp32 on the CPU')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='inference batch; default 128 on CUDA, 8 on the CPU')
+    parser.add_argument('--infer-size', type=int, default=224)
+    parser.add_argument('--train-size', type=int, default=None,
+                        help='training input side; default 512 on CUDA, 224 on the CPU')
+    parser.add_argument('--train-batch-size', type=int, default=None,
+                        help='training batch; default 16 on CUDA, 4 on the CPU')
+    parser.add_argument('--latency-sizes', type=int, nargs='+', default=None,
+                        help='batch-1 input sides; default 448 896 1792 on CUDA, 448 on CPU')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='model and input in the channels-last memory format (all models)')
+    parser.add_argument('--compile', action='store_true', help='torch.compile every model')
+    parser.add_argument('--compile-mode', default=None,
+                        help="torch.compile mode, e.g. 'max-autotune'; with --cuda-graphs "
+                        "the default is 'reduce-overhead'")
+    parser.add_argument('--cuda-graphs', action='store_true',
+                        help='replay CUDA graphs: captured eager forward passes for infer and '
+                        "latency, or with --compile the 'reduce-overhead' mode (all modes)")
+    parser.add_argument('--warmup', type=int, default=None, help='warm-up iterations')
+    parser.add_argument('--iters', type=int, default=None, help='iterations per measurement')
+    parser.add_argument('--repeats', type=int, default=None,
+                        help='measurements per model (models take turns); medians reported')
+    parser.add_argument('--threads', type=int, default=None, help='CPU threads for torch')
+    parser.add_argument('--baseline', default=None,
+                        help='model the ratios refer to; default the first non-GLNet model')
+    parser.add_argument('--out', default=None,
+                        help='JSON output; default work_dirs/benchmarks/<device>_<time>.json')
+    parser.add_argument('--git-commit', default=None,
+                        help='commit to record where the working tree has no .git')
+    parser.add_argument('--note', default='', help='free text stored with the results')
+    args = parser.parse_args(argv)
+
+    unknown = [name for name in args.models if name not in MODEL_BUILDERS]
+    if unknown:
+        parser.error(f'unknown model(s) {unknown}; choose from {sorted(MODEL_BUILDERS)}')
+    if len(set(args.models)) != len(args.models):
+        parser.error(f'--models {args.models} names a model twice')
+    if args.device is None:
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if args.device not in DEVICE_DEFAULTS:
+        parser.error(f"--device {args.device!r} is not one of {sorted(DEVICE_DEFAULTS)}")
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda was asked for but torch sees no CUDA device; '
+                     'pass --device cpu')
+    if args.cuda_graphs and args.device != 'cuda':
+        parser.error('--cuda-graphs needs --device cuda')
+    if args.cuda_graphs and not args.compile and 'train' in args.modes:
+        parser.error('--cuda-graphs without --compile covers the infer and latency modes '
+                     'only; add --compile (reduce-overhead) to graph the training step, or '
+                     'drop train from --modes')
+    if args.baseline is not None and args.baseline not in args.models:
+        parser.error(f'--baseline {args.baseline!r} is not among --models {args.models}')
+    defaults = DEVICE_DEFAULTS[args.device]
+    fill = dict(precision=defaults['infer_precision'], batch_size=defaults['batch_size'],
+                train_size=defaults['train_size'],
+                train_batch_size=defaults['train_batch_size'],
+                train_precision=defaults['train_precision'],
+                latency_sizes=defaults['latency_sizes'],
+                latency_precision=defaults['latency_precision'], warmup=defaults['warmup'],
+                iters=defaults['iters'], repeats=defaults['repeats'])
+    for key, value in fill.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.baseline is None:
+        peers = [name for name in args.models if not name.startswith('glnet_')]
+        args.baseline = peers[0] if peers else args.models[0]
+    return args
+
+
+class Runner:
+    """One model in one benchmark case: a step to repeat and how to time it."""
+
+    def __init__(self, name: str, step: Callable[[], None], model: nn.Module,
+                 static_bytes: int) -> None:
+        self.name = name
+        self.step = step
+        self.model = model
+        self.static_bytes = static_bytes
+        self.warmup_seconds = 0.
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+
+
+def as_tuple(outputs) -> tuple:
+    return outputs if isinstance(outputs, (tuple, list)) else (outputs, )
+
+
+def autocast(device: str, precision: str, cache_enabled: bool = True):
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None,
+                          cache_enabled=cache_enabled)
+
+
+def prepare_model(name: str, image_size: int, args) -> nn.Module:
+    model = MODEL_BUILDERS[name](image_size).to(args.device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def compile_model(model: nn.Module, args) -> Callable:
+    mode = args.compile_mode
+    if mode is None and args.cuda_graphs:
+        mode = 'reduce-overhead'
+    return torch.compile(model, mode=mode)
+
+
+def make_input(batch: int, size: int, args) -> torch.Tensor:
+    x = torch.randn(batch, 3, size, size, device=args.device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def capture_cuda_graph(forward: Callable[[torch.Tensor], object], x: torch.Tensor,
+                       warmup: int) -> Callable[[], None]:
+    """Capture ``forward(x)`` in a CUDA graph (after warm-up on a side stream)."""
+    static_input = x.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(max(warmup, 3)):
+            forward(static_input)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        forward(static_input)
+    return graph.replay
+
+
+def inference_runner(name: str, batch: int, size: int, precision: str, args) -> Runner:
+    model = prepare_model(name, size, args)
+    model.eval()  # not chained: some backbones' train() returns None
+    x = make_input(batch, size, args)
+    fn = compile_model(model, args) if args.compile else model
+    graphed = args.cuda_graphs and not args.compile
+
+    def forward(inputs):
+        # Autocast's weight cache cannot outlive a CUDA graph capture.
+        with torch.inference_mode(), autocast(args.device, precision, not graphed):
+            return fn(inputs)
+
+    if graphed:
+        step = capture_cuda_graph(forward, x, args.warmup)
+    else:
+
+        def step():
+            forward(x)
+
+    static = tensor_bytes(model.parameters()) + tensor_bytes(model.buffers())
+    return Runner(name, step, model, static)
+
+
+def train_runner(name: str, batch: int, size: int, precision: str, args) -> Runner:
+    model = prepare_model(name, size, args)
+    model.train()
+    x = make_input(batch, size, args)
+    fn = compile_model(model, args) if args.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    scaler = torch.amp.GradScaler(args.device, enabled=precision == 'fp16')
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(args.device, precision):
+            outputs = as_tuple(fn(x))
+            loss = sum(out.float().mean() for out in outputs)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    params = list(model.parameters())
+    # Parameters, their gradients and AdamW's two moments.
+    static = 4 * tensor_bytes(params) + tensor_bytes(model.buffers())
+    return Runner(name, step, model, static)
+
+
+def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
+    """Seconds per iteration of ``iters`` steps, and the peak memory while they ran."""
+    cuda = args.device == 'cuda'
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    times = []
+    start = time.perf_counter()
+    for _ in range(iters):
+        tick = time.perf_counter()
+        runner.step()
+        if cuda and per_iteration_sync:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tick)
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    result = dict(seconds_per_iter=elapsed / iters,
+                  median_iter_seconds=statistics.median(times))
+    if cuda:
+        extra = torch.cuda.max_memory_allocated() - base
+        result['step_mem_mib'] = extra / 2**20
+        result['peak_mem_mib'] = (extra + runner.static_bytes) / 2**20
+    return result
+
+
+def release(runners: List[Runner]) -> None:
+    runners.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()
+
+
+def run_case(case: dict, args) -> List[dict]:
+    """Build every model for ``case``, warm them up, then time them in turns."""
+    mode, batch, size, precision = case['mode'], case['batch'], case['size'], case['precision']
+    build = train_runner if mode == 'train' else inference_runner
+    runners, failures = [], []
+    for name in args.models:
+        try:
+            runner = build(name, batch, size, precision, args)
+            start = time.perf_counter()
+            for _ in range(args.warmup):
+                runner.step()
+            if args.device == 'cuda':
+                torch.cuda.synchronize()
+            runner.warmup_seconds = time.perf_counter() - start
+            runners.append(runner)
+        except Exception as error:  # a peer that cannot run at this size is reported
+            failures.append(dict(case, model=name, error=f'{type(error).__name__}: {error}'))
+            print(f'  {name}: FAILED ({type(error).__name__}: {error})', flush=True)
+            if args.device == 'cuda':
+                torch.cuda.empty_cache()
+    samples = {runner.name: [] for runner in runners}
+    for _ in range(args.repeats):
+        for runner in runners:
+            samples[runner.name].append(
+                measure(runner, args.iters, args, per_iteration_sync=mode == 'latency'))
+    rows = []
+    for runner in runners:
+        runs = samples[runner.name]
+        key = 'median_iter_seconds' if mode == 'latency' else 'seconds_per_iter'
+        seconds = [run[key] for run in runs]
+        row = dict(case, model=runner.name, samples_ms=[round(s * 1e3, 3) for s in seconds],
+                   ms=statistics.median(seconds) * 1e3,
+                   warmup_s=round(runner.warmup_seconds, 2))
+        row['images_per_s'] = batch / statistics.median(seconds)
+        if 'peak_mem_mib' in runs[0]:
+            row['peak_mem_mib'] = max(run['peak_mem_mib'] for run in runs)
+            row['step_mem_mib'] = max(run['step_mem_mib'] for run in runs)
+        rows.append(row)
+    release(runners)
+    return rows + failures
+
+
+def benchmark_cases(args) -> List[dict]:
+    cases = []
+    for mode in args.modes:
+        if mode == 'infer':
+            cases += [dict(mode=mode, batch=args.batch_size, size=args.infer_size, precision=p)
+                      for p in args.precision]
+        elif mode == 'train':
+            cases.append(dict(mode=mode, batch=args.train_batch_size, size=args.train_size,
+                              precision=args.train_precision))
+        else:
+            cases += [dict(mode=mode, batch=1, size=s, precision=args.latency_precision)
+                      for s in args.latency_sizes]
+    return cases
+
+
+def git_state(override: Optional[str]) -> dict:
+    if override:
+        return dict(commit=override, dirty=None)
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO_ROOT, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        # Uncommitted changes to what is measured: the models and this tool.
+        status = subprocess.run(
+            ['git', 'status', '--porcelain', '--', 'mmglnet/models', 'tools/analysis_tools'],
+            cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout.strip()
+        return dict(commit=commit, dirty=bool(status))
+    except (OSError, subprocess.CalledProcessError):
+        return dict(commit='unknown', dirty=None)
+
+
+def cpu_name() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_versions() -> dict:
+    from importlib import metadata
+    versions = {}
+    for package in ('timm', 'mmengine', 'mmcv', 'mmdet'):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def environment(args) -> dict:
+    env = dict(torch=torch.__version__, python=platform.python_version(),
+               packages=package_versions(), threads=torch.get_num_threads(),
+               cpu=cpu_name(), cpu_count=os.cpu_count())
+    if args.device == 'cuda':
+        env.update(device=torch.cuda.get_device_name(), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version())
+    else:
+        env['device'] = f'{env["cpu"]} ({env["cpu_count"]} cores, {env["threads"]} threads)'
+    return env
+
+
+def load_average() -> Optional[List[float]]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def format_table(rows: List[dict], baseline: str) -> str:
+    lines = []
+    header = (f'{"mode":8} {"prec":5} {"size":>5} {"batch":>5}  {"model":28} '
+              f'{"img/s":>9} {"ms":>9} {"vs " + baseline:>16} {"peak MiB":>9}')
+    lines.append(header)
+    lines.append('-' * len(header))
+    keyed = {}
+    for row in rows:
+        keyed.setdefault((row['mode'], row['precision'], row['size'], row['batch']), []).append(row)
+    for (mode, precision, size, batch), group in keyed.items():
+        base = next((r for r in group if r['model'] == baseline and 'ms' in r), None)
+        for row in group:
+            if 'error' in row:
+                lines.append(f'{mode:8} {precision:5} {size:>5} {batch:>5}  {row["model"]:28} '
+                             f'failed: {row["error"][:60]}')
+                continue
+            ratio = '' if base is None else f'{row["images_per_s"] / base["images_per_s"]:.2f}x'
+            memory = f'{row["peak_mem_mib"]:.0f}' if 'peak_mem_mib' in row else '-'
+            lines.append(f'{mode:8} {precision:5} {size:>5} {batch:>5}  {row["model"]:28} '
+                         f'{row["images_per_s"]:9.1f} {row["ms"]:9.2f} {ratio:>16} '
+                         f'{memory:>9}')
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device == 'cuda':
+        torch.backends.cudnn.benchmark = True
+    command = 'python ' + shlex.join(
+        [osp.relpath(osp.abspath(sys.argv[0]), REPO_ROOT) if argv is None else
+         'tools/analysis_tools/benchmark.py'] + (sys.argv[1:] if argv is None else argv))
+    record = dict(
+        schema=SCHEMA_VERSION, command=command, git=git_state(args.git_commit),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        environment=environment(args), note=args.note, baseline=args.baseline,
+        settings=dict(models=args.models, modes=args.modes, compile=args.compile,
+                      compile_mode=args.compile_mode, cuda_graphs=args.cuda_graphs,
+                      channels_last=args.channels_last, warmup=args.warmup, iters=args.iters,
+                      repeats=args.repeats),
+        load_average_start=load_average(), results=[])
+    print(f'{record["environment"]["device"]}, torch {torch.__version__}, '
+          f'commit {record["git"]["commit"][:12]}', flush=True)
+    for case in benchmark_cases(args):
+        print(f'[{case["mode"]} {case["precision"]} {case["size"]}px batch {case["batch"]}]',
+              flush=True)
+        record['results'] += run_case(case, args)
+    record['load_average_end'] = load_average()
+    print(format_table(record['results'], args.baseline))
+
+    out = args.out or osp.join(
+        'work_dirs', 'benchmarks',
+        f'{args.device}_{datetime.datetime.now().strftime("%Y%m%d_%H%M%S")}.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(record, f, indent=1)
+    print(f'results written to {out}')
+    return record
+
+
+if __name__ == '__main__':
+    main()

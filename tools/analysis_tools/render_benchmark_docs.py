@@ -1,0 +1,236 @@
+"""Build docs/benchmark.md from the benchmark runs committed under docs/benchmarks/.
+
+Every ``*.json`` there is the output of ``tools/analysis_tools/benchmark.py``; the page is
+generated from them only (never edited by hand): a summary of the targets, then every run
+with its device, versions, commit, command and table.
+
+Usage:
+    python tools/analysis_tools/render_benchmark_docs.py            # writes docs/benchmark.md
+    python tools/analysis_tools/render_benchmark_docs.py --check    # fails if it is stale
+"""
+import argparse
+import glob
+import json
+import os.path as osp
+import sys
+from typing import List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# The targets the runs are checked against. ``compare`` 'speed': images/s of ``model`` over
+# images/s of ``peer`` >= ``threshold``; 'time': time of ``model`` over time of ``peer`` <=
+# ``threshold``; a None threshold is only reported. ``settings`` must match the run's.
+CUDA_EAGER = dict(device='cuda', compile=False, cuda_graphs=False)
+TARGETS = [
+    dict(title='GLNet-4G fp16 inference 224², batch 128, eager', model='glnet_4g',
+         peer='swin_t', mode='infer', precision='fp16', size=224, batch=128,
+         settings=CUDA_EAGER, compare='speed', threshold=0.8),
+    dict(title='GLNet-4G fp16 inference 224², batch 128, compiled', model='glnet_4g',
+         peer='swin_t', mode='infer', precision='fp16', size=224, batch=128,
+         settings=dict(device='cuda', compile=True, cuda_graphs=False), compare='speed',
+         threshold=0.8),
+    dict(title='GLNet-STL fp16 inference 224², batch 128, eager', model='glnet_stl',
+         peer='swin_t', mode='infer', precision='fp16', size=224, batch=128,
+         settings=CUDA_EAGER, compare='speed', threshold=1.3),
+    dict(title='GLNet-4G fp16 training step 512², batch 16', model='glnet_4g', peer='swin_t',
+         mode='train', precision='fp16', size=512, batch=16, settings=CUDA_EAGER,
+         compare='speed', threshold=0.8),
+    dict(title='GLNet-4G batch-1 latency 1792², eager', model='glnet_4g', peer='convnext_t',
+         mode='latency', precision='fp16', size=1792, batch=1, settings=CUDA_EAGER,
+         compare='time', threshold=2.0),
+    dict(title='GLNet-4G batch-1 latency 1792², CUDA graphs', model='glnet_4g',
+         peer='convnext_t', mode='latency', precision='fp16', size=1792, batch=1,
+         settings=dict(device='cuda', cuda_graphs=True), compare='time', threshold=2.0),
+    dict(title='CPU: GLNet-4G forward 224², batch 8, fast vs reference path',
+         model='glnet_4g', peer='glnet_4g_reference', mode='infer', precision='fp32',
+         size=224, batch=8, settings=dict(device='cpu'), compare='speed', threshold=1.0),
+    dict(title="CPU: GLNet-4G forward 224², batch 8, vs mmdet's Swin-T", model='glnet_4g',
+         peer='swin_t_mmdet', mode='infer', precision='fp32', size=224, batch=8,
+         settings=dict(device='cpu'), compare='speed', threshold=None),
+]
+
+
+def load_runs(pattern: str) -> List[dict]:
+    runs = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as f:
+            run = json.load(f)
+        run['file'] = osp.relpath(path, REPO_ROOT)
+        runs.append(run)
+    return runs
+
+
+def run_device(run: dict) -> str:
+    return 'cpu' if run['environment'].get('cuda') is None else 'cuda'
+
+
+def matches(run: dict, settings: dict) -> bool:
+    for key, value in settings.items():
+        actual = run_device(run) if key == 'device' else run['settings'].get(key)
+        if actual != value:
+            return False
+    return True
+
+
+def find_row(run: dict, model: str, mode: str, precision: str, size: int,
+             batch: int) -> Optional[dict]:
+    for row in run['results']:
+        if (row['model'], row['mode'], row['precision'], row['size'], row['batch']) == (
+                model, mode, precision, size, batch) and 'ms' in row:
+            return row
+    return None
+
+
+def goal_text(target: dict) -> str:
+    if target['threshold'] is None:
+        return '—'
+    sign = '≥' if target['compare'] == 'speed' else '≤'
+    unit = '×' if target['compare'] == 'speed' else '× the time'
+    return f'{sign} {target["threshold"]}{unit}'
+
+
+def target_rows(runs: List[dict]) -> List[str]:
+    lines = ['| target | run | measured | target | status |', '|---|---|---|---|---|']
+    for target in TARGETS:
+        found = False
+        for run in runs:
+            if not matches(run, target['settings']):
+                continue
+            case = (target['mode'], target['precision'], target['size'], target['batch'])
+            ours = find_row(run, target['model'], *case)
+            theirs = find_row(run, target['peer'], *case)
+            if ours is None or theirs is None:
+                continue
+            found = True
+            threshold = target['threshold']
+            if target['compare'] == 'speed':
+                value = ours['images_per_s'] / theirs['images_per_s']
+                measured = (f'{value:.2f}× ({ours["images_per_s"]:.1f} vs '
+                            f'{theirs["images_per_s"]:.1f} img/s)')
+                met = None if threshold is None else value >= threshold
+            else:
+                value = ours['ms'] / theirs['ms']
+                measured = f'{value:.2f}× the time ({ours["ms"]:.1f} vs {theirs["ms"]:.1f} ms)'
+                met = None if threshold is None else value <= threshold
+            status = 'reported' if met is None else ('met' if met else '**missed**')
+            lines.append(f'| {target["title"]} | [{osp.basename(run["file"])}]'
+                         f'(#{anchor(run)}) | {measured} | {goal_text(target)} | {status} |')
+        if not found:
+            lines.append(f'| {target["title"]} | — | not measured yet | {goal_text(target)} '
+                         '| open |')
+    return lines
+
+
+def anchor(run: dict) -> str:
+    name = osp.splitext(osp.basename(run['file']))[0]
+    return 'run-' + ''.join(c if c.isalnum() else '-' for c in name.lower())
+
+
+def mode_label(row: dict) -> str:
+    names = dict(infer='inference', train='training step', latency='batch-1 latency')
+    return (f'{names[row["mode"]]}, {row["precision"]}, {row["size"]}², '
+            f'batch {row["batch"]}')
+
+
+def run_section(run: dict) -> List[str]:
+    env, settings = run['environment'], run['settings']
+    flags = [name for name in ('compile', 'cuda_graphs', 'channels_last') if settings[name]]
+    if settings.get('compile_mode'):
+        flags.append(f'compile mode {settings["compile_mode"]}')
+    git = run['git']
+    dirty = ' (with uncommitted changes to the models or the tool)' if git.get('dirty') else ''
+    packages = ', '.join(f'{k} {v}' for k, v in env['packages'].items() if v)
+    lines = [
+        f'<a id="{anchor(run)}"></a>', '',
+        f'### {osp.basename(run["file"])}', '',
+        f'- device: {env["device"]}; torch {env["torch"]}'
+        + (f', CUDA {env["cuda"]}, cuDNN {env["cudnn"]}' if env.get('cuda') else '')
+        + f'; {packages}',
+        f'- commit: `{git["commit"]}`{dirty}; date: {run["date"]}',
+        f'- mode: {", ".join(flags) if flags else "eager"}; warm-up {settings["warmup"]}, '
+        f'{settings["iters"]} iterations × {settings["repeats"]} repeats (models take turns; '
+        'medians)',
+    ]
+    if run.get('load_average_start') is not None:
+        lines.append(f'- load average (1, 5, 15 min) at start {run["load_average_start"]}, '
+                     f'at end {run.get("load_average_end")}')
+    if run.get('note'):
+        lines.append(f'- note: {run["note"]}')
+    lines += ['', f'```\n{run["command"]}\n```', '']
+    groups = {}
+    for row in run['results']:
+        groups.setdefault(mode_label(row), []).append(row)
+    baseline = run['baseline']
+    for label, rows in groups.items():
+        base = next((r for r in rows if r['model'] == baseline and 'ms' in r), None)
+        lines += [f'**{label}**', '',
+                  f'| model | img/s | ms / iteration | vs {baseline} | peak memory (MiB) '
+                  '| step memory per megapixel (MiB) |', '|---|---|---|---|---|---|']
+        for row in rows:
+            if 'error' in row:
+                lines.append(f'| {row["model"]} | failed: {row["error"][:80]} | | | | |')
+                continue
+            ratio = '' if base is None else f'{row["images_per_s"] / base["images_per_s"]:.2f}×'
+            memory = f'{row["peak_mem_mib"]:.0f}' if 'peak_mem_mib' in row else '—'
+            megapixels = row['batch'] * row['size']**2 / 1e6
+            per_pixel = (f'{row["step_mem_mib"] / megapixels:.1f}'
+                         if 'step_mem_mib' in row else '—')
+            spread = f'{min(row["samples_ms"]):.1f}–{max(row["samples_ms"]):.1f}'
+            lines.append(f'| {row["model"]} | {row["images_per_s"]:.1f} | {row["ms"]:.1f} '
+                         f'({spread}) | {ratio} | {memory} | {per_pixel} |')
+        lines.append('')
+    return lines
+
+
+def render(runs: List[dict]) -> str:
+    lines = [
+        '# Benchmarks', '',
+        '<!-- Generated by tools/analysis_tools/render_benchmark_docs.py from '
+        'docs/benchmarks/*.json; do not edit. -->', '',
+        'Every figure below comes from a JSON file in `docs/benchmarks/`, written by '
+        '`tools/analysis_tools/benchmark.py`; this page is generated from those files '
+        '(`python tools/analysis_tools/render_benchmark_docs.py`). Figures move between runs '
+        'and machines: compare models only within one run, where they were measured in '
+        'turns, in the same mode (eager, compiled or CUDA graphs) and on the same input.', '',
+        'Models run up to their last stage with its output norm, no classifier. Ratios are '
+        'images/s of a model over images/s of the run\'s baseline model; ms is the median '
+        'time of one iteration (a batch, a training step, or one image for latency). Peak '
+        'memory (CUDA only) is read after the warm-up: the step\'s own allocations plus the '
+        'model\'s parameters (and gradients and AdamW state for training); step memory is '
+        'the step\'s own part, per megapixel of input (constant when memory is linear in '
+        'pixels).', '',
+        '## Targets', '',
+    ]
+    lines += target_rows(runs)
+    lines += ['', '## Runs', '']
+    if not runs:
+        lines += ['No runs committed yet.', '']
+    for run in runs:
+        lines += run_section(run)
+    return '\n'.join(lines).rstrip() + '\n'
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--inputs', default=osp.join(REPO_ROOT, 'docs', 'benchmarks', '*.json'),
+                        help='glob of benchmark JSON files')
+    parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'benchmark.md'))
+    parser.add_argument('--check', action='store_true',
+                        help='do not write; exit 1 if the page differs from the JSON files')
+    args = parser.parse_args(argv)
+    text = render(load_runs(args.inputs))
+    if args.check:
+        current = open(args.out).read() if osp.exists(args.out) else ''
+        if current != text:
+            print(f'{args.out} is out of date: run {osp.relpath(__file__, REPO_ROOT)}')
+            return 1
+        print(f'{args.out} is up to date')
+        return 0
+    with open(args.out, 'w') as f:
+        f.write(text)
+    print(f'wrote {args.out} from {args.inputs}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
