@@ -7,7 +7,7 @@ inside :func:`extract_slot_weights` and are removed in a ``finally`` clause, so 
 normal forward is neither slowed nor changed.
 """
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn

@@ -6,10 +6,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-
-from .drawing import BlockSlotMaps, block_panel, render_block, stack_rows
 from mmengine.fileio import put
 
+from .drawing import BlockSlotMaps, block_panel, render_block, stack_rows
 from .inputs import prepare_inputs
 from .slot_maps import extract_slot_weights, find_glnet
 
