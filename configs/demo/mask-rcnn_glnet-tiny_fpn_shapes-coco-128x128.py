@@ -1,0 +1,113 @@
+# Mask R-CNN with a tiny GLNet on the generated shapes dataset (COCO layout), trained on the
+# CPU by tools/demo.py in a few minutes. Generate the data with:
+#   python tools/demo.py --data-only
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmglnet', 'mmglnet.engine'], allow_failed_imports=False)
+data_preparation = ('The demo data is generated, not downloaded: run "python tools/demo.py '
+                    '--data-only" (it writes work_dirs/demo/data/), or point data_root at a '
+                    'folder in the COCO layout.')
+
+# A four-stage GLNet small enough for CPU training: GLMix in stages 1-3, MHSA in stage 4.
+glnet_tiny = dict(
+    depth=[1, 1, 2, 1],
+    embed_dim=[32, 64, 96, 128],
+    mlp_ratios=[3, 3, 3, 3],
+    mixing_modes=['glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'],
+    slot_init='ada_avgpool',
+    num_slots=16,
+    cpe_ks=3,
+    downsample_style='ovlp',
+    mlp_dw=True,
+    norm_layer='bn')
+classes = ('circle', 'square', 'triangle')
+image_size = (128, 128)
+neck_channels = 64
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmglnet.GLNet',
+        arch=glnet_tiny,
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.),
+    neck=dict(in_channels=[32, 64, 96, 128], out_channels=neck_channels),
+    rpn_head=dict(in_channels=neck_channels, feat_channels=neck_channels),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=neck_channels),
+        bbox_head=dict(
+            in_channels=neck_channels, fc_out_channels=256, num_classes=len(classes)),
+        mask_roi_extractor=dict(out_channels=neck_channels),
+        mask_head=dict(
+            num_convs=2,
+            in_channels=neck_channels,
+            conv_out_channels=neck_channels,
+            num_classes=len(classes))),
+    # Few objects per small image: fewer proposals and RoI samples than on COCO.
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=500, max_per_img=200),
+        rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200)))
+
+dataset_type = 'CocoDataset'
+data_root = 'work_dirs/demo/data/coco/'
+metainfo = dict(classes=classes)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.8, 1.25), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+max_iters = 300
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, betas=(0.9, 0.999),
+                   weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0.),
+    clip_grad=dict(max_norm=10., norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
+    dict(type='CosineAnnealingLR', T_max=max_iters - 30, eta_min=1e-5, by_epoch=False,
+         begin=30, end=max_iters)
+]
+train_cfg = dict(
+    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=max_iters))
+custom_hooks = [dict(type='mmglnet.ReplicaCheckHook')]
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
+auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -1,0 +1,4 @@
+from .replica_check_hook import ReplicaCheckHook, parameter_digest
+from .slot_visualization_hook import SlotVisualizationHook
+
+__all__ = ['ReplicaCheckHook', 'SlotVisualizationHook', 'parameter_digest']

@@ -1,0 +1,144 @@
+"""Preparing a config for mmengine's Runner: codebase scope, CPU processes, mixed precision.
+
+These are the steps ``tools/train.py`` and ``tools/test.py`` share, for mmdet, mmseg and
+mmpretrain configs alike.
+"""
+import copy
+import importlib
+import os
+from typing import Any, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+# default_scope -> (module with register_all_modules, pip package)
+CODEBASES = {
+    'mmdet': ('mmdet.utils', 'mmdet'),
+    'mmseg': ('mmseg.utils', 'mmsegmentation'),
+    'mmpretrain': ('mmpretrain.utils', 'mmpretrain'),
+}
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'TorchSyncBN')
+
+
+def register_codebase(cfg: Config) -> Optional[str]:
+    """Register the modules of the codebase named by the config's ``default_scope``.
+
+    Imports only that codebase (``mmdet``, ``mmseg`` or ``mmpretrain``) and makes its scope the
+    default one. Other scopes (or none) are left to mmengine.
+
+    Args:
+        cfg (Config): The config.
+
+    Returns:
+        str | None: The scope.
+    """
+    scope = cfg.get('default_scope')
+    if scope in CODEBASES:
+        module_name, package = CODEBASES[scope]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ImportError(
+                f"The config's default_scope is {scope!r}, which needs {package} "
+                f'({error}). Install it (pip install -e .[det_seg] or .[cls]; see the README, '
+                '"Installation").') from error
+        module.register_all_modules(init_default_scope=False)
+    if scope is not None:
+        from mmengine.registry import init_default_scope
+        init_default_scope(scope)
+    return scope
+
+
+def _to_plain_bn(node: Any) -> int:
+    """Replace SyncBN norm configs by BN in place; returns how many were replaced."""
+    count = 0
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            count += _to_plain_bn(item)
+    elif hasattr(node, 'items'):
+        if node.get('type') in SYNC_BN_TYPES:
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += _to_plain_bn(value)
+    return count
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
+    """Prepare multi-process training without CUDA (gloo), before the Runner is built.
+
+    mmengine's ``init_dist`` selects a CUDA device and fails on CPU-only machines. When the
+    job is launched by torchrun (``--launcher pytorch``) and CUDA is absent, this initialises
+    the gloo process group itself (mmengine then skips its own initialisation), wraps the model
+    in ``MMDistributedDataParallel`` without device ids, and turns SyncBN into BN (SyncBN
+    refuses CPU modules). With CUDA, or single-process, nothing changes.
+
+    Args:
+        cfg (Config): The config; changed in place.
+        launcher (str): One of ``'none'``, ``'pytorch'``, ``'slurm'``, ``'mpi'``.
+
+    Returns:
+        bool: Whether the CPU set-up was applied.
+    """
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'launcher={launcher!r}; choose one of {LAUNCHERS}.')
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher != 'pytorch':
+        raise RuntimeError(
+            f'--launcher {launcher} needs CUDA devices, and none is available. On CPU-only '
+            'machines, start the processes with torchrun (bash tools/dist_train.sh CONFIG N), '
+            'which uses --launcher pytorch and the gloo backend.')
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = copy.deepcopy(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    replaced = _to_plain_bn(cfg.get('model'))
+    if cfg.get('sync_bn') is not None:
+        cfg.sync_bn = None
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    print_log(
+        f'CPU processes: gloo process group of world size {dist.get_world_size()} '
+        f'(rank {dist.get_rank()}, LOCAL_RANK {os.environ.get("LOCAL_RANK")})'
+        + (f'; {replaced} SyncBN layer config(s) changed to BN' if replaced else ''),
+        logger='current')
+    return True
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch the config's optimizer wrapper to mmengine's ``AmpOptimWrapper``.
+
+    Args:
+        cfg (Config): The config; changed in place.
+
+    Raises:
+        RuntimeError: When no GPU (or other accelerator mmengine supports for mixed
+            precision) is present; mmengine's ``AmpOptimWrapper`` refuses the CPU.
+    """
+    from mmengine.device import get_device
+    device = get_device()
+    if device == 'cpu':
+        raise RuntimeError(
+            '--amp trains with mixed precision through mmengine\'s AmpOptimWrapper, which '
+            'needs a GPU (or NPU/MLU/MUSA device); none is available here. Run without --amp '
+            'on the CPU: the configs use the plain OptimWrapper.')
+    optim_wrapper = cfg.get('optim_wrapper')
+    if optim_wrapper is None:
+        raise RuntimeError('--amp needs an optim_wrapper in the config; this one has none.')
+    kind = optim_wrapper.get('type', 'OptimWrapper')
+    if kind == 'AmpOptimWrapper':
+        print_log('--amp: the config already uses AmpOptimWrapper.', logger='current')
+        return
+    if kind != 'OptimWrapper':
+        raise RuntimeError(
+            f'--amp replaces the plain OptimWrapper by AmpOptimWrapper, but this config uses '
+            f'optim_wrapper.type={kind!r}. Set the AMP wrapper in the config instead.')
+    optim_wrapper['type'] = 'AmpOptimWrapper'
+    optim_wrapper.setdefault('loss_scale', 'dynamic')

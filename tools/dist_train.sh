@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Train with N processes on this machine (or on several, with NNODES/NODE_RANK/MASTER_ADDR).
+#   bash tools/dist_train.sh CONFIG N [train.py options]
+# Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1), PORT (29500),
+# PYTHON (python). Without CUDA the processes use the gloo backend on the CPU.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: bash $0 CONFIG NUM_PROCESSES [tools/train.py options]" >&2
+    exit 2
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
+
+PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$TOOLS_DIR/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"

@@ -1,0 +1,151 @@
+"""Test (and evaluate) a checkpoint with an mmdet, mmseg or mmpretrain config.
+
+Examples::
+
+    python tools/test.py CONFIG CHECKPOINT
+    python tools/test.py CONFIG CHECKPOINT --out results.pkl      # dump predictions
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis         # draw predictions
+    bash tools/dist_test.sh CONFIG CHECKPOINT 8
+
+``--out`` takes a ``.pkl`` file for every codebase (predictions as mmengine's ``DumpResults``,
+or mmdet's ``DumpDetResults`` with masks RLE-encoded); with an mmseg config it may instead name
+a folder, where the predicted label maps are written as PNG files (mmseg's behaviour).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, ConfigDict, DictAction
+
+import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
+from mmglnet.engine import register_codebase, setup_cpu_distributed
+from mmglnet.utils import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
+                           check_evaluator_paths)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the dir to save the log and the file with the metrics')
+    parser.add_argument(
+        '--out',
+        help='dump predictions to this .pkl file (mmseg configs: or to this folder as PNG '
+        'label maps)')
+    parser.add_argument('--show', action='store_true', help='show predictions in a window')
+    parser.add_argument(
+        '--show-dir', help='save images with the predictions drawn to this folder')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds each image is shown (--show)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value; lists as key="[a,b]"')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def fail(message: str) -> None:
+    print(f'tools/test.py: error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _metrics(evaluator) -> list:
+    if evaluator is None:
+        return []
+    return list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
+
+
+def add_dump(cfg: Config, out: str) -> None:
+    """Make the test evaluator also write the predictions to ``out``."""
+    scope = cfg.get('default_scope')
+    if not out.endswith(('.pkl', '.pickle')):
+        if scope != 'mmseg':
+            fail(f'--out {out!r}: the file to dump predictions to must end with .pkl '
+                 '(a folder is accepted for mmseg configs only).')
+        for metric in _metrics(cfg.get('test_evaluator')):
+            metric['output_dir'] = out
+            metric['keep_results'] = True
+        return
+    dump_type = 'mmdet.DumpDetResults' if scope == 'mmdet' else 'mmengine.DumpResults'
+    cfg.test_evaluator = _metrics(cfg.get('test_evaluator')) + [
+        ConfigDict(type=dump_type, out_file_path=out)
+    ]
+
+
+def add_visualization(cfg: Config, args) -> None:
+    """Switch the config's visualization hook on, drawing to ``--show-dir``."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        fail('--show/--show-dir need default_hooks.visualization in the config (the '
+             "codebase's visualization hook); this config has none.")
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        scope = cfg.get('default_scope')
+        if scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        elif scope == 'mmpretrain':
+            hook['out_dir'] = args.show_dir
+        else:  # mmseg draws through the visualizer's save_dir
+            cfg.setdefault('visualizer', ConfigDict())['save_dir'] = args.show_dir
+
+
+def prepare_config(args) -> Config:
+    if not osp.isfile(args.config):
+        fail(f'config file {args.config!r} does not exist.')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    try:
+        check_checkpoint_file(args.checkpoint)
+        check_dataset_paths(cfg, ['test_dataloader'])
+        check_evaluator_paths(cfg, ['test_evaluator'])
+    except ConfigPathError as error:
+        fail(str(error))
+    # Runner.test() loads this checkpoint and never reads the pretrained files.
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        add_visualization(cfg, args)
+    if args.out is not None:
+        add_dump(cfg, args.out)
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = prepare_config(args)
+    try:
+        register_codebase(cfg)
+        setup_cpu_distributed(cfg, args.launcher)
+    except (ImportError, RuntimeError) as error:
+        fail(str(error))
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

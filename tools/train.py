@@ -1,0 +1,128 @@
+"""Train a model from an mmdet, mmseg or mmpretrain config.
+
+The codebase comes from the config's ``default_scope``; mmglnet is imported here, and the
+configs also import it through ``custom_imports`` (so the codebases' own tools run them too).
+
+Examples::
+
+    python tools/train.py configs/segmentation/upernet_glnet4g_160k.py
+    python tools/train.py CONFIG --work-dir work_dirs/run1 --resume      # latest checkpoint
+    python tools/train.py CONFIG --amp                                   # mixed precision (GPU)
+    bash tools/dist_train.sh CONFIG 8                                    # 8 processes
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
+from mmglnet.engine import enable_amp, register_codebase, setup_cpu_distributed
+from mmglnet.utils import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
+                           check_evaluator_paths, check_pretrained_files)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a detector, segmentor or classifier')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and checkpoints')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint; without a path, from the latest checkpoint in '
+        'the work dir')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed-precision training (needs a GPU)')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the learning rate by the actual batch size (config auto_scale_lr)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value (e.g. train_cfg.max_iters=100 '
+        'model.backbone.init_cfg=None); lists as key="[a,b]"')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def fail(message: str) -> None:
+    print(f'tools/train.py: error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def prepare_config(args) -> Config:
+    if not osp.isfile(args.config):
+        fail(f'config file {args.config!r} does not exist.')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir: command line > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+        if not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
+            print(f'--resume: no checkpoint in {cfg.work_dir!r} yet; training starts from '
+                  'the beginning.')
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.auto_scale_lr:
+        if cfg.get('auto_scale_lr') is None:
+            fail('--auto-scale-lr needs auto_scale_lr=dict(enable=False, base_batch_size=N) '
+                 'in the config; this config has none.')
+        cfg.auto_scale_lr.enable = True
+
+    try:
+        if args.amp:
+            enable_amp(cfg)
+        check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
+        check_evaluator_paths(cfg, ['val_evaluator'])
+        # Resuming restores every weight, so the pretrained file is not needed then.
+        if not cfg.get('resume'):
+            check_pretrained_files(cfg)
+        if cfg.get('load_from'):
+            check_checkpoint_file(cfg.load_from,
+                                  'checkpoint to resume from' if cfg.resume else 'load_from')
+    except (ConfigPathError, RuntimeError) as error:
+        fail(str(error))
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = prepare_config(args)
+    try:
+        register_codebase(cfg)
+        setup_cpu_distributed(cfg, args.launcher)
+    except (ImportError, RuntimeError) as error:
+        fail(str(error))
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
