@@ -280,7 +280,7 @@ def test_converted_checkpoint_initialises_a_segmentor_backbone(convert):
     cfg.model.neck.update(in_channels=[32, 64, 96, 128], out_channels=32)
     cfg.model.decode_head.update(in_channels=[32, 32, 32, 32], channels=16,
                                  norm_cfg=dict(type='BN', requires_grad=True))
-    cfg.model.data_preprocessor = dict(type='SegDataPreProcessor')
+    cfg.model.update(pretrained=None, data_preprocessor=dict(type='SegDataPreProcessor'))
     with DefaultScope.overwrite_default_scope('mmseg'):
         segmentor = MODELS.build(cfg.model)
     segmentor.init_weights()
