@@ -172,6 +172,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='JSON output; default work_dirs/benchmarks/<device>_<time>.json')
     parser.add_argument('--git-commit', default=None,
                         help='commit to record where the working tree has no .git')
+    parser.add_argument('--profile', action='store_true',
+                        help='after timing, profile one step of every model (torch.profiler) '
+                        'and write the top operators next to the JSON output')
     parser.add_argument('--note', default='', help='free text stored with the results')
     args = parser.parse_args(argv)
 
@@ -348,6 +351,22 @@ def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
     return result
 
 
+def profile_table(runner: Runner, args, rows: int = 30) -> str:
+    """The operators of one step of ``runner``, by self time on the device (or the CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU]
+    if args.device == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=True) as prof:
+        runner.step()
+        if args.device == 'cuda':
+            torch.cuda.synchronize()
+    sort_by = 'self_cuda_time_total' if args.device == 'cuda' else 'self_cpu_time_total'
+    return prof.key_averages(group_by_input_shape=True).table(
+        sort_by=sort_by, row_limit=rows, max_name_column_width=60,
+        max_shapes_column_width=70)
+
+
 def release(runners: List[Runner]) -> None:
     runners.clear()
     gc.collect()
@@ -381,6 +400,9 @@ def run_case(case: dict, args) -> List[dict]:
         for runner in runners:
             samples[runner.name].append(
                 measure(runner, args.iters, args, per_iteration_sync=mode == 'latency'))
+    profiles = {}
+    if args.profile:
+        profiles = {runner.name: profile_table(runner, args) for runner in runners}
     rows = []
     for runner in runners:
         runs = samples[runner.name]
@@ -393,6 +415,8 @@ def run_case(case: dict, args) -> List[dict]:
         if 'peak_mem_mib' in runs[0]:
             row['peak_mem_mib'] = max(run['peak_mem_mib'] for run in runs)
             row['step_mem_mib'] = max(run['step_mem_mib'] for run in runs)
+        if runner.name in profiles:
+            row['profile'] = profiles[runner.name]
         rows.append(row)
     release(runners)
     return rows + failures
@@ -524,6 +548,17 @@ def main(argv: Optional[List[str]] = None) -> dict:
         'work_dirs', 'benchmarks',
         f'{args.device}_{datetime.datetime.now().strftime("%Y%m%d_%H%M%S")}.json')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    profiles = [row.pop('profile') + '\n' if 'profile' in row else None
+                for row in record['results']]
+    if any(profiles):
+        profile_path = osp.splitext(out)[0] + '_profile.txt'
+        with open(profile_path, 'w') as f:
+            for row, table in zip(record['results'], profiles):
+                if table:
+                    f.write(f'== {row["model"]}: {row["mode"]} {row["precision"]} '
+                            f'{row["size"]}px batch {row["batch"]}\n{table}\n')
+        record['profile_file'] = osp.basename(profile_path)
+        print(f'profiles written to {profile_path}')
     with open(out, 'w') as f:
         json.dump(record, f, indent=1)
     print(f'results written to {out}')

@@ -50,6 +50,30 @@ TARGETS = [
 ]
 
 
+# One command per comparison; each fits a 10-minute limit on one H100/H200. Add
+# ``--out docs/benchmarks/<name>.json`` (and ``--git-commit`` where the tree has no .git).
+REPRODUCE = [
+    ('CPU, forward 224², batch 8: fast path, reference path, mmdet\'s Swin-T',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference '
+     'swin_t_mmdet --modes infer --repeats 7'),
+    ('GPU, inference 224², batch 128, fp16 and fp32, eager',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
+     'swin_t convnext_t --modes infer --precision fp16 fp32 --channels-last'),
+    ('GPU, inference 224², batch 128, fp16, compiled',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_stl swin_t convnext_t '
+     '--modes infer --precision fp16 --channels-last --compile'),
+    ('GPU, training step 512², batch 16, fp16, with peak memory',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
+     'swin_t convnext_t --modes train --channels-last'),
+    ('GPU, batch-1 latency and memory at 448², 896², 1792², fp16, eager',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference convnext_t '
+     'swin_t --modes latency --channels-last'),
+    ('GPU, the same with CUDA graphs',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference convnext_t '
+     'swin_t --modes latency --channels-last --cuda-graphs'),
+]
+
+
 def load_runs(pattern: str) -> List[dict]:
     runs = []
     for path in sorted(glob.glob(pattern)):
@@ -156,6 +180,9 @@ def run_section(run: dict) -> List[str]:
                      f'at end {run.get("load_average_end")}')
     if run.get('note'):
         lines.append(f'- note: {run["note"]}')
+    if run.get('profile_file'):
+        lines.append(f'- operator profile: [{run["profile_file"]}](benchmarks/'
+                     f'{run["profile_file"]})')
     lines += ['', f'```\n{run["command"]}\n```', '']
     groups = {}
     for row in run['results']:
@@ -202,7 +229,16 @@ def render(runs: List[dict]) -> str:
         '## Targets', '',
     ]
     lines += target_rows(runs)
-    lines += ['', '## Runs', '']
+    lines += ['', '## Reproducing', '',
+              'Each comparison is one command (add `--out docs/benchmarks/NAME.json`, then '
+              're-run `python tools/analysis_tools/render_benchmark_docs.py`). `--profile` '
+              'also writes the top operators of one step of every model. Defaults depend on '
+              'the device: on CUDA batch 128 for inference, 512² batch 16 fp16 for training, '
+              'fp16 latency at 448², 896², 1792²; on the CPU batch 8, fp32, and a training '
+              'step at 224² batch 4.', '']
+    for title, command in REPRODUCE:
+        lines += [f'- {title}:', '', f'  ```\n  {command}\n  ```', '']
+    lines += ['## Runs', '']
     if not runs:
         lines += ['No runs committed yet.', '']
     for run in runs:
