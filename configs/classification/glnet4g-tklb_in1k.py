@@ -1,8 +1,10 @@
 # GLNet-4G trained with token labeling, ImageNet-1k evaluation of the official release
 # glnet_4g_tklb.pth (84.4 top-1 reported). Scores: fc(mean of tokens) + 0.5 * max over tokens of
 # aux_fc(tokens), on the last-stage feature map after the final BatchNorm (no pooling neck).
-#   python tools/model_converters/glnet2mm.py checkpoints/glnet_4g_tklb.pth checkpoints/glnet4g-tklb_in1k_mm.pth
-#   python tools/test.py configs/classification/glnet4g-tklb_in1k.py checkpoints/glnet4g-tklb_in1k_mm.pth
+#   python tools/model_converters/glnet2mm.py \
+#       checkpoints/glnet_4g_tklb.pth checkpoints/glnet4g-tklb_in1k_mm.pth
+#   python tools/test.py \
+#       configs/classification/glnet4g-tklb_in1k.py checkpoints/glnet4g-tklb_in1k_mm.pth
 _base_ = './glnet4g_in1k.py'
 
 model = dict(

@@ -1,6 +1,7 @@
 # GLNet-4G, ImageNet-1k evaluation of the official release glnet_4g.pth (83.7 top-1 reported).
 # Convert the release first:
-#   python tools/model_converters/glnet2mm.py checkpoints/glnet_4g.pth checkpoints/glnet4g_in1k_mm.pth
+#   python tools/model_converters/glnet2mm.py \
+#       checkpoints/glnet_4g.pth checkpoints/glnet4g_in1k_mm.pth
 #   python tools/test.py configs/classification/glnet4g_in1k.py checkpoints/glnet4g_in1k_mm.pth
 _base_ = [
     'mmpretrain::_base_/default_runtime.py',

@@ -1,6 +1,7 @@
-"""Convert an official GLNet release file (github.com/rayleizhu/GLMix) to an mm checkpoint.
+r"""Convert an official GLNet release file (github.com/rayleizhu/GLMix) to an mm checkpoint.
 
-    python tools/model_converters/glnet2mm.py checkpoints/glnet_4g.pth checkpoints/glnet4g_in1k_mm.pth
+    python tools/model_converters/glnet2mm.py checkpoints/glnet_4g.pth \
+        checkpoints/glnet4g_in1k_mm.pth
 
 The output holds ``state_dict`` (``backbone.*``, ``head.fc.*`` and, for token-labeling releases,
 ``head.aux_fc.*``) laid out like the classifiers of ``configs/classification/``, and ``meta``

@@ -1,6 +1,6 @@
 # ImageNet-1k evaluation as the official GLNet code evaluates (github.com/rayleizhu/GLMix):
-# images decoded with Pillow (EXIF orientation ignored), shorter side resized to 256 (Pillow bicubic), centre crop 224,
-# ImageNet mean/std on RGB, batch 128; top-1 and top-5 accuracy.
+# images decoded with Pillow (EXIF orientation ignored), shorter side resized to 256 (Pillow
+# bicubic), centre crop 224, ImageNet mean/std on RGB, batch 128; top-1 and top-5 accuracy.
 # Data: the mmpretrain layout, data/imagenet/val/*.JPEG listed in data/imagenet/meta/val.txt.
 custom_imports = dict(
     imports=['mmglnet', 'mmglnet.models.classification'], allow_failed_imports=False)

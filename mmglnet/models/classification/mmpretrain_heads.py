@@ -30,8 +30,9 @@ class TokenLabelingClsHead(ClsHead):
         num_classes (int): Number of classes.
         in_channels (int): Channels of the last-stage feature.
         aux_weight (float): Weight of the token classifier's best score. Defaults to 0.5.
-        init_cfg (dict, optional): Initialisation. Defaults to
-            ``dict(type='Normal', layer='Linear', std=0.01)``.
+        init_cfg (dict, optional): Initialisation; None means
+            ``dict(type='Normal', layer='Linear', std=0.01)`` (as ``LinearClsHead``).
+            Defaults to None.
         **kwargs: ``loss``, ``topk``, ``cal_acc`` of mmpretrain's ``ClsHead``.
     """
 
@@ -39,8 +40,10 @@ class TokenLabelingClsHead(ClsHead):
                  num_classes: int,
                  in_channels: int,
                  aux_weight: float = 0.5,
-                 init_cfg: Optional[dict] = dict(type='Normal', layer='Linear', std=0.01),
+                 init_cfg: Optional[dict] = None,
                  **kwargs) -> None:
+        if init_cfg is None:
+            init_cfg = dict(type='Normal', layer='Linear', std=0.01)
         super().__init__(init_cfg=init_cfg, **kwargs)
         if num_classes <= 0:
             raise ValueError(f'num_classes={num_classes} must be a positive integer.')
