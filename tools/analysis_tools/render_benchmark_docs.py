@@ -226,6 +226,24 @@ def render(runs: List[dict]) -> str:
         'model\'s parameters (and gradients and AdamW state for training); step memory is '
         'the step\'s own part, per megapixel of input (constant when memory is linear in '
         'pixels).', '',
+        '## Fast and reference paths', '',
+        'GLNet computes its blocks with the fast path by default. The reference path is the '
+        'literal implementation that first reproduced the official model; both give the '
+        'official numbers (tests/test_fast_path.py, tests/test_parity.py). Switch a model '
+        'in place, keeping its weights: `from mmglnet.models.reference import set_impl; '
+        "set_impl(model, 'reference')` (or `'fast'`). In the benchmark, "
+        '`glnet_<arch>_reference` names the reference path.', '',
+        'What the fast path changes: the blocks compute in the channels-last memory layout '
+        '(LayerNorm over channels and the token views need no copies; outputs are '
+        'channels-last strided); the slot-pixel cosine logits are computed once, with the '
+        'temperature and norms folded into the small slot matrix and a per-pixel factor, '
+        'and both softmaxes read them without a transposed copy; the dispatch product adds '
+        'the local branch itself (`baddbmm`); `x + dwconv(x)` (position encoding, FFN) is one '
+        'convolution with the identity folded into the kernel; under autocast the '
+        'LayerNorms and the softmaxes stay in float16/bfloat16 (float32 accumulation inside '
+        'the kernels; norms accumulated in float32, clamped so that float16 stays finite) '
+        'instead of float32 round trips; no data-dependent Python control flow, so '
+        '`torch.compile(fullgraph=True)` traces the whole backbone in one graph.', '',
         '## Targets', '',
     ]
     lines += target_rows(runs)
