@@ -311,11 +311,16 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
     logger = MMLogger.get_current_instance()
     state = extract_backbone_state(read_checkpoint_tensors(path), weights_key, prefix)
     own = backbone.state_dict()
+    # An output norm saved as a BatchNorm (the official final norm, or a classifier's) does not
+    # belong in a LayerNorm output norm of the same shape: skip it instead of loading it.
     skipped = []
-    if not isinstance(getattr(backbone, 'norm3', None), nn.modules.batchnorm._BatchNorm):
-        skipped = sorted(k for k in state if k.startswith('norm3.') and not prefix)
-        for key in skipped:
-            state.pop(key)
+    for index in range(4):
+        norm = getattr(backbone, f'norm{index}', None)
+        saved_as_bn = f'norm{index}.running_mean' in state
+        if saved_as_bn and not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            skipped += sorted(k for k in state if k.startswith(f'norm{index}.'))
+    for key in skipped:
+        state.pop(key)
     mismatched = sorted(
         f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
         for k, v in state.items() if k in own and v.shape != own[k].shape)
@@ -340,8 +345,8 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
         if keys:
             logger.warning(f'{len(keys)} {title} key(s) loading {path}: {_short(keys)}')
     if skipped:
-        logger.info(f'Skipped the classifier-only final norm {_short(skipped)}: the backbone '
-                    'output norm is not a BatchNorm.')
+        logger.info(f'Skipped {_short(skipped)}: saved from a BatchNorm (the classifier\'s '
+                    'final norm), while this backbone\'s output norm is not one.')
     return dict(loaded=sorted(loadable), missing=missing, unexpected=unexpected,
                 mismatched=mismatched, skipped=skipped)
 

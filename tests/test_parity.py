@@ -148,3 +148,20 @@ def test_extract_backbone_state_maps_the_official_layout():
     assert not any(k.startswith('head.') for k in state)
     assert torch.equal(state['norm3.running_mean'], official['norm.running_mean'])
     assert len(state) == len([k for k in official if not k.startswith('head.')])
+
+
+def test_batchnorm_output_norm_is_not_loaded_into_a_layernorm(tmp_path):
+    """A classifier's BN final norm (saved as backbone.norm3) is skipped by a LN2d backbone."""
+    source = GLNet(arch=CASES['4g_like']['official_kwargs'], out_indices=(3, ),
+                   out_norm_cfg=dict(type='BN'))
+    with torch.no_grad():
+        source.norm3.weight.fill_(7.)
+    path = tmp_path / 'classifier.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}}, path)
+    target = GLNet(arch=CASES['4g_like']['official_kwargs'])  # LN2d output norms
+    report = load_pretrained_backbone(target, str(path), prefix='backbone.')
+    assert 'norm3.weight' in report['skipped'] and 'norm3.running_mean' in report['skipped']
+    assert torch.equal(target.norm3.weight, torch.ones_like(target.norm3.weight))
+    assert report['unexpected'] == []
+    assert torch.equal(target.stages[2].blocks[1].mha_op.in_proj_weight,
+                       source.stages[2].blocks[1].mha_op.in_proj_weight)

@@ -1,3 +1,4 @@
+from . import classification  # noqa: F401  (mmpretrain heads, imported lazily)
 from .attention import ChannelFirstMHSABlock, MultiheadSelfAttention, TokenMHSABlock
 from .glmix import GLMixBlock
 from .glnet import ARCH_SETTINGS, GLNet, resolve_arch

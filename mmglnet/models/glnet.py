@@ -312,7 +312,9 @@ class GLNet(BaseModule):
 
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        # Plain floats (not torch.linspace) so that the model can be built on the meta device.
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList(
             build_stage(settings, i, rates[sum(depths[:i]):sum(depths[:i + 1])], with_cp)
             for i in range(4))
