@@ -64,8 +64,8 @@ class LayerNorm(nn.LayerNorm):
 class LayerNorm2d(LayerNorm):
     """LayerNorm over the channel dimension of an (N, C, H, W) tensor.
 
-    Free of copies for channels-last inputs, where the channels are the innermost
-    dimension; the output has the layout of the input's channels-last permutation.
+    Free of copies for channels-last inputs, whose channels are the innermost dimension
+    (other inputs are copied once); the output is channels-last strided.
 
     Args:
         num_channels (int): Number of channels C.
