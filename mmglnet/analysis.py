@@ -71,24 +71,29 @@ FLOP_HANDLES = {
     'aten::matmul': matmul_flop_jit,
 }
 
-# Operators deliberately counted as zero FLOPs (element-wise arithmetic, reductions, shape
-# changes), as mmengine's convention is. Any other operator without a handle is reported.
+# Operators counted as zero FLOPs, as mmengine's convention is for element-wise work:
+# arithmetic and activations, reductions and comparisons, sorting and indexing, copies and
+# shape changes. Any other operator without a handle is reported by :func:`count_flops`.
 ZERO_FLOP_OPS = (
-    'aten::abs', 'aten::add', 'aten::add_', 'aten::argmax', 'aten::clamp_min', 'aten::div',
-    'aten::div_', 'aten::exp', 'aten::gelu', 'aten::hardsigmoid', 'aten::hardswish',
-    'aten::leaky_relu', 'aten::linalg_vector_norm', 'aten::log', 'aten::max_pool2d',
-    'aten::mean', 'aten::mul', 'aten::mul_', 'aten::neg', 'aten::norm', 'aten::pow',
-    'aten::reciprocal', 'aten::rsqrt', 'aten::sigmoid', 'aten::sigmoid_', 'aten::silu',
-    'aten::softmax', 'aten::sqrt', 'aten::sub', 'aten::sum', 'aten::tanh', 'aten::unflatten',
-    'aten::repeat', 'aten::topk', 'aten::sort', 'aten::where', 'aten::lt', 'aten::le',
-    'aten::ne', 'aten::any', 'aten::all', 'aten::min', 'aten::minimum', 'aten::maximum',
-    'aten::log_softmax', 'aten::expand_as', 'aten::masked_select', 'aten::ones_like',
-    'aten::new_ones', 'aten::clone', 'aten::numel', 'aten::rsub', 'aten::exp_',
-    'aten::index_select', 'aten::scalar_tensor', 'aten::linspace', 'aten::meshgrid',
-    'aten::masked_fill_', 'aten::fill_', 'aten::lift_fresh', 'aten::alias',
-    'aten::resolve_conj', 'aten::resolve_neg', 'aten::_shape_as_tensor', 'aten::view_as',
-    'aten::reshape_as', 'aten::sqrt_', 'aten::round', 'aten::ceil', 'aten::log2',
-    'aten::zero_', 'aten::max_pool2d_with_indices', 'aten::dropout_', 'aten::feature_dropout')
+    # element-wise arithmetic and activations
+    'aten::abs', 'aten::add', 'aten::add_', 'aten::ceil', 'aten::clamp_min', 'aten::div',
+    'aten::div_', 'aten::exp', 'aten::exp_', 'aten::gelu', 'aten::hardsigmoid',
+    'aten::hardswish', 'aten::leaky_relu', 'aten::log', 'aten::log2', 'aten::log_softmax',
+    'aten::maximum', 'aten::minimum', 'aten::mul', 'aten::mul_', 'aten::neg', 'aten::pow',
+    'aten::reciprocal', 'aten::round', 'aten::rsqrt', 'aten::rsub', 'aten::sigmoid',
+    'aten::sigmoid_', 'aten::silu', 'aten::softmax', 'aten::sqrt', 'aten::sqrt_', 'aten::sub',
+    'aten::tanh', 'aten::where',
+    # reductions, norms of vectors, comparisons, pooling by maximum
+    'aten::all', 'aten::any', 'aten::argmax', 'aten::le', 'aten::linalg_vector_norm',
+    'aten::lt', 'aten::max_pool2d', 'aten::max_pool2d_with_indices', 'aten::mean', 'aten::min',
+    'aten::ne', 'aten::norm', 'aten::sum',
+    # sorting, indexing, creation, copies and shape changes
+    'aten::alias', 'aten::clone', 'aten::dropout_', 'aten::expand_as', 'aten::feature_dropout',
+    'aten::fill_', 'aten::index_select', 'aten::lift_fresh', 'aten::linspace',
+    'aten::masked_fill_', 'aten::masked_select', 'aten::meshgrid', 'aten::new_ones',
+    'aten::numel', 'aten::ones_like', 'aten::repeat', 'aten::reshape_as', 'aten::resolve_conj',
+    'aten::resolve_neg', 'aten::scalar_tensor', 'aten::sort', 'aten::topk', 'aten::unflatten',
+    'aten::view_as', 'aten::zero_', 'aten::_shape_as_tensor')
 
 
 def count_flops(model: nn.Module,
@@ -174,7 +179,11 @@ def build_model_from_config(cfg: Union[str, Config]) -> nn.Module:
     scope = cfg.get('default_scope')
     if scope is not None:
         init_default_scope(scope)
-    model = MODELS.build(copy.deepcopy(cfg.model))
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        # As mmengine's Runner: a top-level data_preprocessor completes the model's.
+        model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
+    model = MODELS.build(model_cfg)
     model = revert_sync_batchnorm(model)
     return model.eval()
 
