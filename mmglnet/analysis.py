@@ -15,6 +15,7 @@ the model's ``mode='tensor'`` forward (backbone, neck and heads without post-pro
 traced. Parameters are those of the whole model, auxiliary heads included.
 """
 import copy
+import logging
 from math import prod
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -106,7 +107,8 @@ def count_flops(model: nn.Module,
             inference figures).
         inputs (Tensor | tuple): The forward's positional inputs.
         handles (dict, optional): Extra or replacement operator handles (mmengine's handle
-            signature), applied after :data:`FLOP_HANDLES`. Defaults to None.
+            signature), applied after :data:`FLOP_HANDLES`; a None handle counts that
+            operator as zero. Defaults to None.
 
     Returns:
         tuple[int, int]: FLOPs (one multiply-add is one FLOP) and the number of parameters.
@@ -127,7 +129,7 @@ def count_flops(model: nn.Module,
     if skipped:
         listed = ', '.join(f'{name} x{count}' for name, count in sorted(skipped.items()))
         print_log(f'Operators without a FLOP handle, counted as 0: {listed}.',
-                  logger='current', level=30)
+                  logger='current', level=logging.WARNING)
     return int(flops), parameter_count(model)['']
 
 
