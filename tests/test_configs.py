@@ -268,3 +268,24 @@ def test_real_arch_parameter_counts():
     retinanet = build_model_from_config(load('detection/retinanet_glnet4g_fpn_1x_coco.py'))
     params = sum(p.numel() for p in retinanet.parameters())
     assert round(params / 1e6) == 37  # RetinaNet-GLNet-4G, paper 37M
+
+
+def test_codebase_registries_build_the_configs(tiny_arch):
+    """The way mmdet's and mmseg's own tools build models: their registry, their scope."""
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmdet.utils import register_all_modules as register_det
+    from mmseg.registry import MODELS as SEG_MODELS
+    from mmseg.utils import register_all_modules as register_seg
+
+    from mmglnet import GLNet
+
+    for name, register, registry in [
+        ('detection/retinanet_glnet4g_fpn_1x_coco.py', register_det, DET_MODELS),
+        ('segmentation/upernet_glnet4g_160k.py', register_seg, SEG_MODELS),
+    ]:
+        cfg = load(name)
+        cfg.model.backbone.arch = tiny_arch
+        set_backbone_widths(cfg, tiny_arch['embed_dim'])
+        register(init_default_scope=True)
+        model = registry.build(cfg.model)
+        assert isinstance(model.backbone, GLNet)
