@@ -482,7 +482,9 @@ def environment(args) -> dict:
         env.update(device=torch.cuda.get_device_name(), cuda=torch.version.cuda,
                    cudnn=torch.backends.cudnn.version())
     else:
-        env['device'] = f'{env["cpu"]} ({env["cpu_count"]} cores, {env["threads"]} threads)'
+        threads = env['threads']
+        env['device'] = (f'{env["cpu"]} ({env["cpu_count"]} cores, {threads} torch '
+                         f'thread{"s" if threads != 1 else ""})')
     return env
 
 

@@ -41,12 +41,13 @@ TARGETS = [
     dict(title='GLNet-4G batch-1 latency 1792², CUDA graphs', model='glnet_4g',
          peer='convnext_t', mode='latency', precision='fp16', size=1792, batch=1,
          settings=dict(device='cuda', cuda_graphs=True), compare='time', threshold=2.0),
-    dict(title='CPU: GLNet-4G forward 224², batch 8, fast vs reference path',
+    dict(title='CPU: GLNet-4G forward 224², batch 8, eager, fast vs reference path',
          model='glnet_4g', peer='glnet_4g_reference', mode='infer', precision='fp32',
-         size=224, batch=8, settings=dict(device='cpu'), compare='speed', threshold=1.0),
-    dict(title="CPU: GLNet-4G forward 224², batch 8, vs mmdet's Swin-T", model='glnet_4g',
-         peer='swin_t_mmdet', mode='infer', precision='fp32', size=224, batch=8,
-         settings=dict(device='cpu'), compare='speed', threshold=None),
+         size=224, batch=8, settings=dict(device='cpu', compile=False), compare='speed',
+         threshold=1.0),
+    dict(title="CPU: GLNet-4G forward 224², batch 8, eager, vs mmdet's Swin-T",
+         model='glnet_4g', peer='swin_t_mmdet', mode='infer', precision='fp32', size=224,
+         batch=8,         settings=dict(device='cpu', compile=False), compare='speed', threshold=None),
 ]
 
 
