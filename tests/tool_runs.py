@@ -58,7 +58,10 @@ def run_tool(args: List[str], timeout: float = 300, env: Optional[dict] = None,
              check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python tools/...`` (or ``bash tools/...sh``) from the repository root."""
     command = args if args[0] == 'bash' else [sys.executable] + args
-    full_env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHON=sys.executable, **(env or {}))
+    # Sleeping (not spinning) OpenMP threads keep runs fast when other jobs share the CPU.
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHON=sys.executable)
+    full_env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+    full_env.update(env or {})
     result = subprocess.run(command, cwd=REPO_ROOT, env=full_env, capture_output=True,
                             text=True, timeout=timeout)
     if check and result.returncode != 0:

@@ -91,6 +91,7 @@ def add_visualization(cfg: Config, args) -> None:
         fail('--show/--show-dir need default_hooks.visualization in the config (the '
              "codebase's visualization hook); this config has none.")
     hook['draw'] = True
+    hook['interval'] = 1  # every test image (mmseg's hook draws every 50th by default)
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time

@@ -44,9 +44,9 @@ model = dict(
             num_classes=len(classes))),
     # Few objects per small image: fewer proposals and RoI samples than on COCO.
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200)))
+        rpn_proposal=dict(nms_pre=500, max_per_img=100),
+        rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100)))
 
 dataset_type = 'CocoDataset'
 data_root = 'work_dirs/demo/data/coco/'
@@ -90,7 +90,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 300
+max_iters = 120
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, betas=(0.9, 0.999),

@@ -48,33 +48,16 @@ def _dataset_length(runner) -> Optional[int]:
         return None
 
 
-def _shared_within_passes(samples: List[List[str]], dataset_length: Optional[int],
-                          world_size: int) -> int:
-    """How many samples two ranks both trained on within the same pass over the dataset.
-
-    A pass gives each rank ``ceil(dataset_length / world_size)`` samples; samples seen again
-    in a later pass are not counted.
-    """
-    per_pass = -(-dataset_length // world_size) if dataset_length else None
-    longest = max((len(s) for s in samples), default=0)
-    step = per_pass or max(longest, 1)
-    shared = 0
-    for start in range(0, longest, step):
-        chunks = [set(s[start:start + step]) for s in samples]
-        shared += sum(len(a & b) for i, a in enumerate(chunks) for b in chunks[i + 1:])
-    return shared
-
-
 @HOOKS.register_module()
 class ReplicaCheckHook(Hook):
     """Check and log that data-parallel processes train one model on different data.
 
-    Records the samples each process trains on (their ``img_path`` or ``img_id``) and, at the
-    end of training, gathers from every process a digest of the model parameters
-    (:func:`parameter_digest`) and the samples seen. The main process logs the world size,
-    whether all parameters are bit-identical across processes and how many samples two
-    processes shared, and writes it all to ``replica_check.json`` in the log folder. In a
-    single process it only logs the world size.
+    Records the samples each process trains on in the first pass over the dataset (their
+    ``img_path`` or ``img_id``) and, at the end of training, gathers from every process a
+    digest of the model parameters (:func:`parameter_digest`) and those samples. The main
+    process logs the world size, whether all parameters are bit-identical across processes and
+    how many samples two processes shared, and writes it all to ``replica_check.json`` in the
+    log folder. In a single process it only logs the world size.
 
     Args:
         out_file (str): Name of the report in the run's log folder. Defaults to
@@ -90,16 +73,21 @@ class ReplicaCheckHook(Hook):
         self.out_file = out_file
         self.raise_on_mismatch = raise_on_mismatch
         self._seen: List[str] = []
+        self._per_pass: Optional[int] = None
 
     def before_train(self, runner) -> None:
         rank, world_size = get_dist_info()
         self._seen = []
+        length = _dataset_length(runner)
+        self._per_pass = -(-length // world_size) if length else None
         runner.logger.info(f'ReplicaCheckHook: world size {world_size}, rank {rank}.')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
                          outputs: Optional[dict] = None) -> None:
-        if isinstance(data_batch, dict):
+        full = self._per_pass is not None and len(self._seen) >= self._per_pass
+        if isinstance(data_batch, dict) and not full:
             self._seen.extend(_sample_ids(data_batch.get('data_samples', [])))
+            self._seen = self._seen[:self._per_pass]
 
     def after_train(self, runner) -> None:
         rank, world_size = get_dist_info()
@@ -111,18 +99,21 @@ class ReplicaCheckHook(Hook):
         if not is_main_process():
             return
         digests = {r['digest'] for r in reports}
-        shared = _shared_within_passes([r['samples'] for r in reports],
-                                       _dataset_length(runner), world_size)
+        sets = [set(r['samples']) for r in reports]
+        shared = sum(len(a & b) for i, a in enumerate(sets) for b in sets[i + 1:])
         summary = dict(world_size=world_size, identical_parameters=len(digests) == 1,
                        shared_samples=shared, ranks=reports)
         with open(osp.join(runner.log_dir, self.out_file), 'w') as f:
             json.dump(summary, f, indent=1)
+        if world_size == 1:
+            runner.logger.info('ReplicaCheckHook: world size 1 (one process).')
+            return
         runner.logger.info(
             f'ReplicaCheckHook: world size {world_size}; parameters '
             f'{"identical" if len(digests) == 1 else "DIFFERENT"} on all ranks '
-            f'(sha256 {sorted(digests)[0][:16]}...); samples per rank '
-            f'{[len(r["samples"]) for r in reports]}, seen by more than one rank within a '
-            f'pass over the data: {shared}.')
+            f'(sha256 {sorted(digests)[0][:16]}...); first pass over the data: samples per '
+            f'rank {[len(r["samples"]) for r in reports]}, seen by more than one rank: '
+            f'{shared}.')
         if len(digests) != 1 and self.raise_on_mismatch:
             raise RuntimeError(
                 f'Model parameters differ between the {world_size} processes: digests '
