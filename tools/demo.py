@@ -243,6 +243,8 @@ def metric_value(metrics: dict, key: str, scale: float):
 
 def report(results: dict) -> bool:
     say('\n== Results on the held-out images (never used for training)')
+    say('  mIoU and aAcc in %, COCO mAP in [0, 1]; "trained" re-tests the saved checkpoint with '
+        'tools/test.py,\n  "at train end" is the evaluation the training run did itself.')
     header = f'  {"model":<28}{"metric":<13}{"untrained":>11}{"trained":>11}' \
              f'{"at train end":>14}'
     say(header)
