@@ -39,12 +39,13 @@ def register_codebase(cfg: Config) -> Optional[str]:
         module_name, package = CODEBASES[scope]
         try:
             module = importlib.import_module(module_name)
+            module.register_all_modules(init_default_scope=False)
         except ImportError as error:
             raise ImportError(
-                f"The config's default_scope is {scope!r}, which needs {package} "
-                f'({error}). Install it (pip install -e .[det_seg] or .[cls]; see the README, '
-                '"Installation").') from error
-        module.register_all_modules(init_default_scope=False)
+                f"The config's default_scope is {scope!r}: {package} and what it imports must "
+                f'be installed, but importing it failed ({error}). Install what is missing '
+                '(pip install -e .[det_seg] or .[cls], and torchvision for mmpretrain; see the '
+                'README, "Installation").') from error
     if scope is not None:
         from mmengine.registry import init_default_scope
         init_default_scope(scope)
