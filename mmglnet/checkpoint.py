@@ -149,6 +149,9 @@ def _numpy_globals() -> list:
     return found
 
 
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
 def _history_buffer_statistic(owner: Any, name: str) -> Any:
     """Stands in for ``getattr`` while unpickling: resolves only HistoryBuffer statistics.
 
@@ -156,7 +159,10 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
     allow-listing ``getattr`` itself would allow attribute access on any allowed object.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    # The built-in statistics, plus any registered since (the class table fills only once a
+    # buffer exists, so a fresh process has it empty).
+    known = set(HISTORY_BUFFER_STATISTICS) | set(HistoryBuffer._statistics_methods)
+    if owner is HistoryBuffer and name in known:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'Refusing getattr({owner!r}, {name!r}) while loading a checkpoint: only '

@@ -171,3 +171,17 @@ def test_import_keeps_torch_default_weights_only(tmp_path):
     with pytest.raises(Exception, match='exec'):
         torch.load(path)
     assert not marker.exists()
+
+
+def test_runner_checkpoint_loads_in_a_fresh_process(tmp_path):
+    """tools/test.py and --resume load in a new process, where no HistoryBuffer exists yet."""
+    import subprocess
+    import sys
+    runner = _runner(tmp_path / 'run', max_iters=2)
+    runner.train()
+    script = ('import mmglnet; from mmengine.runner.checkpoint import _load_checkpoint; '
+              f"print(_load_checkpoint({str(tmp_path / 'run' / 'iter_2.pth')!r})['meta']['iter'])")
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith('2')

@@ -295,3 +295,12 @@ def test_package_core_imports_no_codebase():
                             cwd=osp.dirname(REPO_ROOT), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == '[]'
+
+
+def test_outputs_are_nchw_contiguous(tiny_arch):
+    """Consumers that read raw NCHW memory (mmcv's RoIAlign) need contiguous features."""
+    model = GLNet(arch=tiny_arch).eval()
+    raw = GLNet(arch=tiny_arch, out_norm_cfg=None).eval()
+    with torch.no_grad():
+        for outputs in (model(torch.randn(1, 3, 64, 64)), raw(torch.randn(1, 3, 64, 64))):
+            assert all(o.is_contiguous() for o in outputs)

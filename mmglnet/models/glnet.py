@@ -379,7 +379,10 @@ class GLNet(BaseModule):
             x = self.stages[i](x)
             if i in self.out_indices:
                 norm = getattr(self, f'norm{i}', None)
-                outs.append(norm(x) if norm is not None else x)
+                out = norm(x) if norm is not None else x
+                # The blocks compute channels-last; consumers such as mmcv's RoIAlign read raw
+                # NCHW memory, so features leave the backbone NCHW-contiguous.
+                outs.append(out.contiguous())
         return tuple(outs)
 
     def _frozen_modules(self):
