@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (ConvFFN, LayerNorm, LayerNorm2d, TokenFFN, identity_dw_kernel,
-                     make_drop_path, make_layer_scale, residual_dw_conv)
+from .layers import (ConvFFN, LayerNorm, LayerNorm2d, ResidualDWConv, TokenFFN,
+                     make_drop_path, make_layer_scale)
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -104,13 +104,8 @@ class ChannelFirstMHSABlock(nn.Module):
                  drop_path: float = 0., cpe_ks: int = 0, mlp_dw: bool = False,
                  layerscale: float = -1.) -> None:
         super().__init__()
-        self.pos_conv = nn.Conv2d(
-            embed_dim, embed_dim, cpe_ks, padding=cpe_ks // 2,
-            groups=embed_dim) if cpe_ks > 0 else None
-        if cpe_ks > 0:
-            # Folds the shortcut of ``x + pos_conv(x)`` into the kernel; not saved.
-            self.register_buffer(
-                'pos_identity', identity_dw_kernel(embed_dim, cpe_ks), persistent=False)
+        # ``x + pos_conv(x)``; its weight and bias are the official ``pos_conv`` ones.
+        self.pos_conv = ResidualDWConv(embed_dim, cpe_ks) if cpe_ks > 0 else None
         self.norm1 = LayerNorm(embed_dim, eps=1e-6)
         self.mha_op = MultiheadSelfAttention(embed_dim, num_heads)
         self.norm2 = LayerNorm2d(embed_dim)
@@ -125,7 +120,7 @@ class ChannelFirstMHSABlock(nn.Module):
         # LayerNorms and the projections need no copies (a no-op after the first block).
         x = x.contiguous(memory_format=torch.channels_last)
         if self.pos_conv is not None:
-            x = residual_dw_conv(x, self.pos_conv, self.pos_identity)  # x + pos_conv(x)
+            x = self.pos_conv(x)
         height, width = x.shape[2:]
         tokens = x.flatten(2).transpose(1, 2)  # (N, L, C)
         tokens = tokens + self.drop_path(self.ls1(self.mha_op(self.norm1(tokens))))

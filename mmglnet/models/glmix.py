@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import MultiheadSelfAttention
-from .layers import (ConvFFN, LayerNorm2d, autocast_dtype, identity_dw_kernel,
-                     make_drop_path, make_layer_scale, residual_dw_conv)
+from .layers import (ConvFFN, LayerNorm2d, ResidualDWConv, autocast_dtype, make_drop_path,
+                     make_layer_scale)
 
 SLOT_INITS = ('ada_avgpool', 'param')
 # The eps of F.normalize. Where the logits are float16, the norms are clamped at float16's
@@ -125,13 +125,8 @@ class GLMixBlock(nn.Module):
         self.num_slots = slot_count(num_slots)
         # Temperature of the cosine similarity, learned; initialised to C^-0.5.
         self.slot_scale = nn.Parameter(torch.tensor(embed_dim**-0.5))
-        self.pos_conv = nn.Conv2d(
-            embed_dim, embed_dim, cpe_ks, padding=cpe_ks // 2,
-            groups=embed_dim) if cpe_ks > 0 else None
-        if cpe_ks > 0:
-            # Folds the shortcut of ``x + pos_conv(x)`` into the kernel; not saved.
-            self.register_buffer(
-                'pos_identity', identity_dw_kernel(embed_dim, cpe_ks), persistent=False)
+        # ``x + pos_conv(x)``; its weight and bias are the official ``pos_conv`` ones.
+        self.pos_conv = ResidualDWConv(embed_dim, cpe_ks) if cpe_ks > 0 else None
         if slot_init == 'param':
             if self.num_slots <= 0:
                 raise ValueError(f'num_slots={num_slots} must be positive.')
@@ -205,10 +200,8 @@ class GLMixBlock(nn.Module):
         return self._mix(x, init_slots)
 
     def _position_encoding(self, x: torch.Tensor) -> torch.Tensor:
-        """``x + pos_conv(x)`` as one convolution; ``x`` if there is no position conv."""
-        if self.pos_conv is None:
-            return x
-        return residual_dw_conv(x, self.pos_conv, self.pos_identity)
+        """``x + pos_conv(x)``; ``x`` if there is no position conv."""
+        return x if self.pos_conv is None else self.pos_conv(x)
 
     @torch.no_grad()
     def dispatch_weights(self, x: torch.Tensor) -> torch.Tensor:

@@ -82,7 +82,7 @@ class ReferenceGLMixBlock(GLMixBlock):
         batch, _, height, width = x.shape
         init_slots = self.initial_slots(x)
         if self.pos_conv is not None:
-            x = x + self.pos_conv(x)
+            x = self.pos_conv(x)  # a ReferenceResidualDWConv: x + dwconv(x)
         tokens = self.norm1(x).flatten(2).transpose(1, 2)
         logits = self.slot_logits(tokens, init_slots.expand(batch, -1, -1))
         return logits.softmax(dim=1).reshape(batch, -1, height, width)
@@ -90,7 +90,7 @@ class ReferenceGLMixBlock(GLMixBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         init_slots = self.initial_slots(x)
         if self.pos_conv is not None:
-            x = x + self.pos_conv(x)
+            x = self.pos_conv(x)  # a ReferenceResidualDWConv: x + dwconv(x)
         normed = self.norm1(x)
         mixed = self.global_mixing(normed, init_slots)
         mixed = mixed + self.feature_conv(normed)
@@ -105,7 +105,7 @@ class ReferenceChannelFirstMHSABlock(ChannelFirstMHSABlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pos_conv is not None:
-            x = x + self.pos_conv(x)
+            x = self.pos_conv(x)  # a ReferenceResidualDWConv: x + dwconv(x)
         batch, channels, height, width = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         tokens = tokens + self.drop_path(self.ls1(self.mha_op(self.norm1(tokens))))
