@@ -1,23 +1,11 @@
 # RetinaNet with a tiny GLNet on the generated shapes dataset (COCO layout). Generate the
 # data with:
 #   python tools/demo.py --data-only
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmglnet', 'mmglnet.engine'], allow_failed_imports=False)
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', './_base_/glnet-tiny.py']
 data_preparation = ('The demo data is generated, not downloaded: run "python tools/demo.py '
                     '--data-only" (it writes work_dirs/demo/data/), or point data_root at a '
                     'folder in the COCO layout.')
 
-glnet_tiny = dict(
-    depth=[1, 1, 2, 1],
-    embed_dim=[32, 64, 96, 128],
-    mlp_ratios=[3, 3, 3, 3],
-    mixing_modes=['glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'],
-    slot_init='ada_avgpool',
-    num_slots=16,
-    cpe_ks=3,
-    downsample_style='ovlp',
-    mlp_dw=True,
-    norm_layer='bn')
 classes = ('circle', 'square', 'triangle')
 image_size = (128, 128)
 
@@ -26,7 +14,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmglnet.GLNet',
-        arch=glnet_tiny,
+        arch={{_base_.glnet_tiny}},
         out_indices=(1, 2, 3),
         drop_path_rate=0.),
     neck=dict(in_channels=[64, 96, 128], out_channels=64, start_level=0, num_outs=5),

@@ -3,25 +3,12 @@
 #   python tools/demo.py --data-only
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py'
+    'mmseg::_base_/default_runtime.py', './_base_/glnet-tiny.py'
 ]
-custom_imports = dict(imports=['mmglnet', 'mmglnet.engine'], allow_failed_imports=False)
 data_preparation = ('The demo data is generated, not downloaded: run "python tools/demo.py '
                     '--data-only" (it writes work_dirs/demo/data/), or point data_root at a '
                     'folder in the ADE20K layout.')
 
-# A four-stage GLNet small enough for CPU training: GLMix in stages 1-3, MHSA in stage 4.
-glnet_tiny = dict(
-    depth=[1, 1, 2, 1],
-    embed_dim=[32, 64, 96, 128],
-    mlp_ratios=[3, 3, 3, 3],
-    mixing_modes=['glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'],
-    slot_init='ada_avgpool',
-    num_slots=16,
-    cpe_ks=3,
-    downsample_style='ovlp',
-    mlp_dw=True,
-    norm_layer='bn')
 classes = ('background', 'circle', 'square', 'triangle')
 palette = [[120, 120, 120], [220, 60, 60], [60, 200, 60], [60, 90, 230]]
 crop_size = (128, 128)
@@ -32,7 +19,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmglnet.GLNet',
-        arch=glnet_tiny,
+        arch={{_base_.glnet_tiny}},
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.),
     decode_head=dict(
