@@ -1,13 +1,12 @@
 """Shared test fixtures: where the parity fixtures live and a tiny GLNet arch."""
 import json
-import os
 import os.path as osp
 
 import pytest
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PARITY_DIR = os.environ.get('MMGLNET_PARITY_DIR',
-                            osp.join(osp.dirname(REPO_ROOT), 'shared', 'parity'))
+# Official-format checkpoints and the official model's outputs (tests/data/parity/README.md).
+PARITY_DIR = osp.join(REPO_ROOT, 'tests', 'data', 'parity')
 
 # A 4G-like arch small enough for CPU tests (every block type of the G series).
 TINY_ARCH = dict(
@@ -36,8 +35,8 @@ def parity_path(name: str) -> str:
     path = osp.join(PARITY_DIR, name)
     if not osp.exists(path):
         raise FileNotFoundError(
-            f'Parity fixture {path} not found: the repository expects shared/parity beside its '
-            'checkout, or MMGLNET_PARITY_DIR pointing at it.')
+            f'Parity fixture {path} not found: it is part of the repository '
+            '(tests/data/parity/); restore it with git.')
     return path
 
 
