@@ -1,4 +1,7 @@
 """Checkpoint loading stays safe under torch >= 2.6 without switching weights-only off."""
+import hashlib
+import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -9,8 +12,9 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmglnet
-from mmglnet.checkpoint import (TRUSTED_ENV, UnloadedObject, UntrustedCheckpointError,
-                                read_checkpoint_tensors)
+from mmglnet.checkpoint import (TRUSTED_ENV, CheckpointFileError, UnloadedObject,
+                                UntrustedCheckpointError, file_sha256, read_checkpoint_tensors,
+                                resolve_trusted_env, trust_checkpoint)
 from mmglnet.models import GLNet
 
 from conftest import TINY_ARCH, parity_path
@@ -185,3 +189,209 @@ def test_runner_checkpoint_loads_in_a_fresh_process(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith('2')
+
+
+# ----------------------------------------------------------------------------------------
+# Damaged and foreign files: an error naming the file and what is wrong, wherever it is read.
+# ----------------------------------------------------------------------------------------
+def _bad_files(tmp_path):
+    """(path, words the message must hold) for each kind of unusable file."""
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.randn(64, 64)}}, good)
+    data = good.read_bytes()
+    legacy = tmp_path / 'legacy.pth'
+    torch.save({'state_dict': {'w': torch.randn(64, 64)}}, legacy,
+               _use_new_zipfile_serialization=False)
+    files = {
+        'empty.pth': (b'', ['empty', '0 bytes']),
+        'truncated.pth': (data[:len(data) // 2], ['truncated']),
+        'legacy_truncated.pth': (legacy.read_bytes()[:200], ['could not be read', 'truncated']),
+        'raw_pickle.pth': (pickle.dumps({'w': [1.0, 2.0]}), ['plain Python pickle']),
+        'page.pth': (b'<!DOCTYPE html><html>Not found</html>', ['text file']),
+        'notes.pth': (b'\x00\x01 some bytes that are nothing in particular', [
+            'not a torch checkpoint']),
+    }
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content)
+    return {str(tmp_path / name): words for name, (_, words) in files.items()}
+
+
+def test_damaged_files_are_named_by_every_reader(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    for path, words in _bad_files(tmp_path).items():
+        readers = [
+            lambda: read_checkpoint_tensors(path),
+            lambda: _load_checkpoint(path, map_location='cpu'),
+            lambda: GLNet(TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=path)
+                          ).init_weights(),
+        ]
+        for read in readers:
+            with pytest.raises(CheckpointFileError) as error:
+                read()
+            message = str(error.value)
+            assert path in message, message
+            for word in words:
+                assert word in message, message
+            # A file that is not a torch checkpoint is not offered the trust opt-in.
+            assert TRUSTED_ENV not in message
+
+
+def test_a_trusted_raw_pickle_is_still_named_as_such(tmp_path, monkeypatch):
+    marker = tmp_path / 'ran'
+    path = tmp_path / 'raw.pth'
+    path.write_bytes(pickle.dumps({'x': _Payload(marker)}))
+    trust_checkpoint(str(path))
+    with pytest.raises(CheckpointFileError, match='plain Python pickle'):
+        _load_checkpoint(str(path), map_location='cpu')
+    assert not marker.exists()
+
+
+def test_tools_name_damaged_files_before_any_work(tmp_path):
+    """tools/test.py (checkpoint) and tools/train.py (init_cfg file): exit 2, no traceback."""
+    from tool_runs import UPERNET, make_tiny_data, run_tool, write_config
+    bad = _bad_files(tmp_path)
+    work = tmp_path / 'work'
+    config = write_config(UPERNET, make_tiny_data(str(tmp_path / 'data'))['ade'],
+                          str(tmp_path / 'seg.py'))
+    for name in ('empty.pth', 'truncated.pth', 'raw_pickle.pth'):
+        path = str(tmp_path / name)
+        result = run_tool(['tools/test.py', config, path, '--work-dir', str(work)],
+                          check=False)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert 'Traceback' not in result.stderr
+        assert path in result.stderr and bad[path][0] in result.stderr
+    path = str(tmp_path / 'empty.pth')
+    result = run_tool(['tools/train.py', config, '--work-dir', str(work), '--cfg-options',
+                       'model.backbone.init_cfg.type=Pretrained',
+                       f'model.backbone.init_cfg.checkpoint={path}'], check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert path in result.stderr and 'empty' in result.stderr
+    assert 'model.backbone.init_cfg.checkpoint' in result.stderr
+    assert not work.exists()
+
+
+# ----------------------------------------------------------------------------------------
+# Trust is bound to the file's contents.
+# ----------------------------------------------------------------------------------------
+def _evil(path, marker):
+    torch.save({'args': _Payload(marker)}, path)
+    return path
+
+
+@pytest.mark.parametrize('how', ['function', 'env'])
+def test_a_replaced_trusted_file_is_untrusted_again(tmp_path, monkeypatch, how):
+    path = _evil(tmp_path / 'model.pth', tmp_path / 'first_ran')
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    if how == 'function':
+        trust_checkpoint(str(path))
+    else:  # the variable is resolved when mmglnet first reads it, as trust_checkpoint does
+        monkeypatch.setenv(TRUSTED_ENV, str(path))
+        resolve_trusted_env()
+    digest = file_sha256(str(path))
+    _evil(path, tmp_path / 'second_ran')  # replaced after it was trusted
+    with pytest.raises(UntrustedCheckpointError) as error:
+        _load_checkpoint(str(path), map_location='cpu')
+    assert not (tmp_path / 'second_ran').exists()
+    message = str(error.value)
+    assert digest in message and file_sha256(str(path)) in message
+    assert 'replaced' in message and 'untrusted again' in message
+
+
+def test_a_re_pointed_trusted_symlink_is_untrusted_again(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    first = _evil(tmp_path / 'first.pth', tmp_path / 'first_ran')
+    second = _evil(tmp_path / 'second.pth', tmp_path / 'second_ran')
+    link = tmp_path / 'latest.pth'
+    link.symlink_to(first)
+    monkeypatch.setenv(TRUSTED_ENV, str(link))
+    _load_checkpoint(str(link), map_location='cpu')
+    assert (tmp_path / 'first_ran').exists()
+    link.unlink()
+    link.symlink_to(second)
+    with pytest.raises(UntrustedCheckpointError) as error:
+        _load_checkpoint(str(link), map_location='cpu')
+    assert not (tmp_path / 'second_ran').exists()
+    assert f'now points to {str(second)!r}' in str(error.value)
+
+
+def test_trust_by_digest(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    path = _evil(tmp_path / 'a.pth', tmp_path / 'a_ran')
+    other = _evil(tmp_path / 'b.pth', tmp_path / 'b_ran')
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    # PATH@sha256:HEX in the variable (':' also separates entries) and a bare digest.
+    monkeypatch.setenv(TRUSTED_ENV, f'{other}@sha256:{"0" * 64}:{path}@sha256:{digest}')
+    _load_checkpoint(str(path), map_location='cpu')
+    assert (tmp_path / 'a_ran').exists()
+    with pytest.raises(UntrustedCheckpointError, match='untrusted again'):
+        _load_checkpoint(str(other), map_location='cpu')
+    assert not (tmp_path / 'b_ran').exists()
+    copy = tmp_path / 'copy.pth'
+    copy.write_bytes(other.read_bytes())
+    trust_checkpoint('sha256:' + hashlib.sha256(other.read_bytes()).hexdigest())
+    _load_checkpoint(str(copy), map_location='cpu')  # those bytes, wherever they are
+    assert (tmp_path / 'b_ran').exists()
+    with pytest.raises(ValueError, match='64 hex digits'):
+        trust_checkpoint('sha256:abc')
+
+
+def test_trusted_bytes_are_the_bytes_loaded(tmp_path, monkeypatch):
+    """Swapping the file between the hash and the unpickling does not get the new file run."""
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    path = tmp_path / 'model.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'args': _Payload(tmp_path / 'ok_ran')},
+               path)
+    trust_checkpoint(str(path))
+    real_load = torch.load
+
+    def swap_then_load(f, *args, **kwargs):
+        _evil(path, tmp_path / 'swapped_ran')
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'load', swap_then_load)
+    checkpoint = _load_checkpoint(str(path), map_location='cpu')
+    assert torch.equal(checkpoint['state_dict']['w'], torch.ones(2))
+    assert not (tmp_path / 'swapped_ran').exists()
+
+
+# ----------------------------------------------------------------------------------------
+# numpy 2 writes numpy._core.* where numpy 1 writes numpy.core.*.
+# ----------------------------------------------------------------------------------------
+def _rename_globals(path, old, new):
+    """Rewrite the pickle inside a torch zip checkpoint, renaming a module in its GLOBALs
+    (protocol 2 GLOBAL opcodes are newline-terminated text, so the rename is exact)."""
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+        for info, data in entries:
+            if info.filename.endswith('/data.pkl'):
+                assert b'c' + old + b'\n' in data
+                data = data.replace(b'c' + old + b'\n', b'c' + new + b'\n')
+            archive.writestr(info.filename, data)
+
+
+def test_numpy2_module_names_load(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    path = tmp_path / 'numpy2.pth'
+    values = {'array': np.arange(6.).reshape(2, 3), 'scalar': np.float32(2.5),
+              'dtype': np.dtype('int16'), 'kind': type(np.dtype('float64'))}
+    torch.save({'meta': values, 'state_dict': {'w': torch.ones(1)}}, path)
+    _rename_globals(path, b'numpy.core.multiarray', b'numpy._core.multiarray')
+    with zipfile.ZipFile(path) as archive:
+        pickled = [archive.read(n) for n in archive.namelist() if n.endswith('data.pkl')][0]
+    assert b'numpy._core.multiarray\n_reconstruct' in pickled
+    assert b'numpy._core.multiarray\nscalar' in pickled and b'numpy.dtypes\n' in pickled
+    loaded = _load_checkpoint(str(path), map_location='cpu')['meta']
+    assert np.array_equal(loaded['array'], values['array'])
+    assert loaded['scalar'] == values['scalar'] and loaded['dtype'] == values['dtype']
+    assert loaded['kind'] is values['kind']
+    # The allow-list is by name: a module numpy never had is refused, naming it.
+    torch.save({'meta': values}, path)
+    _rename_globals(path, b'numpy.core.multiarray', b'numpy.elsewhere.multiarray')
+    with pytest.raises(UntrustedCheckpointError, match='numpy.elsewhere.multiarray'):
+        _load_checkpoint(str(path), map_location='cpu')
+    # A truly foreign object is still refused, naming it.
+    torch.save({'meta': values, 'x': _Payload(tmp_path / 'ran')}, path)
+    _rename_globals(path, b'numpy.core.multiarray', b'numpy._core.multiarray')
+    with pytest.raises(UntrustedCheckpointError, match='builtins.exec'):
+        _load_checkpoint(str(path), map_location='cpu')

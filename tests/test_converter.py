@@ -7,6 +7,7 @@ the token-labeling formula for 4g_tklb_like) and compared with the official ``ev
 import importlib.util
 import json
 import os.path as osp
+import pickle
 import subprocess
 import sys
 
@@ -225,6 +226,18 @@ def test_bad_inputs_get_clear_errors(tmp_path, convert):
     assert 'already an mm checkpoint' in converter_error(converted, out)
     assert 'does not exist' in converter_error(str(tmp_path / 'missing.pth'), out)
     assert 'is the input file' in converter_error(converted, converted)
+    # Damaged and foreign files: named, with what is wrong.
+    with open(converted, 'rb') as f:
+        data = f.read()
+    for name, content, words in [
+        ('empty.pth', b'', 'is empty (0 bytes)'),
+        ('truncated.pth', data[:len(data) // 2], 'is truncated or damaged'),
+        ('raw.pth', pickle.dumps({'model': {'w': [1.0]}}), 'plain Python pickle'),
+    ]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        message = converter_error(str(bad), out)
+        assert str(bad) in message and words in message, message
     assert not osp.exists(out)
 
 

@@ -153,9 +153,13 @@ def test_missing_pretrained_message(tmp_path):
     cfg['model']['backbone']['init_cfg']['checkpoint'] = 'https://example.org/w.pth'
     check_pretrained_files(cfg)
     existing = tmp_path / 'w.pth'
-    existing.write_bytes(b'')
+    torch.save({'model': {}}, existing)
     cfg['model']['backbone']['init_cfg']['checkpoint'] = str(existing)
     check_pretrained_files(cfg)
+    # An existing file that is no checkpoint is named before any work starts.
+    existing.write_bytes(b'')
+    with pytest.raises(ConfigPathError, match='empty'):
+        check_pretrained_files(cfg)
 
 
 def _assert_clean_failure(result, *needles):

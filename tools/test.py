@@ -10,10 +10,15 @@ Examples::
 ``--out`` takes a ``.pkl`` file for every codebase (predictions as mmengine's ``DumpResults``,
 or mmdet's ``DumpDetResults`` with masks RLE-encoded); with an mmseg config it may instead name
 a folder, where the predicted label maps are written as PNG files (mmseg's behaviour).
+
+The checkpoint must fit the model: a file that leaves weights of the model unloaded, or holds
+weights it lacks (another config's checkpoint, an unconverted release file), is refused before
+testing, listing a few; ``--allow-partial-checkpoint`` tests with the matching weights anyway.
 """
 import argparse
 import os
 import os.path as osp
+import pickle
 import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
@@ -49,6 +54,12 @@ def parse_args():
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='test even if the checkpoint leaves weights of the model unloaded, holds weights '
+        'the model lacks or with other shapes (by default such a checkpoint is refused: '
+        'its metrics would be those of partly untrained weights)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -133,6 +144,24 @@ def prepare_config(args) -> Config:
     return cfg
 
 
+def check_checkpoint(model, checkpoint: str) -> None:
+    """Refuse a checkpoint that does not fit the model, before testing.
+
+    mmengine's Runner loads ``load_from`` non-strictly and only logs what did not match.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmglnet.checkpoint import CheckpointMismatchError, check_checkpoint_fits_model
+    try:
+        content = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        check_checkpoint_fits_model(model, content, checkpoint)
+    except CheckpointMismatchError as error:
+        fail(f'{error} To test with the matching weights only, on purpose, pass '
+             '--allow-partial-checkpoint.')
+    except (ValueError, pickle.UnpicklingError) as error:  # damaged or untrusted file
+        fail(str(error))
+
+
 def main():
     args = parse_args()
     cfg = prepare_config(args)
@@ -145,6 +174,8 @@ def main():
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if not args.allow_partial_checkpoint:
+        check_checkpoint(runner.model, args.checkpoint)
     runner.test()
 
 

@@ -1,35 +1,140 @@
-"""Checkpoints, in one place: safe reading, the official key layout, loading into a backbone.
+"""Safe reading of checkpoint files: format checks, allow-list, trust bound to contents.
 
 Two kinds of files reach mmglnet:
 
 * **mmengine checkpoints** (written by the Runner). torch >= 2.6 loads them with
   ``weights_only=True``; they also hold a few trusted mmengine and numpy objects
-  (``message_hub`` history buffers, numpy arrays and dtypes), which :func:`allow_mmengine_types`
-  allow-lists. Anything else in such a file raises :class:`UntrustedCheckpointError`, naming the
-  object and the per-file opt-in (:func:`trust_checkpoint` or ``MMGLNET_TRUSTED_CHECKPOINTS``).
+  (``message_hub`` history buffers, numpy arrays and dtypes, under numpy 1 or numpy 2 module
+  names), which :func:`allow_mmengine_types` allow-lists. Anything else in such a file raises
+  :class:`UntrustedCheckpointError`, naming the object and the per-file opt-in
+  (:func:`trust_checkpoint` or ``MMGLNET_TRUSTED_CHECKPOINTS``).
 * **official GLNet release files**, which also hold training ``args`` (argparse or OmegaConf
   objects) and optimizer state. :func:`read_checkpoint_tensors` reads them with a restricted
   unpickler: tensors and plain containers are rebuilt, every other object becomes an inert
   :class:`UnloadedObject`, and nothing the file asks to call is called.
+
+Before either, :func:`check_checkpoint_format` looks at the file itself and raises
+:class:`CheckpointFileError` for an empty, truncated or foreign file (a plain pickle, a text
+file), naming the file and what is wrong with it.
+
+The opt-in trusts **bytes, not paths**: trusting a file records its SHA-256 (or takes one given
+as ``PATH@sha256:HEX`` or ``sha256:HEX``), and a file is unpickled without restriction only if
+the bytes read for loading have a trusted digest. A file replaced after it was trusted, or a
+symlink re-pointed, is untrusted again. The bytes are read once, hashed, and loaded from memory,
+so what is checked is what is loaded.
 """
 import _compat_pickle
+import hashlib
+import io
 import os
 import os.path as osp
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, Optional
+from typing import IO, Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
-import torch.nn as nn
-from mmengine.logging import MMLogger
 
 TRUSTED_ENV = 'MMGLNET_TRUSTED_CHECKPOINTS'
-_trusted_files = set()
+DIGEST_PREFIX = 'sha256:'
+
+# torch.save's legacy (pre-1.6, non-zip) format starts with its magic number pickled with
+# protocol 2: PROTO 2, LONG1 of 10 bytes, then 0x1950a86a20f9469cfc6c little-endian.
+_TORCH_LEGACY_HEADER = b'\x80\x02\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')
+_ZIP_HEADER = b'PK\x03\x04'
 
 
 class UntrustedCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds an object that is not allow-listed for safe loading."""
+
+
+class CheckpointFileError(ValueError):
+    """A checkpoint file that cannot be read: empty, truncated, or not a torch checkpoint.
+
+    The message names the file and says what is wrong with it.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# What kind of file is it?
+# --------------------------------------------------------------------------------------------
+def _describe_foreign(head: bytes) -> str:
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO 2..5
+        return ('a plain Python pickle (pickle.dump), not a torch checkpoint (torch.save). '
+                'mmglnet does not unpickle plain pickles: they can run code and hold no '
+                'tensors torch can map. Re-save the weights with torch.save')
+    if head.lstrip()[:1] in (b'{', b'[', b'<') or head[:7] == b'version':
+        return ('a text file (JSON, HTML or a Git LFS pointer?), not a torch checkpoint: was '
+                'the download an error page or an LFS pointer? Download the file itself')
+    if head[:2] == b'\x1f\x8b':
+        return 'a gzip archive, not a torch checkpoint: unpack it first'
+    return ('not a torch checkpoint: it is neither a zip archive (torch.save since torch 1.6) '
+            "nor torch's legacy format")
+
+
+def check_checkpoint_format(file: Any, name: Optional[str] = None) -> None:
+    """Check that a file is a complete torch checkpoint, before any model work.
+
+    Reads the first bytes and, for zip checkpoints, the zip directory (at the end of the file),
+    so a truncated download is found at once. Nothing is unpickled.
+
+    Args:
+        file (str | file object): A path, or a seekable binary file object (read from its
+            start; its position is restored).
+        name (str, optional): How to call the file in messages. Defaults to the path.
+
+    Raises:
+        FileNotFoundError: When the path does not exist.
+        CheckpointFileError: When the file is empty, truncated or not a torch checkpoint.
+    """
+    if isinstance(file, (str, os.PathLike)):
+        path = os.fspath(file)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'Checkpoint file {path!r} does not exist. Check the path (a release file: see '
+                'the README, "Pretrained weights").')
+        with open(path, 'rb') as f:
+            return check_checkpoint_format(f, name or path)
+    name = name or getattr(file, 'name', '<checkpoint>')
+    start = file.tell()
+    try:
+        file.seek(0, io.SEEK_END)
+        size = file.tell()
+        file.seek(0)
+        head = file.read(64)
+        if size == 0:
+            raise CheckpointFileError(
+                f'Checkpoint file {name!r} is empty (0 bytes): an interrupted download or copy? '
+                'Download or copy it again.')
+        if head.startswith(_ZIP_HEADER):
+            file.seek(0)
+            if not zipfile.is_zipfile(file):
+                raise CheckpointFileError(
+                    f'Checkpoint file {name!r} ({size} bytes) is truncated or damaged: it starts '
+                    'as a torch checkpoint (zip archive) but its end, the zip directory, is '
+                    'missing. Download or copy it again.')
+            file.seek(0)
+            with zipfile.ZipFile(file) as archive:
+                names = archive.namelist()
+            if not any(n == 'data.pkl' or n.endswith('/data.pkl') for n in names):
+                raise CheckpointFileError(
+                    f'Checkpoint file {name!r} is a zip archive but not a torch checkpoint (no '
+                    f'data.pkl; it holds {names[:5]}). Give the .pth file written by '
+                    'torch.save.')
+            return
+        if head.startswith(_TORCH_LEGACY_HEADER):
+            return
+        raise CheckpointFileError(
+            f'Checkpoint file {name!r} ({size} bytes) is {_describe_foreign(head)}.')
+    finally:
+        file.seek(start)
+
+
+def _load_failed(name: str, error: BaseException) -> CheckpointFileError:
+    return CheckpointFileError(
+        f'Checkpoint file {name!r} could not be read: {type(error).__name__}: {error}. It is '
+        'probably truncated or damaged; download or copy it again.')
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,29 +228,52 @@ def read_checkpoint_tensors(path: str, map_location: str = 'cpu') -> Any:
 
     Returns:
         The file's top-level object (usually a dict).
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+        CheckpointFileError: When the file is empty, truncated or not a torch checkpoint.
     """
+    path = os.fspath(path)
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'Checkpoint file {path!r} does not exist. Download the release file (see the '
             'README, "Pretrained weights") and put it there, or fix the path in your config.')
-    return torch.load(
-        path, map_location=map_location, pickle_module=_TensorOnlyPickleModule,
-        weights_only=False)
+    check_checkpoint_format(path)
+    try:
+        return torch.load(
+            path, map_location=map_location, pickle_module=_TensorOnlyPickleModule,
+            weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise _load_failed(path, error) from error
 
 
 # --------------------------------------------------------------------------------------------
-# mmengine checkpoints under torch >= 2.6: allow-list, per-file trust, clear errors.
+# mmengine checkpoints under torch >= 2.6: allow-list.
 # --------------------------------------------------------------------------------------------
+NUMPY_MULTIARRAY_MODULES = ('numpy.core.multiarray', 'numpy._core.multiarray')
+
+
 def _numpy_globals() -> list:
+    """numpy objects mmengine checkpoints hold, under numpy 1 and numpy 2 names alike."""
     import numpy as np
     try:
         multiarray = np._core.multiarray
     except AttributeError:
         multiarray = np.core.multiarray
-    found = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    found = [np.ndarray, np.dtype]
+    # numpy 2 writes numpy._core.multiarray, numpy 1 numpy.core.multiarray: allow both names.
+    for function in ('_reconstruct', 'scalar'):
+        for module in NUMPY_MULTIARRAY_MODULES:
+            found.append((getattr(multiarray, function), f'{module}.{function}'))
     # The concrete dtype classes (numpy >= 1.25): ``numpy.dtypes.Float64DType`` and friends.
-    for code in '?bBhHiIlLqQefdgFDGUSV':
-        found.append(type(np.dtype(code)))
+    classes = {type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDGUSVOMm'}
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        classes |= {getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')}
+    for cls in sorted(classes, key=lambda c: c.__name__):
+        found.append(cls)
+        if cls.__module__ != 'numpy.dtypes':
+            found.append((cls, f'numpy.dtypes.{cls.__name__}'))
     return found
 
 
@@ -173,8 +301,9 @@ def allow_mmengine_types() -> None:
     """Allow-list the objects mmengine itself writes into checkpoints for weights-only loading.
 
     These are mmengine's ``HistoryBuffer`` (``message_hub``) with its statistics methods, and
-    numpy arrays, scalars and dtypes. Called when mmglnet is imported; does not switch the
-    weights-only check off.
+    numpy arrays, scalars and dtypes (under numpy 1's ``numpy.core`` and numpy 2's
+    ``numpy._core`` names). Called when mmglnet is imported; does not switch the weights-only
+    check off.
     """
     if not hasattr(torch.serialization, 'add_safe_globals'):
         return
@@ -184,180 +313,209 @@ def allow_mmengine_types() -> None:
          (_history_buffer_statistic, '__builtin__.getattr')] + _numpy_globals())
 
 
-def trust_checkpoint(path: str) -> None:
+# --------------------------------------------------------------------------------------------
+# Per-file trust, bound to the file's SHA-256.
+# --------------------------------------------------------------------------------------------
+class TrustedCheckpoint(NamedTuple):
+    """One opt-in: the bytes with ``sha256`` (at ``path``, or anywhere when path is None)."""
+    sha256: str
+    path: Optional[str]
+    real_path: Optional[str]
+    source: str
+
+
+_trusted: List[TrustedCheckpoint] = []
+_env_entries: Dict[str, TrustedCheckpoint] = {}
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's contents, as 64 lowercase hex digits."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _parse_digest(text: str, spec: str) -> str:
+    digest = text[len(DIGEST_PREFIX):].strip().lower()
+    if not re.fullmatch(r'[0-9a-f]{64}', digest):
+        raise ValueError(
+            f'{spec!r}: a SHA-256 digest is 64 hex digits after "sha256:" (got {digest!r}). '
+            'Compute it with `sha256sum FILE`.')
+    return digest
+
+
+def _resolve_trust(spec: str, source: str) -> TrustedCheckpoint:
+    """Turn ``PATH``, ``PATH@sha256:HEX`` or ``sha256:HEX`` into a trusted digest."""
+    spec = os.fspath(spec)
+    if spec.lower().startswith(DIGEST_PREFIX):
+        return TrustedCheckpoint(_parse_digest(spec, spec), None, None, source)
+    path, marker, digest = spec.rpartition('@' + DIGEST_PREFIX)
+    if marker:
+        digest = _parse_digest(DIGEST_PREFIX + digest, spec)
+    else:
+        path, digest = spec, None
+    path = osp.abspath(osp.expanduser(path))
+    if digest is None:
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'Cannot trust {spec!r} ({source}): the file does not exist, so there are no '
+                'bytes to record. Trust it once it is there, or give its digest as '
+                'PATH@sha256:HEX.')
+        digest = file_sha256(path)
+    return TrustedCheckpoint(digest, path, osp.realpath(path), source)
+
+
+def trust_checkpoint(spec: str) -> str:
     """Opt in to full (unrestricted) unpickling of one checkpoint file you trust.
 
-    Equivalent to listing the file in the ``MMGLNET_TRUSTED_CHECKPOINTS`` environment variable
-    (paths separated by ``os.pathsep``). Unpickling can run arbitrary code: only do this for
-    files from a source you trust.
+    Trust is bound to the file's contents: ``spec`` is a path (its SHA-256 is recorded now),
+    ``PATH@sha256:HEX`` (those bytes at that path) or ``sha256:HEX`` (those bytes wherever they
+    are). A file replaced later, or a symlink re-pointed, is untrusted again. The same as
+    listing ``spec`` in the ``MMGLNET_TRUSTED_CHECKPOINTS`` environment variable, whose
+    entries are resolved the same way when mmglnet first reads them. Unpickling can run
+    arbitrary code: only do this for files from a source you trust.
+
+    Args:
+        spec (str): ``PATH``, ``PATH@sha256:HEX`` or ``sha256:HEX``.
+
+    Returns:
+        str: The trusted SHA-256 digest.
     """
-    _trusted_files.add(osp.realpath(path))
+    entry = _resolve_trust(spec, 'trust_checkpoint()')
+    _trusted.append(entry)
+    return entry.sha256
+
+
+def _split_env(value: str) -> List[str]:
+    # Entries are separated by os.pathsep, which may also separate "sha256" from its digest.
+    parts, entries = value.split(os.pathsep), []
+    for part in parts:
+        if entries and (entries[-1].lower().endswith('@sha256')
+                        or entries[-1].lower() == 'sha256'):
+            entries[-1] += ':' + part
+        elif part:
+            entries.append(part)
+    return entries
+
+
+def resolve_trusted_env() -> None:
+    """Record the digests of the ``MMGLNET_TRUSTED_CHECKPOINTS`` entries not yet seen.
+
+    Each entry is resolved once, the first time mmglnet reads it (at import, or at the first
+    load after the variable changed), exactly as :func:`trust_checkpoint` resolves its
+    argument. A listed file that does not exist yet is resolved when it first does.
+    """
+    for spec in _split_env(os.environ.get(TRUSTED_ENV, '')):
+        if spec in _env_entries:
+            continue
+        try:
+            _env_entries[spec] = _resolve_trust(spec, TRUSTED_ENV)
+        except FileNotFoundError:
+            continue
+
+
+def _trust_entries() -> List[TrustedCheckpoint]:
+    resolve_trusted_env()
+    active = set(_split_env(os.environ.get(TRUSTED_ENV, '')))
+    return _trusted + [e for s, e in _env_entries.items() if s in active]
+
+
+def _entries_for(path: str) -> List[TrustedCheckpoint]:
+    absolute, real = osp.abspath(path), osp.realpath(path)
+    return [e for e in _trust_entries()
+            if e.path is None or e.path in (absolute, real) or e.real_path in (absolute, real)]
 
 
 def is_trusted(path: str) -> bool:
-    """Whether ``path`` was opted in to unrestricted unpickling."""
-    env = [p for p in os.environ.get(TRUSTED_ENV, '').split(os.pathsep) if p]
-    trusted = _trusted_files | {osp.realpath(p) for p in env}
-    return osp.realpath(path) in trusted
+    """Whether the current contents of ``path`` were opted in to unrestricted unpickling."""
+    entries = _entries_for(path)
+    return bool(entries) and file_sha256(path) in {e.sha256 for e in entries}
 
 
+def _read_if_trusted(path: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """The file's bytes if they are trusted, else a note on a broken trust (or None)."""
+    entries = _entries_for(path)
+    if not entries:
+        return None, None
+    with open(path, 'rb') as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in {e.sha256 for e in entries}:
+        return data, None
+    named = [e for e in entries if e.path is not None]
+    if not named:
+        return None, None
+    entry = named[-1]
+    where = (f'{entry.path!r} then pointed to {entry.real_path!r}'
+             if entry.real_path != entry.path else repr(entry.path))
+    now = osp.realpath(path)
+    moved = f' and now points to {now!r}' if now != entry.real_path else ''
+    return None, (
+        f'It was trusted ({entry.source}) with SHA-256 {entry.sha256} ({where}), but its '
+        f'contents now hash to {digest}{moved}: the file was replaced or the link re-pointed '
+        'since, so it is untrusted again. If you trust the new file, trust it again.')
+
+
+# --------------------------------------------------------------------------------------------
+# mmengine's loader for local files.
+# --------------------------------------------------------------------------------------------
 def load_local_checkpoint(filename: str, map_location=None) -> Any:
     """mmengine's local-file checkpoint loader, with weights-only loading kept on.
 
     Registered for local paths when mmglnet is imported, so every mmengine loader (Runner
-    ``load_from``/``--resume``, ``load_checkpoint``, ``Pretrained`` init) goes through it.
+    ``load_from``/``--resume``, ``load_checkpoint``, ``Pretrained`` init) goes through it. The
+    file's format is checked first (:func:`check_checkpoint_format`). A trusted file (see
+    :func:`trust_checkpoint`) is read once, hashed, and unpickled from those same bytes.
+
+    Args:
+        filename (str): Local path.
+        map_location (str | torch.device, optional): Where tensors go. Defaults to None.
+
+    Returns:
+        The file's top-level object.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    if is_trusted(filename):
-        return torch.load(filename, map_location=map_location, weights_only=False)
+    data, broken_trust = _read_if_trusted(filename)
+    if data is not None:
+        buffer = io.BytesIO(data)
+        check_checkpoint_format(buffer, filename)
+        try:
+            return torch.load(buffer, map_location=map_location, weights_only=False)
+        except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
+            raise _load_failed(filename, error) from error
+    check_checkpoint_format(filename)
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         match = re.search(r'GLOBAL ([\w\.]+)', str(error))
+        if not match and 'Weights only load failed' not in str(error):
+            raise _load_failed(filename, error) from error
         what = match.group(1) if match else 'an object that is not allow-listed'
         if match and '.' not in what:  # torch names builtins without their module
             what = f'builtins.{what}'
+        opt_in = (broken_trust or
+                  'If you trust this file, opt in for its current contents alone with the '
+                  f'environment variable {TRUSTED_ENV}={filename} or '
+                  'mmglnet.checkpoint.trust_checkpoint(path) (README, "Checkpoint safety").')
         raise UntrustedCheckpointError(
             f'Checkpoint {filename!r} holds {what}, which is not a tensor or one of the types '
-            'mmengine writes, so it is not loaded: unpickling it could run code. If you trust '
-            f'this file, opt in for it alone with the environment variable {TRUSTED_ENV}='
-            f'{filename} or mmglnet.checkpoint.trust_checkpoint(path) (README, "Checkpoint '
-            'safety"). An official GLNet release file can instead be converted with '
+            f'mmengine writes, so it is not loaded: unpickling it could run code. {opt_in} An '
+            'official GLNet release file can instead be converted with '
             'tools/model_converters/glnet2mm.py or given to the backbone init_cfg directly.'
         ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        raise _load_failed(filename, error) from error
 
 
 def register_safe_local_loader() -> None:
-    """Install :func:`load_local_checkpoint` as mmengine's loader for local paths."""
+    """Install :func:`load_local_checkpoint` as mmengine's loader for local paths.
+
+    Also records the digests of the files ``MMGLNET_TRUSTED_CHECKPOINTS`` lists now.
+    """
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Official key layout and loading into a GLNet backbone.
-# --------------------------------------------------------------------------------------------
-OFFICIAL_CLASSIFIER_PREFIXES = ('head.', 'tklb_aux_head.')
-
-
-def _tensor_items(mapping: Any) -> Dict[str, torch.Tensor]:
-    if not isinstance(mapping, dict):
-        return {}
-    return {k: v for k, v in mapping.items() if isinstance(k, str) and torch.is_tensor(v)}
-
-
-def _strip(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def extract_backbone_state(checkpoint: Any, weights_key: str = 'model',
-                           prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """The backbone's tensors from an official release file or an mm checkpoint.
-
-    Args:
-        checkpoint: What :func:`read_checkpoint_tensors` returned.
-        weights_key (str): Entry of an official file that holds the weights. Defaults to
-            ``'model'``.
-        prefix (str, optional): For mm checkpoints, the prefix of the backbone's keys in
-            ``state_dict`` (``'backbone.'``). Defaults to None.
-
-    Returns:
-        dict: Backbone keys (the official ``norm.*`` final norm renamed ``norm3.*``).
-    """
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'A checkpoint must hold a dict, got {type(checkpoint).__name__}.')
-    top_keys = sorted(str(k) for k in checkpoint)
-    if prefix:
-        source = _tensor_items(checkpoint.get('state_dict', checkpoint))
-        state = _strip(source, prefix)
-        if not state:
-            raise ValueError(
-                f'No key of the checkpoint starts with prefix={prefix!r} (top-level keys: '
-                f'{top_keys}). For an official release file, drop prefix from init_cfg.')
-        return state
-    if weights_key in checkpoint:
-        source = _tensor_items(checkpoint[weights_key])
-        if source and all(k.startswith('module.') for k in source):
-            source = _strip(source, 'module.')
-        state = {}
-        for key, value in source.items():
-            if key.startswith(OFFICIAL_CLASSIFIER_PREFIXES):
-                continue
-            state['norm3.' + key[len('norm.'):] if key.startswith('norm.') else key] = value
-        return state
-    if 'state_dict' in checkpoint:
-        source = _tensor_items(checkpoint['state_dict'])
-        backbone = _strip(source, 'backbone.')
-        return backbone or source
-    official = [k for k in ('model', 'model_ema') if k in checkpoint]
-    if official:
-        raise KeyError(
-            f'weights_key={weights_key!r} is not in the checkpoint; it holds {top_keys}. '
-            f'Set the backbone argument weights_key to one of {official}.')
-    flat = _tensor_items(checkpoint)
-    if flat and len(flat) == len(checkpoint):
-        return flat
-    raise KeyError(
-        f'Cannot find weights in the checkpoint (top-level keys: {top_keys}); expected an '
-        "official file ('model' / 'model_ema') or an mm checkpoint ('state_dict').")
-
-
-def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[str] = None,
-                             weights_key: str = 'model') -> Dict[str, list]:
-    """Load an official release file or an mm checkpoint into a GLNet backbone.
-
-    Casts tensors to the model's dtypes, logs missing, unexpected and mismatched keys, and
-    raises if no weight matched (never a silent no-op). The official final BatchNorm
-    (``norm.*``) is loaded into ``norm3`` only when that output norm is a BatchNorm.
-
-    Returns:
-        dict: ``loaded``, ``missing``, ``unexpected``, ``mismatched`` and ``skipped`` key lists.
-    """
-    logger = MMLogger.get_current_instance()
-    state = extract_backbone_state(read_checkpoint_tensors(path), weights_key, prefix)
-    own = backbone.state_dict()
-    # An output norm saved as a BatchNorm (the official final norm, or a classifier's) does not
-    # belong in a LayerNorm output norm of the same shape: skip it instead of loading it.
-    skipped = []
-    for index in range(4):
-        norm = getattr(backbone, f'norm{index}', None)
-        saved_as_bn = f'norm{index}.running_mean' in state
-        if saved_as_bn and not isinstance(norm, nn.modules.batchnorm._BatchNorm):
-            skipped += sorted(k for k in state if k.startswith(f'norm{index}.'))
-    for key in skipped:
-        state.pop(key)
-    mismatched = sorted(
-        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state.items() if k in own and v.shape != own[k].shape)
-    loadable = {
-        k: v.to(own[k].dtype) if v.is_floating_point() else v
-        for k, v in state.items() if k in own and v.shape == own[k].shape
-    }
-    missing = sorted(set(own) - set(loadable))
-    unexpected = sorted(set(state) - set(own))
-    if not loadable:
-        raise RuntimeError(
-            f'No weight of {path!r} matches the GLNet backbone (arch '
-            f'{getattr(backbone, "arch_name", "?")}): {len(unexpected)} unexpected keys (e.g. '
-            f'{unexpected[:3]}), {len(mismatched)} shape mismatches (e.g. {mismatched[:2]}). '
-            'Check the arch, the prefix (use prefix="backbone." for mm checkpoints) and '
-            'weights_key.')
-    backbone.load_state_dict(loadable, strict=False)
-    logger.info(f'Loaded {len(loadable)}/{len(own)} GLNet backbone tensors from {path}'
-                + (f" (weights '{weights_key}')" if not prefix else f' (prefix {prefix!r})'))
-    for title, keys in (('missing', missing), ('unexpected', unexpected),
-                        ('mismatched', mismatched)):
-        if keys:
-            logger.warning(f'{len(keys)} {title} key(s) loading {path}: {_short(keys)}')
-    if skipped:
-        logger.info(f'Skipped {_short(skipped)}: saved from a BatchNorm (the classifier\'s '
-                    'final norm), while this backbone\'s output norm is not one.')
-    return dict(loaded=sorted(loadable), missing=missing, unexpected=unexpected,
-                mismatched=mismatched, skipped=skipped)
-
-
-def _short(keys: Iterable[str], limit: int = 20) -> str:
-    keys = list(keys)
-    more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
-    return ', '.join(keys[:limit]) + more
+    resolve_trusted_env()

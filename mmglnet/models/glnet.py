@@ -12,6 +12,7 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
 from mmglnet.registry import MODELS
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
 from .glmix import GLMixBlock, slot_count
@@ -77,8 +78,6 @@ ARCH_SETTINGS: Dict[str, dict] = {
     '16g': dict(_G_SERIES, embed_dim=(128, 256, 512, 1024), layerscale=1e-4),
 }
 
-# Which entry of an official release file holds the weights the official evaluation uses.
-OFFICIAL_WEIGHTS_KEYS = {'16g': 'model_ema'}
 
 
 def resolve_arch(arch: Union[str, dict]) -> dict:
@@ -257,8 +256,10 @@ class GLNet(BaseModule):
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
             evaluation uses: ``'model_ema'`` for ``'16g'``, else ``'model'``. Defaults to None.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads an
-            official release file or, with ``prefix='backbone.'``, an mm checkpoint.
-            Defaults to None.
+            official release file or, with ``prefix='backbone.'``, an mm checkpoint. It
+            raises unless every stem, transition and stage tensor is in the file with the
+            right shape; ``allow_partial=True`` in the dict loads the matching ones on
+            purpose. Defaults to None.
     """
 
     def __init__(self,
@@ -349,7 +350,8 @@ class GLNet(BaseModule):
                 self,
                 self.init_cfg['checkpoint'],
                 prefix=self.init_cfg.get('prefix'),
-                weights_key=self.weights_key)
+                weights_key=self.weights_key,
+                allow_partial=self.init_cfg.get('allow_partial', False))
             self._is_init = True
         elif self.init_cfg is not None:
             super().init_weights()

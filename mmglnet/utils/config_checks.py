@@ -37,10 +37,21 @@ DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 class ConfigPathError(FileNotFoundError):
-    """A file or folder that a config names does not exist.
+    """A file or folder that a config names does not exist or cannot be used.
 
-    The message names the path, the config key that holds it and what to do.
+    The message names the path, the config key that holds it and what to do. Checkpoint files
+    that exist but are empty, truncated or not torch checkpoints raise it too.
     """
+
+
+def _check_format(path: str, key: Optional[str] = None) -> None:
+    """Raise :class:`ConfigPathError` if an existing checkpoint is empty, truncated or foreign."""
+    from mmglnet.checkpoint import CheckpointFileError, check_checkpoint_format
+    try:
+        check_checkpoint_format(path)
+    except CheckpointFileError as error:
+        where = f' ({key})' if key else ''
+        raise ConfigPathError(f'{error}{where}') from error
 
 
 def _is_remote(path: str) -> bool:
@@ -199,17 +210,20 @@ def iter_pretrained_paths(cfg: Any,
 
 
 def check_pretrained_files(cfg: Any) -> None:
-    """Check that every local pretrained-weights file the model config names exists.
+    """Check that every local pretrained-weights file the model config names is a checkpoint.
 
     Args:
         cfg (Config | dict): The full config (its ``model`` is searched).
 
     Raises:
         ConfigPathError: Naming the missing file, the config key, where to get the file and
-            how to train without it.
+            how to train without it; or naming an empty, truncated or foreign file.
     """
     for key, path, disable_key in iter_pretrained_paths(_get(cfg, 'model')):
-        if _is_remote(path) or osp.isfile(path):
+        if _is_remote(path):
+            continue
+        if osp.isfile(path):
+            _check_format(path, key)
             continue
         name = osp.basename(path)
         if name in GLNET_RELEASE_FILES:
@@ -224,16 +238,20 @@ def check_pretrained_files(cfg: Any) -> None:
 
 
 def check_checkpoint_file(path: str, what: str = 'checkpoint') -> None:
-    """Check that a checkpoint given on the command line exists.
+    """Check that a checkpoint given on the command line exists and is a torch checkpoint.
 
     Args:
         path (str): The file.
         what (str): How to call it in the message. Defaults to ``'checkpoint'``.
 
     Raises:
-        ConfigPathError: When a local ``path`` is not a file.
+        ConfigPathError: When a local ``path`` is not a file, or is empty, truncated or not a
+            torch checkpoint.
     """
-    if _is_remote(path) or osp.isfile(path):
+    if _is_remote(path):
+        return
+    if osp.isfile(path):
+        _check_format(path)
         return
     raise ConfigPathError(
         f'The {what} {_where(path)} does not exist. Give a .pth file written by '

@@ -9,7 +9,8 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from mmglnet.checkpoint import load_pretrained_backbone, read_checkpoint_tensors
+from mmglnet.checkpoint import (load_pretrained_backbone, model_state_from_checkpoint,
+                                read_checkpoint_tensors)
 from mmglnet.models import ARCH_SETTINGS, GLNet
 from .slot_maps import find_glnet
 
@@ -63,7 +64,9 @@ def load_weights(model: nn.Module, checkpoint: str) -> None:
     Files are read with :func:`mmglnet.checkpoint.read_checkpoint_tensors` (tensors only,
     nothing executed). An mm checkpoint (``state_dict``) loads into the whole model, or into
     the GLNet's keys (``backbone.`` prefix) when the model is a bare GLNet; an official file
-    (``model``/``model_ema``) loads into the GLNet. Raises if no weight matches.
+    (``model``/``model_ema``) loads into the GLNet, mapped by
+    :func:`mmglnet.checkpoint.filter_official_checkpoint`. Raises if no weight matches or a
+    tensor the slot maps depend on (stem, transitions, stages) is not loaded.
 
     Args:
         model (nn.Module): The model from :func:`build_model`.
@@ -73,12 +76,10 @@ def load_weights(model: nn.Module, checkpoint: str) -> None:
     glnet = find_glnet(model)
     content = read_checkpoint_tensors(checkpoint)
     if model is glnet or not (isinstance(content, dict) and 'state_dict' in content):
-        report = load_pretrained_backbone(glnet, checkpoint, weights_key=glnet.weights_key)
-        _check_slot_weights_loaded(set(glnet.state_dict()) - set(report['loaded']), '',
-                                   checkpoint)
+        # Raises unless every stem, transition and stage tensor is loaded.
+        load_pretrained_backbone(glnet, checkpoint, weights_key=glnet.weights_key)
         return
-    state = {k[len('module.'):] if k.startswith('module.') else k: v
-             for k, v in content['state_dict'].items() if torch.is_tensor(v)}
+    state = model_state_from_checkpoint(content)
     own = model.state_dict()
     matched = {k: v.to(own[k].dtype) for k, v in state.items()
                if k in own and v.shape == own[k].shape}

@@ -10,6 +10,8 @@ only, so it loads with ``torch.load(..., weights_only=True)``.
 
 The release file is read with mmglnet's restricted reader: tensors are rebuilt, every other
 object in it (training args, optimizer classes) stays an inert placeholder, nothing is executed.
+An empty, truncated or foreign file is refused with a message naming it. The backbone keys are
+mapped by ``mmglnet.checkpoint.filter_official_checkpoint``, as for ``init_cfg`` loading.
 """
 import argparse
 import os
@@ -44,7 +46,10 @@ def main(argv=None):
         checkpoint = read_checkpoint_tensors(args.src)
         state_dict, report = convert_official_checkpoint(checkpoint, args.key)
     except (FileNotFoundError, KeyError, ValueError) as error:
+        # CheckpointFileError (empty, truncated, foreign files) is a ValueError.
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        if args.key is not None and isinstance(error, KeyError):
+            message = f'--key: {message}'
         sys.exit(f'glnet2mm: error: {args.src}: {message}')
 
     meta = dict(
@@ -65,7 +70,10 @@ def main(argv=None):
         f"custom (no preset matches: depths {report['depths']}, widths "
         f"{report['embed_dims']})")
     print(f'source:   {args.src}')
-    print(f"weights:  '{report['weights_key']}' ({report['key_reason']})")
+    reason = 'given with --key' if args.key else report['key_reason']
+    if 'also holds' in reason:
+        reason += ', selected with --key'
+    print(f"weights:  '{report['weights_key']}' ({reason})")
     print(f'variant:  {variant}'
           + (', token labeling (tklb_aux_head)' if report['token_labeling'] else ''))
     print(f"tensors:  {report['num_backbone']} backbone, {report['num_head']} head "
