@@ -121,9 +121,10 @@ class ChannelFirstMHSABlock(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
         if self.pos_conv is not None:
             x = self.pos_conv(x)
-        height, width = x.shape[2:]
+        batch, channels, height, width = x.shape
         tokens = x.flatten(2).transpose(1, 2)  # (N, L, C)
         tokens = tokens + self.drop_path(self.ls1(self.mha_op(self.norm1(tokens))))
-        x = tokens.transpose(1, 2).unflatten(2, (height, width))
+        # A view, as unflatten would be; explicit sizes stay free in an exported graph.
+        x = tokens.transpose(1, 2).reshape(batch, channels, height, width)
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x

@@ -17,11 +17,11 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .attention import MultiheadSelfAttention
 from .layers import (ConvFFN, LayerNorm2d, ResidualDWConv, autocast_dtype, make_drop_path,
                      make_layer_scale)
+from .pooling import adaptive_avg_pool2d
 
 SLOT_INITS = ('ada_avgpool', 'param')
 # The eps of F.normalize. Where the logits are float16, the norms are clamped at float16's
@@ -154,7 +154,8 @@ class GLMixBlock(nn.Module):
         """Initial slots (N or 1, S, C) for the block input ``x`` (N, C, H, W)."""
         if self.slot_init == 'param':
             return self.init_slots
-        pooled = F.adaptive_avg_pool2d(x, self.pool_size)
+        # torch's kernel, or an exportable form during ONNX export (see .pooling).
+        pooled = adaptive_avg_pool2d(x, self.pool_size)
         return pooled.flatten(2).transpose(1, 2)
 
     def _cosine_logits(self, pixels: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
@@ -181,7 +182,7 @@ class GLMixBlock(nn.Module):
         channels-last layout, where the pixels are a contiguous (N, L, C) matrix and the
         output, with ``local`` added by the product itself, comes out channels-last.
         """
-        height, width = normed.shape[2:]
+        batch, channels, height, width = normed.shape
         pixels = normed.flatten(2)  # (N, C, L): a view in either memory layout
         logits = self._cosine_logits(pixels, init_slots)  # (N, S, L)
         # Clustering: softmax over pixels.
@@ -193,7 +194,9 @@ class GLMixBlock(nn.Module):
             out = torch.bmm(weights, slots)
         else:
             out = torch.baddbmm(local.flatten(2).transpose(1, 2), weights, slots)
-        return out.transpose(1, 2).unflatten(2, (height, width))
+        # A view (reshape splits L without copying); explicit sizes keep an exported graph
+        # free of the traced height and width (unflatten's would be constants).
+        return out.transpose(1, 2).reshape(batch, channels, height, width)
 
     def global_mixing(self, x: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
         """Cluster normed pixels ``x`` (N, C, H, W) into slots, mix them, dispatch back."""
