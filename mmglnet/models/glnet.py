@@ -4,12 +4,14 @@ Paper: "Revisiting the Integration of Convolution and Attention for Vision Backb
 (NeurIPS 2024, https://arxiv.org/abs/2411.14429). Official code: github.com/rayleizhu/GLMix.
 """
 import copy
+import warnings
 from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
+from mmengine.registry import MODELS as ROOT_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
@@ -229,6 +231,53 @@ def build_stage(arch: dict, index: int, drop_path_rates: Sequence[float],
     return GLNetStage(blocks, token_layout=(mode == 'mha'), with_cp=with_cp)
 
 
+# Model-zoo names of other backbones' checkpoints (mmcv's ``open-mmlab://resnet50_v1c``...).
+ZOO_PREFIXES = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'mmcls://', 'mmpretrain://',
+                'modelzoo://')
+
+
+def pretrained_to_init_cfg(pretrained: Optional[str],
+                           init_cfg: Optional[dict]) -> Optional[dict]:
+    """The ``init_cfg`` for a backbone given the deprecated ``pretrained`` argument.
+
+    mmseg's ``EncoderDecoder`` passes its ``model.pretrained`` to the backbone. As mmseg's own
+    backbones do, a path becomes ``dict(type='Pretrained', checkpoint=path)`` with a
+    deprecation warning, None changes nothing, and giving both is an error. A model-zoo name
+    (``open-mmlab://...``, ``torchvision://...``) is another backbone's checkpoint, left over
+    from a base config written for a ResNet: it is refused with what to change, rather than
+    ignored (the model would train from scratch unnoticed) or loaded (no key would match).
+
+    Args:
+        pretrained (str, optional): The ``pretrained`` argument.
+        init_cfg (dict, optional): The ``init_cfg`` argument.
+
+    Returns:
+        dict | None: The ``init_cfg`` to use.
+    """
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, str):
+        raise TypeError(f'GLNet pretrained={pretrained!r} must be a checkpoint path or None; '
+                        "prefer init_cfg=dict(type='Pretrained', checkpoint=PATH).")
+    if pretrained.startswith(ZOO_PREFIXES):
+        raise ValueError(
+            f'GLNet got pretrained={pretrained!r}: that names a checkpoint of another backbone '
+            '(an OpenMMLab model-zoo ResNet), most likely model.pretrained inherited from a '
+            "base config written for a ResNet, such as mmseg's _base_/models/*_r50.py (mmseg's "
+            'EncoderDecoder hands model.pretrained to the backbone). Set model.pretrained=None '
+            "in your config and load GLNet weights with backbone init_cfg=dict(type='Pretrained',"
+            " checkpoint='checkpoints/glnet_4g.pth') (the official release file of your arch).")
+    if init_cfg is not None:
+        raise ValueError(
+            f'GLNet got both pretrained={pretrained!r} (model.pretrained in mmseg configs) and '
+            f'init_cfg={init_cfg!r}: keep one, preferably init_cfg (set model.pretrained=None).')
+    warnings.warn(
+        f'GLNet pretrained={pretrained!r} is deprecated (as in mmseg\'s backbones): use '
+        f"backbone init_cfg=dict(type='Pretrained', checkpoint={pretrained!r}) and "
+        'model.pretrained=None.')
+    return dict(type='Pretrained', checkpoint=pretrained)
+
+
 @MODELS.register_module()
 class GLNet(BaseModule):
     """GLNet backbone (GLMix blocks) for detection, segmentation and classification.
@@ -255,6 +304,11 @@ class GLNet(BaseModule):
         weights_key (str, optional): Entry of an official release file that holds the weights
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
             evaluation uses: ``'model_ema'`` for ``'16g'``, else ``'model'``. Defaults to None.
+        pretrained (str, optional): Deprecated; what mmseg's ``EncoderDecoder`` passes from
+            ``model.pretrained``. A path means ``init_cfg=dict(type='Pretrained',
+            checkpoint=path)``; a model-zoo name of another backbone
+            (``'open-mmlab://resnet50_v1c'``) is refused (see
+            :func:`pretrained_to_init_cfg`). Defaults to None.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads an
             official release file or, with ``prefix='backbone.'``, an mm checkpoint. It
             raises unless every stem, transition and stage tensor is in the file with the
@@ -272,7 +326,9 @@ class GLNet(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  weights_key: Optional[str] = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        init_cfg = pretrained_to_init_cfg(pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg)
         self.arch_name = arch if isinstance(arch, str) else 'custom'
         self.arch_settings = resolve_arch(arch)
@@ -412,3 +468,9 @@ class GLNet(BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+
+# Also registered in mmengine's root registry, the parent of every codebase's: an unscoped
+# ``type='GLNet'`` then resolves from any default scope (mmdet, mmseg, mmpretrain) once mmglnet
+# is imported (``custom_imports``). ``type='mmglnet.GLNet'`` names it explicitly.
+ROOT_MODELS.register_module(module=GLNet)
