@@ -1,4 +1,4 @@
-"""ONNX export: the exportable slot pooling, and exported graphs against PyTorch at untraced sizes."""
+"""ONNX export: the exportable slot pooling; exported graphs against PyTorch at untraced sizes."""
 import math
 import os.path as osp
 

@@ -7,7 +7,9 @@ On a fresh machine (after ``bash tools/setup_env.sh``) this
    mmseg/mmdet pipelines, configs in ``configs/demo/``), evaluating at the end;
 3. re-tests each saved checkpoint with ``tools/test.py`` on the validation images, which
    training never saw, beside the untrained (randomly initialised) model on the same images;
-4. prints the metrics, and draws slot maps with ``tools/visualize_slots.py`` when present.
+4. prints the metrics, draws slot maps with ``tools/visualize_slots.py`` when present, and the
+   loss and metric curves of both training runs (``curves.png``, with
+   ``tools/analysis_tools/plot_curves.py``).
 
 Usage::
 
@@ -287,6 +289,24 @@ def visualize_slots(results: dict, data_roots: dict, work_dir: str) -> None:
     say(f'  {len(pngs)} PNG file(s) in {out_dir}')
 
 
+def draw_curves(results: dict, work_dir: str) -> None:
+    """Loss and metric curves of the training runs (tools/analysis_tools/plot_curves.py)."""
+    logs, names = [], []
+    for name in results:
+        found = sorted(glob.glob(osp.join(work_dir, name, '*', 'vis_data', 'scalars.json')),
+                       key=osp.getmtime)
+        if found:
+            logs.append(osp.abspath(found[-1]))
+            names.append('UperNet-GLNet' if name == 'seg' else 'Mask R-CNN-GLNet')
+    if not logs:
+        return
+    out = osp.abspath(osp.join(work_dir, 'curves.png'))
+    say('\n== Training curves (tools/analysis_tools/plot_curves.py)')
+    run_tool(['tools/analysis_tools/plot_curves.py', *logs, '--names', *names, '--out', out],
+             osp.join(work_dir, 'plot_curves_output.txt'), show_progress=False)
+    say(f'  {shown(out)}')
+
+
 def main():
     args = parse_args()
     start = time.time()
@@ -303,6 +323,7 @@ def main():
                                  work_dir, iters)
     ok = report(results)
     visualize_slots(results, data_roots, work_dir)
+    draw_curves(results, work_dir)
     with open(osp.join(work_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1, default=str)
     say(f'\nWhole demo: {time.time() - start:.0f} s. Results: {osp.join(work_dir, "results.json")}')
