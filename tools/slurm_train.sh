@@ -4,6 +4,8 @@
 # Environment: GPUS (8, tasks in all), GPUS_PER_NODE (8), CPUS_PER_TASK (5),
 # SRUN_ARGS (extra srun options), PYTHON (python). The rendezvous port is MASTER_PORT
 # (mmengine's default 29500 when unset).
+# Requeued jobs: submit with `sbatch --requeue ... --wrap "bash tools/slurm_train.sh ... --resume"`;
+# --resume continues from the newest complete checkpoint of WORK_DIR (docs/training.md).
 set -euo pipefail
 if [ $# -lt 4 ]; then
     echo "usage: bash $0 PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py options]" >&2

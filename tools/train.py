@@ -18,9 +18,11 @@ import sys
 from mmengine.config import Config, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
-from mmglnet.engine import enable_amp, register_codebase, setup_cpu_distributed
-from mmglnet.utils import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
-                           check_evaluator_paths, check_pretrained_files)
+from mmglnet.engine import (check_resume_file, checkpoint_layout, enable_amp,
+                            find_resume_checkpoint, register_codebase, setup_cpu_distributed)
+from mmglnet.utils import (ConfigFileError, ConfigPathError, check_checkpoint_file,
+                           check_dataset_paths, check_evaluator_paths, check_pretrained_files,
+                           load_config)
 
 
 def parse_args():
@@ -66,7 +68,10 @@ def fail(message: str) -> None:
 def prepare_config(args) -> Config:
     if not osp.isfile(args.config):
         fail(f'config file {args.config!r} does not exist.')
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigFileError as error:
+        fail(str(error))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -80,12 +85,15 @@ def prepare_config(args) -> Config:
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
-        if not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
-            print(f'--resume: no checkpoint in {cfg.work_dir!r} yet; training starts from '
-                  'the beginning.')
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get('resume') and not cfg.get('load_from'):
+        # Resume from the newest complete checkpoint (logged), not blindly from whatever
+        # last_checkpoint names; with none, train from the beginning.
+        folders, templates = checkpoint_layout(cfg)
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir, folders, templates)
+        cfg.resume = cfg.load_from is not None
 
     if args.auto_scale_lr:
         if cfg.get('auto_scale_lr') is None:
@@ -102,6 +110,9 @@ def prepare_config(args) -> Config:
         if not cfg.get('resume'):
             check_pretrained_files(cfg)
         if cfg.get('load_from'):
+            if cfg.resume:
+                # Missing, empty, truncated or damaged: named, with the checkpoint to use.
+                check_resume_file(cfg.load_from)
             check_checkpoint_file(cfg.load_from,
                                   'checkpoint to resume from' if cfg.resume else 'load_from')
     except (ConfigPathError, RuntimeError) as error:

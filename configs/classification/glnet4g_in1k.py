@@ -8,6 +8,8 @@ _base_ = [
     './_base_/imagenet_bs128_glnet_eval.py',
 ]
 default_scope = 'mmpretrain'
+# Checkpoints written atomically and resumed from the newest complete one (docs/training.md).
+default_hooks = dict(checkpoint=dict(type='mmglnet.AtomicCheckpointHook'))
 
 model = dict(
     type='ImageClassifier',

@@ -78,7 +78,8 @@ train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(by_epoch=False, interval=max_iters))
+    # Written atomically; --resume takes the newest complete checkpoint (docs/training.md).
+    checkpoint=dict(type='mmglnet.AtomicCheckpointHook', by_epoch=False, interval=max_iters))
 custom_hooks = [dict(type='mmglnet.ReplicaCheckHook')]
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

@@ -5,6 +5,8 @@
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)
+# Checkpoints written atomically and resumed from the newest complete one (docs/training.md).
+default_hooks = dict(checkpoint=dict(type='mmglnet.AtomicCheckpointHook'))
 
 model = dict(
     backbone=dict(

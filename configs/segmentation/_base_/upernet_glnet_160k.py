@@ -7,6 +7,8 @@
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 
 custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)
+# Checkpoints written atomically and resumed from the newest complete one (docs/training.md).
+default_hooks = dict(checkpoint=dict(type='mmglnet.AtomicCheckpointHook'))
 
 model = dict(
     # mmseg's base config points the whole model at a ResNet checkpoint; GLNet loads its own
