@@ -12,17 +12,28 @@ Uses the codebase's own inferencer (``mmdet.apis.DetInferencer`` for configs wit
 """
 import argparse
 import os.path as osp
+import re
 import sys
 
 import mmcv
+import numpy as np
 import torch
 from mmengine.config import Config
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
+from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
 from mmglnet.visualization import (make_panel, save_slot_maps, visualize_image_slots,
                                    write_image)
 
 TASKS = ('mmdet', 'mmseg')
+TASK_NAMES = dict(mmdet='detection (mmdet)', mmseg='segmentation (mmseg)',
+                  mmpretrain='classification (mmpretrain)')
+# Entries of a config's model that are no sub-module with weights.
+NOT_MODULES = ('type', 'data_preprocessor', 'train_cfg', 'test_cfg', 'init_cfg', 'pretrained')
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint does not hold the weights of the config's model."""
 
 
 def parse_args(argv=None):
@@ -54,9 +65,43 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build_inferencer(config: str, checkpoint: str, device: str):
+def check_checkpoint_matches(checkpoint: str, cfg: Config, config: str) -> None:
+    """Refuse a checkpoint of another task or model before the inferencer is built.
+
+    The checkpoint must have been written for the config's codebase (its ``meta.cfg``, when
+    present, has the same ``default_scope``) and hold weights for every part of the model
+    (``backbone``, ``decode_head``, ``roi_head``, ...).
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    scope = cfg.get('default_scope')
+    loaded = _load_checkpoint(checkpoint, map_location='cpu')
+    meta = loaded.get('meta', {}) if isinstance(loaded, dict) else {}
+    saved_cfg = meta.get('cfg') if isinstance(meta, dict) else None
+    found = re.search(r"^default_scope\s*=\s*['\"](\w+)['\"]", saved_cfg or '', re.M)
+    if found and scope in TASKS and found.group(1) != scope:
+        raise CheckpointMismatch(
+            f'{checkpoint} is a {TASK_NAMES.get(found.group(1), found.group(1))} checkpoint, '
+            f'but {config} is a {TASK_NAMES[scope]} config (default_scope={scope!r}). Give '
+            f'the checkpoint that was trained with this config, or the config the checkpoint '
+            'was trained with (its meta.cfg holds it).')
+    state = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
+    prefixes = {str(key).split('.')[1 if str(key).startswith('module.') else 0]
+                for key in state}
+    parts = [key for key, value in cfg.model.items()
+             if key not in NOT_MODULES and isinstance(value, dict) and 'type' in value]
+    missing = [part for part in parts if part not in prefixes]
+    if missing:
+        raise CheckpointMismatch(
+            f'{checkpoint} holds no weights for {", ".join(missing)} of the model that {config} '
+            f'builds (it has weights for: {", ".join(sorted(prefixes)) or "nothing"}). '
+            f'Expected a checkpoint of this {TASK_NAMES.get(scope, scope)} model, as '
+            'tools/train.py writes with this config; a backbone-only file (an official GLNet '
+            "release) goes in the config's backbone init_cfg instead.")
+
+
+def build_inferencer(config: str, checkpoint: str, device: str, cfg: Config = None):
     """The inferencer of the config's codebase, chosen by its ``default_scope``."""
-    cfg = Config.fromfile(config)
+    cfg = cfg if cfg is not None else load_config(config)
     scope = cfg.get('default_scope', None)
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
@@ -71,20 +116,39 @@ def build_inferencer(config: str, checkpoint: str, device: str):
         'classification model use tools/visualize_slots.py.')
 
 
+def draw_one_pixel_segmentation(inferencer, path: str, image, opacity: float):
+    """The predicted class colour blended over a 1x1 image, as RGB.
+
+    mmseg's visualizer cannot draw a one-pixel prediction (a one-element tensor used as a numpy
+    index is taken as an integer index), so the single pixel is blended here.
+    """
+    result = inferencer([path], return_datasamples=True)
+    sample = result[0] if isinstance(result, list) else result
+    label = int(sample.pred_sem_seg.data.flatten()[0])
+    palette = inferencer.visualizer.dataset_meta.get('palette') or [(255, 255, 255)]
+    color = palette[label] if label < len(palette) else (0, 0, 0)
+    rgb = image[..., ::-1].astype(np.float32)
+    return (rgb * (1 - opacity) + np.asarray(color, np.float32) * opacity).astype(np.uint8)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    image = mmcv.imread(args.image, flag='color')
-    if image is None:
-        raise FileNotFoundError(f'Cannot read image {args.image!r}.')
+    image = read_image(args.image)
+    cfg = load_config(args.config)
+    if cfg.get('default_scope') in TASKS:
+        check_checkpoint_matches(args.checkpoint, cfg, args.config)
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
-    inferencer, scope = build_inferencer(args.config, args.checkpoint, device)
+    inferencer, scope = build_inferencer(args.config, args.checkpoint, device, cfg)
     options = dict(pred_score_thr=args.score_thr, no_save_vis=True) if scope == 'mmdet' \
         else dict(opacity=args.opacity)
-    # A path (not the array): the inferencers draw arrays as RGB but feed them to the model as
-    # BGR; from a path they load and draw the image consistently.
-    drawn = inferencer([args.image], return_vis=True, **options)['visualization']
-    # RGB, the image's size; MMSegInferencer unwraps single results, DetInferencer does not.
-    drawn = drawn[0] if isinstance(drawn, list) else drawn
+    if scope == 'mmseg' and image.shape[0] * image.shape[1] == 1:
+        drawn = draw_one_pixel_segmentation(inferencer, args.image, image, args.opacity)
+    else:
+        # A path (not the array): the inferencers draw arrays as RGB but feed them to the model
+        # as BGR; from a path they load and draw the image consistently.
+        drawn = inferencer([args.image], return_vis=True, **options)['visualization']
+        # RGB, the image's size; MMSegInferencer unwraps single results, DetInferencer not.
+        drawn = drawn[0] if isinstance(drawn, list) else drawn
 
     if args.with_slots:
         maps = visualize_image_slots(inferencer.model, image, size=args.slot_size,
@@ -101,4 +165,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointMismatch) as error:
+        print(f'tools/image_demo.py: error: {error}', file=sys.stderr)
+        sys.exit(2)

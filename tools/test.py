@@ -25,8 +25,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
 from mmglnet.engine import register_codebase, setup_cpu_distributed
-from mmglnet.utils import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
-                           check_evaluator_paths)
+from mmglnet.utils import (ConfigFileError, ConfigPathError, check_checkpoint_file,
+                           check_dataset_paths, check_evaluator_paths, load_config)
 
 
 def parse_args():
@@ -119,7 +119,10 @@ def add_visualization(cfg: Config, args) -> None:
 def prepare_config(args) -> Config:
     if not osp.isfile(args.config):
         fail(f'config file {args.config!r} does not exist.')
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigFileError as error:
+        fail(str(error))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -19,6 +19,7 @@ from mmengine.runner import set_random_seed
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.models import ARCH_SETTINGS
+from mmglnet.utils import read_image
 from mmglnet.visualization import init_glnet_model, save_slot_maps, visualize_image_slots
 
 
@@ -69,9 +70,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    image = mmcv.imread(args.image, flag='color')
-    if image is None:
-        raise FileNotFoundError(f'Cannot read image {args.image!r}.')
+    image = read_image(args.image)
     set_random_seed(args.seed)
     model = init_glnet_model(args.config, args.checkpoint, args.device, args.cfg_options)
     size = None if args.size == [0] else (args.size[0] if len(args.size) == 1 else args.size)

@@ -1,0 +1,90 @@
+"""Bad input files stop the tools with messages that name the file and say what to do."""
+import subprocess
+import sys
+
+import mmcv
+import numpy as np
+import pytest
+from test_visualization import detector_config, load_tool, save_random_model, segmentor_config
+from tool_runs import REPO_ROOT
+
+from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
+
+
+def test_config_syntax_error_names_file_and_line(tmp_path):
+    config = tmp_path / 'broken.py'
+    config.write_text("model = dict(type='EncoderDecoder')\nx = dict(a=1,, b=2)\n")
+    with pytest.raises(ConfigFileError) as error:
+        load_config(str(config))
+    message = str(error.value)
+    assert f'{config}, line 2' in message and 'x = dict(a=1,, b=2)' in message
+    assert '<unknown>' not in message
+
+
+def test_config_syntax_error_in_base_names_the_base(tmp_path):
+    (tmp_path / 'base.py').write_text('a = 1\nb = [1, 2\n')
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = './base.py'\nc = 3\n")
+    with pytest.raises(ConfigFileError) as error:
+        load_config(str(child))
+    message = str(error.value)
+    assert str(tmp_path / 'base.py') in message and f'a _base_ of {child}' in message
+    assert 'line 2' in message
+
+
+def test_train_tool_reports_config_syntax_error(tmp_path):
+    config = tmp_path / 'broken.py'
+    config.write_text("default_scope = 'mmseg'\nmodel = dict(type='EncoderDecoder'\n")
+    result = subprocess.run([sys.executable, 'tools/train.py', str(config)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f'{config}, line 2' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_undecodable_image_is_not_reported_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        read_image(str(tmp_path / 'absent.jpg'))
+    for name, content in [('empty.jpg', b''), ('text.png', b'not an image at all'),
+                          ('cut.jpg', b'\xff\xd8\xff\xe0\x00\x10JFIF')]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ImageFileError) as error:
+            read_image(str(path))
+        assert not isinstance(error.value, FileNotFoundError)
+        message = str(error.value)
+        assert str(path) in message and 'cannot be decoded' in message
+        assert f'({len(content)} bytes)' in message
+
+
+@pytest.mark.parametrize('task', ['segmentation', 'detection'])
+def test_image_demo_on_a_one_pixel_image(tmp_path, task):
+    cfg_dict = segmentor_config() if task == 'segmentation' else detector_config()
+    config, checkpoint, _ = save_random_model(tmp_path, task, cfg_dict, ('a', 'b', 'c', 'd'))
+    image = str(tmp_path / 'pixel.png')
+    mmcv.imwrite(np.full((1, 1, 3), 200, np.uint8), image)
+    out_file = str(tmp_path / 'result.png')
+    load_tool('image_demo').main(
+        [image, config, checkpoint, '--out-file', out_file, '--device', 'cpu', '--with-slots',
+         '--slot-size', '64', '--score-thr', '0'])
+    assert mmcv.imread(out_file) is not None
+
+
+def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
+    seg_config, _, _ = save_random_model(tmp_path, 'seg', segmentor_config(), ('a', 'b'))
+    _, det_checkpoint, _ = save_random_model(tmp_path, 'det', detector_config(), ('a', 'b'))
+    image = str(tmp_path / 'image.png')
+    mmcv.imwrite(np.zeros((32, 32, 3), np.uint8), image)
+    tool = load_tool('image_demo')
+    with pytest.raises(tool.CheckpointMismatch) as error:
+        tool.main([image, seg_config, det_checkpoint, '--device', 'cpu',
+                   '--out-file', str(tmp_path / 'out.png')])
+    message = str(error.value)
+    assert det_checkpoint in message and 'decode_head' in message and seg_config in message
+
+    # From the command line: a message, no traceback.
+    result = subprocess.run(
+        [sys.executable, 'tools/image_demo.py', image, seg_config, det_checkpoint, '--device',
+         'cpu', '--out-file', str(tmp_path / 'out.png')],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and 'decode_head' in result.stderr, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
