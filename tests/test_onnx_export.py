@@ -153,3 +153,24 @@ def test_export_demo_detectors_raw_outputs(config, kind, tmp_path):
     assert len(record['output_names']) == 10
     for result in comparisons:
         assert result['relative'] < 1e-5, result
+
+
+def test_tool_exports_a_config_with_its_checkpoint(tmp_path):
+    """Config and mm checkpoint through the tool: the file holds the checkpoint's weights."""
+    import onnxruntime as ort
+    from mmglnet.deployment import ExportWrapper
+    model = _build(UPERNET).eval()
+    with torch.no_grad():
+        for param in model.parameters():  # weights no fresh build would have
+            param.add_(torch.randn_like(param) * 0.1)
+    checkpoint = tmp_path / 'upernet.pth'
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    out = tmp_path / 'upernet.onnx'
+    result = run_tool(['tools/deployment/pytorch2onnx.py', UPERNET, str(checkpoint), '--out',
+                       str(out), '--shape', '128', '128', '--dynamic'])
+    assert 'Exported segmentor' in result.stdout and 'at 104x168:' in result.stdout
+    x = torch.randn(1, 3, 112, 144)
+    with torch.no_grad():
+        [expected] = ExportWrapper(model)(x)
+    [got] = ort.InferenceSession(str(out)).run(None, {'input': x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
