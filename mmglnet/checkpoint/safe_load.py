@@ -32,7 +32,7 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
-from typing import IO, Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
