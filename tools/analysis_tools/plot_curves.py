@@ -14,8 +14,12 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
-from mmglnet.visualization.curves import plot_curves
+# mmengine imports pkg_resources, which warns on every start; nothing to act on here.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from mmglnet.visualization.curves import plot_curves  # noqa: E402
 
 
 def parse_args(argv=None):

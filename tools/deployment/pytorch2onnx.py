@@ -17,14 +17,18 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
-from mmengine.config import DictAction
-from mmengine.runner import set_random_seed
+# mmengine imports pkg_resources, which warns on every start; nothing to act on here.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
-from mmglnet.deployment import default_check_shape, export_and_check
-from mmglnet.models import ARCH_SETTINGS
-from mmglnet.visualization import build_model, find_glnet, load_weights
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.runner import set_random_seed  # noqa: E402
+
+import mmglnet  # noqa: F401,E402  (registers GLNet; safe checkpoint loading)
+from mmglnet.deployment import default_check_shape, export_and_check  # noqa: E402
+from mmglnet.models import ARCH_SETTINGS  # noqa: E402
+from mmglnet.visualization import build_model, find_glnet, load_weights  # noqa: E402
 
 
 def parse_args(argv=None):
