@@ -14,6 +14,7 @@ batch size) as free axes on request. Adaptive average pooling (GLNet's slot pool
 pooling in decode heads) is traced in an exportable form (:mod:`mmglnet.models.pooling`), so
 the graph holds at every input size.
 """
+import importlib.util
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -97,6 +98,9 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
         dict: ``wrapper`` (the exported module), ``input_name``, ``output_names``,
         ``shape``.
     """
+    if importlib.util.find_spec('onnx') is None:
+        raise ImportError('Exporting to ONNX needs the onnx package: pip install -r '
+                          'requirements/tests.txt (or pip install onnx onnxruntime).')
     # SyncBN (in many heads) computes as BN at inference; BN is what the graph needs.
     model = make_pooling_exportable(revert_sync_batchnorm(model).eval())
     wrapper = ExportWrapper(model).eval()
