@@ -268,6 +268,16 @@ def test_tools_name_damaged_files_before_any_work(tmp_path):
     assert path in result.stderr and 'empty' in result.stderr
     assert 'model.backbone.init_cfg.checkpoint' in result.stderr
     assert not work.exists()
+    # The image tools: the same message, no traceback.
+    image = 'docs/images/slots_demo_upernet_trained.png'
+    for command in (['tools/visualize_slots.py', image, 'stl', path, '--out-dir', str(work)],
+                    ['tools/image_demo.py', image, config, path, '--out-file',
+                     str(work / 'out.jpg'), '--device', 'cpu']):
+        result = run_tool(command, check=False)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+        assert path in result.stderr and 'empty' in result.stderr
+    assert not work.exists()
 
 
 # ----------------------------------------------------------------------------------------

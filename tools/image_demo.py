@@ -21,6 +21,7 @@ import torch
 from mmengine.config import Config
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
+from mmglnet.checkpoint import CheckpointFileError, UntrustedCheckpointError
 from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
 from mmglnet.visualization import (make_panel, save_slot_maps, visualize_image_slots,
                                    write_image)
@@ -167,6 +168,7 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main(sys.argv[1:])
-    except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointMismatch) as error:
+    except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointMismatch,
+            CheckpointFileError, UntrustedCheckpointError) as error:
         print(f'tools/image_demo.py: error: {error}', file=sys.stderr)
         sys.exit(2)

@@ -18,6 +18,8 @@ from mmengine.config import DictAction
 from mmengine.runner import set_random_seed
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
+from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
+                                UntrustedCheckpointError)
 from mmglnet.models import ARCH_SETTINGS
 from mmglnet.utils import read_image
 from mmglnet.visualization import init_glnet_model, save_slot_maps, visualize_image_slots
@@ -89,4 +91,11 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (FileNotFoundError, CheckpointFileError, CheckpointMismatchError,
+            UntrustedCheckpointError) as error:
+        # A missing, damaged or untrusted checkpoint, or weights of another arch: the message
+        # names the file and what to do.
+        print(f'tools/visualize_slots.py: error: {error}', file=sys.stderr)
+        sys.exit(2)
