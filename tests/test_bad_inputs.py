@@ -5,6 +5,7 @@ import sys
 import mmcv
 import numpy as np
 import pytest
+import torch
 from test_visualization import detector_config, load_tool, save_random_model, segmentor_config
 from tool_runs import REPO_ROOT
 
@@ -81,10 +82,19 @@ def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
     message = str(error.value)
     assert det_checkpoint in message and 'decode_head' in message and seg_config in message
 
+    # A checkpoint written by a training run records its config: its codebase is named.
+    written = torch.load(det_checkpoint, weights_only=False)
+    written['meta']['cfg'] = "default_scope = 'mmdet'\nmodel = dict(type='RetinaNet')\n"
+    torch.save(written, det_checkpoint)
+    with pytest.raises(tool.CheckpointMismatch, match=r'is a detection \(mmdet\) checkpoint'):
+        tool.main([image, seg_config, det_checkpoint, '--device', 'cpu',
+                   '--out-file', str(tmp_path / 'out.png')])
+
     # From the command line: a message, no traceback.
     result = subprocess.run(
         [sys.executable, 'tools/image_demo.py', image, seg_config, det_checkpoint, '--device',
          'cpu', '--out-file', str(tmp_path / 'out.png')],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and 'decode_head' in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert 'is a detection (mmdet) checkpoint' in result.stderr
     assert 'Traceback' not in result.stderr
