@@ -285,3 +285,16 @@ def test_test_py_refuses_a_mask_rcnn_checkpoint_for_the_segmentor(tmp_path):
     result = run_tool(['tools/test.py', seg_config, str(checkpoint), *work,
                        '--allow-partial-checkpoint'])
     assert 'Iter(test) [4/4]' in result.stdout and 'mIoU:' in result.stdout
+
+
+def test_whole_model_check_accepts_a_fit_and_names_a_release_file():
+    from mmglnet.checkpoint import check_checkpoint_fits_model
+    model = GLNet(TINY_ARCH)
+    saved = {'module.' + k: v for k, v in model.state_dict().items()}  # a DDP-wrapped save
+    report = check_checkpoint_fits_model(model, {'state_dict': saved}, 'fit.pth')
+    assert report['missing'] == report['unexpected'] == report['mismatched'] == []
+    with pytest.raises(CheckpointMismatchError) as error:
+        check_checkpoint_fits_model(model, official_file(), 'glnet_4g.pth')
+    message = str(error.value)
+    assert f"0 of the model's {len(saved)} weights" in message
+    assert 'tools/model_converters/glnet2mm.py' in message

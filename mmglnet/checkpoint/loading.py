@@ -164,7 +164,14 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
         CheckpointMismatchError: When the weights do not fit and ``allow_partial`` is False.
     """
     logger = MMLogger.get_current_instance()
-    state = extract_backbone_state(read_checkpoint_tensors(path), weights_key, prefix)
+    checkpoint = read_checkpoint_tensors(path)
+    state = extract_backbone_state(checkpoint, weights_key, prefix)
+    if prefix:
+        what = f'prefix {prefix!r}'
+    elif any(k in checkpoint for k in OFFICIAL_WEIGHT_ENTRIES):
+        what = f'weights {weights_key!r}'
+    else:
+        what = 'state_dict' if 'state_dict' in checkpoint else 'bare state dict'
     own = backbone.state_dict()
     # A saved output norm (the official final BatchNorm, or a classifier's) that this backbone
     # has no place for, or that does not fit a LayerNorm output norm: skipped, not unexpected.
@@ -194,7 +201,6 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
     absent = [k for k in required if k not in state]
     body_mismatched = [m for m in mismatched if is_body_key(m.split(':')[0])]
     extra = [k for k in unexpected if is_body_key(k)]
-    what = f"weights {weights_key!r}" if not prefix else f'prefix {prefix!r}'
     if not loadable or ((absent or body_mismatched or extra) and not allow_partial):
         problems = []
         if absent:
