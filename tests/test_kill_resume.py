@@ -15,7 +15,7 @@ than the one the run had resumed from, and no complete checkpoint is lost (with
 ``max_keep_ckpts=1``: the one kept is deleted only once a newer one is complete and named).
 The next run resumes from that checkpoint; the last one finishes the schedule with the right
 iteration, optimizer and learning-rate state. Two chains of runs (``max_keep_ckpts`` -1 and
-1), about 2 minutes on 2 cores.
+1), 14 training processes: about 1.5 minutes on 2 idle cores, 3 minutes on 2 busy ones.
 """
 import os
 import os.path as osp
