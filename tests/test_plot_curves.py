@@ -31,7 +31,8 @@ def write_scalars(path, iters=(10, 20, 30, 40), val_steps=(20, 40)):
                 'aux.loss_ce': 1.0 / it, 'decode.acc_seg': 50.0 + it, 'time': 0.4,
                 'iter': it, 'memory': 0, 'step': it}) + '\n')
             if it in val_steps:
-                f.write(json.dumps({'aAcc': 80.0 + it / 10, 'mIoU': 40.0 + it,
+                # -1: COCO's "no object of this size", not drawn.
+                f.write(json.dumps({'aAcc': 80.0 + it / 10, 'mIoU': 40.0 + it, 'mAP_l': -1.0,
                                     'data_time': 0.01, 'time': 0.1, 'step': it}) + '\n')
     return path
 
@@ -54,14 +55,16 @@ def test_default_keys_every_loss_and_metric(tmp_path):
 def test_selected_keys(tmp_path, capsys):
     log = write_scalars(tmp_path / 'scalars.json')
     out = tmp_path / 'acc.png'
-    code, stdout, _ = plot_main([str(log), '--keys', 'decode.acc_seg', 'mIoU', '--out',
-                                 str(out)], capsys)
-    assert code == 0 and 'training decode.acc_seg; validation mIoU' in stdout
+    code, stdout, _ = plot_main([str(log), '--keys', 'decode.acc_seg', 'lr', '--metrics',
+                                 'mIoU', '--out', str(out)], capsys)
+    assert code == 0 and 'training decode.acc_seg, lr; validation mIoU' in stdout
     assert out.is_file()
-    code, _, stderr = plot_main([str(log), '--keys', 'loss', 'bbox_mAP', '--out', str(out)],
-                                capsys)
+    code, _, stderr = plot_main([str(log), '--metrics', 'bbox_mAP', '--out', str(out)], capsys)
     assert code == 1
-    assert "['bbox_mAP']" in stderr and "'mIoU'" in stderr
+    assert "--metrics ['bbox_mAP'] are in no validation record" in stderr
+    assert "['aAcc', 'data_time', 'mAP_l', 'mIoU', 'time']" in stderr
+    code, _, stderr = plot_main([str(log), '--keys', 'mIoU', '--out', str(out)], capsys)
+    assert code == 1 and "--keys ['mIoU'] are in no training record" in stderr
 
 
 def test_refuses_files_that_are_not_scalars_logs(tmp_path, capsys):

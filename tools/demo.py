@@ -302,7 +302,10 @@ def draw_curves(results: dict, work_dir: str) -> None:
         return
     out = osp.abspath(osp.join(work_dir, 'curves.png'))
     say('\n== Training curves (tools/analysis_tools/plot_curves.py)')
-    run_tool(['tools/analysis_tools/plot_curves.py', *logs, '--names', *names, '--out', out],
+    # The metrics of the results table; every loss.
+    metrics = [key for name in results for _, key, _ in TASKS[name]['metrics']]
+    run_tool(['tools/analysis_tools/plot_curves.py', *logs, '--names', *names, '--metrics',
+              *metrics, '--out', out],
              osp.join(work_dir, 'plot_curves_output.txt'), show_progress=False)
     say(f'  {shown(out)}')
 

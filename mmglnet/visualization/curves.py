@@ -83,26 +83,31 @@ def _is_number(value) -> bool:
 
 
 def collect_series(records: Sequence[dict], keys: Optional[Sequence[str]],
-                   default) -> Series:
+                   default, skip_value: Optional[float] = None) -> Series:
     """``{key: (steps, values)}`` for ``keys``, or for every key ``default(key)`` accepts.
 
     Args:
         records (Sequence[dict]): Training or validation records.
         keys (Sequence[str], optional): Keys to keep; None picks them with ``default``.
         default (callable): ``key -> bool`` used when ``keys`` is None.
+        skip_value (float, optional): A value that means "not computed" (COCO's -1 for a
+            size range without objects), left out. Defaults to None.
 
     Returns:
-        dict: Steps and values per key, in the order the keys first appear.
+        dict: Steps and values per key, in the order of ``keys``, or else in the order the
+        keys first appear.
     """
     series: Series = {}
     for record in records:
         for key, value in record.items():
             wanted = key in keys if keys is not None else (
                 key not in BOOKKEEPING_KEYS and default(key))
-            if wanted and _is_number(value):
+            if wanted and _is_number(value) and value != skip_value:
                 steps, values = series.setdefault(key, ([], []))
                 steps.append(record['step'])
                 values.append(float(value))
+    if keys is not None:
+        series = {key: series[key] for key in keys if key in series}
     return series
 
 
@@ -112,19 +117,23 @@ def is_loss_key(key: str) -> bool:
 
 
 def plot_curves(logs: Sequence[str], out_file: str, keys: Optional[Sequence[str]] = None,
+                metrics: Optional[Sequence[str]] = None,
                 names: Optional[Sequence[str]] = None, title: Optional[str] = None,
                 dpi: int = 100) -> Dict[str, Dict[str, List[str]]]:
     """Draw training-loss and validation-metric curves of one or more runs into a PNG.
 
     Each log gets a row: its training scalars against the iteration on the left, its
-    validation metrics against their own step (iteration or epoch) on the right.
+    validation metrics against their own step (the iteration, or the epoch where metrics are
+    logged by epoch) on the right. COCO's -1 ("no object of this size") is not drawn.
 
     Args:
         logs (Sequence[str]): mmengine scalars logs (see :func:`find_scalars_file` for the
             folders accepted).
         out_file (str): The image to write (``.png``).
-        keys (Sequence[str], optional): Keys to draw, training or validation ones; None draws
-            every loss key and every metric key. Defaults to None.
+        keys (Sequence[str], optional): Training keys to draw; None draws every loss key.
+            Defaults to None.
+        metrics (Sequence[str], optional): Validation keys to draw; None draws every metric.
+            Defaults to None.
         names (Sequence[str], optional): A name per log for the titles. Defaults to the
             logs' paths.
         title (str, optional): Figure title. Defaults to None.
@@ -142,28 +151,29 @@ def plot_curves(logs: Sequence[str], out_file: str, keys: Optional[Sequence[str]
         raise ValueError(f'{len(names)} names for {len(logs)} logs: give one name per log.')
     files = [find_scalars_file(log) for log in logs]
     names = list(names) if names is not None else files
-    runs = []
+    runs, available = [], dict(train=set(), val=set())
     for name, path in zip(names, files):
         train, val = load_scalars(path)
+        for kind, records in (('train', train), ('val', val)):
+            available[kind].update(key for record in records for key in record
+                                   if key not in ('step', 'iter', 'epoch'))
         runs.append((name, collect_series(train, keys, is_loss_key),
-                     collect_series(val, keys, lambda key: True)))
+                     collect_series(val, metrics, lambda key: True, skip_value=-1)))
     drawn = {name: dict(train=list(t), val=list(v)) for name, t, v in runs}
-    if keys is not None:
-        found = {key for _, t, v in runs for key in (*t, *v)}
-        missing = [key for key in keys if key not in found]
+    for kind, wanted, option in (('train', keys, 'keys'), ('val', metrics, 'metrics')):
+        missing = [key for key in wanted or () if key not in available[kind]]
         if missing:
-            available = sorted({key for path in files for records in load_scalars(path)
-                                for record in records for key in record
-                                if key not in BOOKKEEPING_KEYS})
-            raise KeyError(f'Key(s) {missing} are in none of the logs; available keys: '
-                           f'{available}.')
+            what = 'training' if kind == 'train' else 'validation'
+            raise KeyError(f'--{option} {missing} are in no {what} record of the logs; '
+                           f'available {what} keys: {sorted(available[kind])}.')
 
     figure = Figure(figsize=(12, 3.6 * len(runs)), dpi=dpi)
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(runs), 2, squeeze=False)
     for row, (name, train_series, val_series) in enumerate(runs):
-        for ax, series, label, kind in ((axes[row][0], train_series, 'iteration', 'training'),
-                                        (axes[row][1], val_series, 'step', 'validation')):
+        for ax, series, label, kind in (
+                (axes[row][0], train_series, 'iteration', 'training'),
+                (axes[row][1], val_series, 'step (iteration, or epoch)', 'validation')):
             for key, (steps, values) in series.items():
                 lines = ax.plot(steps, values, marker='o' if len(steps) < 20 else None,
                                 markersize=4, label=key)

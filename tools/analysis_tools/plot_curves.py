@@ -3,12 +3,12 @@
 Examples:
     python tools/analysis_tools/plot_curves.py work_dirs/demo/upernet/*/vis_data/scalars.json
     python tools/analysis_tools/plot_curves.py run_a/vis_data/scalars.json \
-        run_b/vis_data/scalars.json --names a b --keys loss mIoU --out curves.png
+        run_b/vis_data/scalars.json --names a b --keys loss --metrics mIoU --out curves.png
 
 Each log (a ``vis_data/scalars.json``, or a work dir / run folder holding one) gets a row:
 training scalars against the iteration, validation metrics against their own step. By default
-every loss key and every metric key is drawn; ``--keys`` picks others (``decode.acc_seg``,
-``lr``...). Needs only matplotlib.
+every loss key and every metric key is drawn; ``--keys`` picks training keys
+(``decode.acc_seg``, ``lr``...) and ``--metrics`` validation keys. Needs only matplotlib.
 """
 import argparse
 import os
@@ -29,8 +29,11 @@ def parse_args(argv=None):
                         help='vis_data/scalars.json files, or work dirs / run folders holding '
                         'one (the newest is used).')
     parser.add_argument('--keys', nargs='+', default=None,
-                        help='Keys to draw (training or validation). Defaults to every loss '
-                        'key and every metric key.')
+                        help='Training keys to draw (e.g. loss decode.acc_seg lr). Defaults '
+                        'to every loss key.')
+    parser.add_argument('--metrics', nargs='+', default=None,
+                        help='Validation keys to draw (e.g. mIoU coco/bbox_mAP). Defaults to '
+                        'every metric key.')
     parser.add_argument('--names', nargs='+', default=None,
                         help='A name per log for the panel titles. Defaults to the paths.')
     parser.add_argument('--title', default=None, help='Figure title.')
@@ -44,8 +47,8 @@ def main(argv=None):
     out_dir = osp.dirname(osp.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     try:
-        drawn = plot_curves(args.logs, args.out, keys=args.keys, names=args.names,
-                            title=args.title, dpi=args.dpi)
+        drawn = plot_curves(args.logs, args.out, keys=args.keys, metrics=args.metrics,
+                            names=args.names, title=args.title, dpi=args.dpi)
     except (ValueError, KeyError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) else str(error)
         print(f'plot_curves: {message}', file=sys.stderr)
