@@ -5,6 +5,7 @@ what it deletes and when, and which checkpoint a resumed run continues from when
 ``last_checkpoint`` is empty, stale or names a truncated file; iteration- and epoch-based
 loops, ``max_keep_ckpts`` and ``save_best``.
 """
+import glob
 import os
 import os.path as osp
 import uuid
@@ -12,6 +13,7 @@ import uuid
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.hooks import CheckpointHook
 from mmengine.model import BaseModel
@@ -289,3 +291,13 @@ def test_plain_checkpoint_hook_unchanged(tmp_path):
     runner = make_runner(tmp_path, max_iters=2, interval=2, hook='plain')
     assert type(next(h for h in runner.hooks if isinstance(h, CheckpointHook))) is \
         CheckpointHook
+
+
+def test_every_config_saves_atomically():
+    """Every training config of the repository switches the hook on."""
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    configs = sorted(p for p in glob.glob(osp.join(root, 'configs', '*', '*.py')))
+    assert len(configs) >= 20
+    for path in configs:
+        hook = Config.fromfile(path).default_hooks.checkpoint
+        assert hook.type == 'mmglnet.AtomicCheckpointHook', (path, hook)
