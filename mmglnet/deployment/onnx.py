@@ -7,6 +7,7 @@ What is exported, for an image batch already normalised by the model's data prep
 * a one-stage detector (mmdet): ``model(inputs, mode='tensor')``, the head's raw outputs;
 * a two-stage detector (mmdet): the backbone, the neck and the RPN head's raw outputs (the
   second stage needs proposals picked by NMS, which mmdeploy handles);
+* a classifier (mmpretrain): ``model(inputs, mode='tensor')``, the head's class scores;
 * any other mmengine model: ``model(inputs, mode='tensor')``.
 
 The graph is written by torch's TorchScript-based exporter, with height and width (and the
@@ -58,6 +59,8 @@ class ExportWrapper(nn.Module):
             self.kind = 'segmentor'
         elif hasattr(model, 'bbox_head'):
             self.kind = 'detector'
+        elif hasattr(model, 'head'):
+            self.kind = 'classifier'
         else:
             self.kind = 'model'
 

@@ -7,7 +7,8 @@ Examples:
         work_dirs/upernet/iter_160000.pth --out upernet.onnx --shape 512 512 --dynamic
 
 A preset name exports the backbone's raw stage outputs; a segmentation config the segmentor's
-logits (``mode='tensor'``); a detection config the backbone, neck and (RPN) head's raw outputs.
+logits (``mode='tensor'``); a detection config the backbone, neck and (RPN) head's raw outputs;
+a classification config the class scores.
 The graph takes the image batch as the model's data preprocessor leaves it (RGB, normalised).
 Before it reports success, the tool runs the file with ONNX Runtime beside PyTorch on random
 inputs at the traced size and, with ``--dynamic``, at another size, and prints the largest
