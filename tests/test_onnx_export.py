@@ -174,3 +174,19 @@ def test_tool_exports_a_config_with_its_checkpoint(tmp_path):
         [expected] = ExportWrapper(model)(x)
     [got] = ort.InferenceSession(str(out)).run(None, {'input': x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_export_classifier_scores(tiny_arch, tmp_path):
+    """A classification config (mmpretrain, token-labeling head) exports its class scores."""
+    from mmglnet.visualization import build_model
+    torch.manual_seed(0)
+    model = build_model(osp.join(REPO_ROOT, 'configs/classification/glnet4g-tklb_in1k.py'),
+                        {'model.backbone.arch': dict(tiny_arch, _delete_=True),
+                         'model.head.in_channels': 128})
+    record, comparisons = _export_and_check(model, tmp_path, (96, 96), [(72, 120)])
+    assert record['wrapper'].kind == 'classifier' and record['output_names'] == ['output0']
+    with torch.no_grad():
+        [scores] = record['wrapper'](torch.randn(2, 3, 72, 120))
+    assert scores.shape == (2, 1000)
+    for result in comparisons:
+        assert result['relative'] < 1e-5, result
