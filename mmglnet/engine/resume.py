@@ -55,7 +55,10 @@ def list_checkpoints(folder: str,
             match = pattern.match(name)
             if match:
                 path = osp.join(folder, name)
-                found.append((int(match.group(1)), osp.getmtime(path), path))
+                try:
+                    found.append((int(match.group(1)), osp.getmtime(path), path))
+                except OSError:  # deleted meanwhile
+                    pass
                 break
     found.sort(reverse=True)
     return [(step, path) for step, _, path in found]
