@@ -92,7 +92,10 @@ def prepare_config(args) -> Config:
         # Resume from the newest complete checkpoint (logged), not blindly from whatever
         # last_checkpoint names; with none, train from the beginning.
         folders, templates = checkpoint_layout(cfg)
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir, folders, templates)
+        # Every process decides the same (the work dir is not written yet); one says so.
+        rank = os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0'))
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir, folders, templates,
+                                               logger='current' if rank == '0' else 'silent')
         cfg.resume = cfg.load_from is not None
 
     if args.auto_scale_lr:
