@@ -86,7 +86,9 @@ def load_config(path: str) -> Any:
     """
     from mmengine.config import Config
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Config file {path!r} does not exist.')
+        raise FileNotFoundError(
+            f'Config file {path!r} does not exist; give the path of a .py config (e.g. one of '
+            'configs/*/*.py).')
     try:
         return Config.fromfile(path)
     except SyntaxError as error:
@@ -117,7 +119,9 @@ def read_image(path: str) -> np.ndarray:
     """
     import mmcv
     if not osp.exists(path):
-        raise FileNotFoundError(f'Image file {path!r} does not exist.')
+        raise FileNotFoundError(
+            f'Image file {path!r} does not exist; give the path of an existing image '
+            f'({IMAGE_FORMATS}).')
     if not osp.isfile(path):
         raise ImageFileError(f'{path!r} is a folder, not an image file; give one image file.')
     size = osp.getsize(path)
