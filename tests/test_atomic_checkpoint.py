@@ -22,7 +22,8 @@ from torch.utils.data import Dataset
 
 import mmglnet  # noqa: F401
 from mmglnet.engine import (AtomicCheckpointHook, ResumeCheckpointError, atomic_write_text,
-                            check_resume_file, checkpoint_problem, find_resume_checkpoint)
+                            check_resume_file, checkpoint_layout, checkpoint_problem,
+                            find_resume_checkpoint)
 from mmglnet.engine.checkpoint_files import partial_path
 
 
@@ -301,3 +302,21 @@ def test_every_config_saves_atomically():
     for path in configs:
         hook = Config.fromfile(path).default_hooks.checkpoint
         assert hook.type == 'mmglnet.AtomicCheckpointHook', (path, hook)
+
+
+def test_out_dir_layout_and_resume(tmp_path):
+    """With out_dir, checkpoints go to <out_dir>/<work dir name>; resuming finds them there."""
+    work_dir, out_dir = tmp_path / 'run', tmp_path / 'store'
+    make_runner(work_dir, max_iters=4, interval=2, out_dir=str(out_dir)).train()
+    folder = out_dir / 'run'
+    assert files(folder) == ['iter_2.pth', 'iter_4.pth']
+    assert last_named(work_dir) == str(folder / 'iter_4.pth')
+    cfg = Config(dict(work_dir=str(work_dir), default_hooks=dict(checkpoint=dict(
+        type='mmglnet.AtomicCheckpointHook', by_epoch=False, out_dir=str(out_dir)))))
+    folders, templates = checkpoint_layout(cfg)
+    assert folders[0] == str(folder) and templates == ('iter_{}.pth', )
+    truncate(str(folder / 'iter_4.pth'))
+    assert find_resume_checkpoint(str(work_dir), folders, templates) == str(folder / 'iter_2.pth')
+    runner = make_runner(work_dir, max_iters=6, interval=2, out_dir=str(out_dir), resume=True)
+    runner.train()
+    assert runner.iter == 6 and files(folder) == ['iter_2.pth', 'iter_4.pth', 'iter_6.pth']
