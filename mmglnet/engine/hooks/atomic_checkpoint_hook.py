@@ -29,9 +29,10 @@ class AtomicCheckpointHook(CheckpointHook):
       temporary file in the same folder (``.iter_8.pth.<pid>.partial``), flushed and synced,
       and then renamed over its final name; a file under a final name is always complete;
     * ``last_checkpoint`` is rewritten only after the checkpoint it names is complete;
-    * a checkpoint that ``max_keep_ckpts`` or a new best checkpoint (``save_best``) makes
-      obsolete is deleted only after its successor and ``last_checkpoint`` are complete; when
-      the run is killed in between, the resumed run deletes it;
+    * a checkpoint that ``max_keep_ckpts`` makes obsolete is deleted only after its successor
+      is complete and ``last_checkpoint`` names it (when the run is killed in between, the
+      resumed run deletes it); a best checkpoint (``save_best``) only after the new best is
+      complete;
     * when the run resumes without an explicit checkpoint (``resume=True`` and no
       ``load_from``, as mmdet's and mmseg's ``tools/train.py --resume`` do), it continues from
       the file ``last_checkpoint`` names only if that file is complete, and otherwise from the
@@ -44,8 +45,9 @@ class AtomicCheckpointHook(CheckpointHook):
         default_hooks = dict(checkpoint=dict(type='mmglnet.AtomicCheckpointHook'))
 
     which keeps the other ``checkpoint`` settings of the config. With a remote ``out_dir``
-    (``s3://...``), or under ``FlexibleRunner`` (checkpoints are folders there), it logs a
-    warning and behaves exactly as ``CheckpointHook``.
+    (``s3://...``), the deprecated ``file_client_args``, or under ``FlexibleRunner``
+    (checkpoints are folders there), it logs a warning and behaves exactly as
+    ``CheckpointHook``.
 
     Args:
         **kwargs: The arguments of ``mmengine.hooks.CheckpointHook`` (``interval``,
