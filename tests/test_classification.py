@@ -1,12 +1,11 @@
 """ImageNet classification through mmpretrain: configs, the token-labeling head, end to end.
 
-mmpretrain's models, datasets and metrics import torchvision. Where they cannot be imported the
-tests that build mmpretrain models skip, saying why (docs/classification.md has the command
-that runs them on a machine with torchvision). Everything else runs everywhere: the configs'
-contents, the head's computation, and the configs' classifier computed with the GLNet backbone.
+From an official-format file (a parity fixture standing in for a release file) through the
+converter to mmpretrain's classifier, ``tools/test.py``, mmpretrain's own ``tools/test.py`` and
+its ``ImageClassificationInferencer``; every figure is checked against the official model's
+outputs or against the official evaluation transform written out with Pillow and torch.
 """
 import importlib.util
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -54,15 +53,6 @@ def fixture_config(case):
     cfg.model.head.update(num_classes=CASES[case]['num_classes'], in_channels=last)
     cfg.model.data_preprocessor.num_classes = CASES[case]['num_classes']
     return cfg
-
-
-def mmpretrain_models_or_skip():
-    try:
-        return require_mmpretrain_models()
-    except ImportError as error:
-        pytest.skip(f'mmpretrain.models cannot be imported here ({error.__cause__}); '
-                    'docs/classification.md shows how these tests run on a machine with '
-                    'torchvision.')
 
 
 def relative_error(actual, expected):
@@ -219,10 +209,9 @@ def test_config_classifier_with_converted_fixture_gives_official_logits(case, co
 
 
 # --------------------------------------------------------------------------------------------
-# Where mmpretrain's models import (torchvision installed): the real mmpretrain classifier
+# The real mmpretrain classifier, tools and inferencer
 # --------------------------------------------------------------------------------------------
 def build_classifier(cfg):
-    mmpretrain_models_or_skip()
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -246,7 +235,6 @@ def test_mmpretrain_classifier_from_config_gives_official_logits(case, converted
 
 
 def test_mmpretrain_token_labeling_head_is_built_with_its_fc_layers():
-    mmpretrain_models_or_skip()
     from mmpretrain.models.heads import ClsHead
     head = MODELS.build(dict(type='mmglnet.TokenLabelingClsHead', num_classes=5, in_channels=8))
     assert isinstance(head, ClsHead)
@@ -281,49 +269,100 @@ def official_transform(path):
     return (array - mean) / std
 
 
-def test_tiny_imagenet_folder_end_to_end_through_tools_test(tmp_path, converted):
-    """tools/test.py with a classification config on an ImageNet-layout folder: the top-1 it
-    prints is the one the official transform and classifier give."""
-    mmpretrain_models_or_skip()
+# Fixture case -> the classification config it stands in for (the README's path uses glnet4g).
+END_TO_END = {'4g_like': '4g', '4g_tklb_like': '4g-tklb'}
+
+
+def run_python(args, cwd):
+    """Run a Python script as a user runs it from the repository root; the combined output."""
+    result = subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True,
+                            timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.fixture(scope='module', params=sorted(END_TO_END))
+def tiny_imagenet(request, tmp_path_factory):
+    """A release-file stand-in converted with the README's command, a tiny ImageNet-layout
+    folder, its config, and the scores the official computation gives on it.
+
+    Labels are chosen from the official logits (the official transform written with Pillow and
+    torch, the official classifier arithmetic): two images right, one whose label is the
+    second-best class, one whose label is the worst class -> top-1 50 %, top-5 75 %.
+    """
     from PIL import Image
     import numpy as np
 
-    case = '4g_tklb_like'
-    data_root = tmp_path / 'imagenet'
+    case = request.param
+    root = tmp_path_factory.mktemp(f'imagenet_{case}')
+    checkpoint = root / 'checkpoints' / f'{case}_in1k_mm.pth'
+    checkpoint.parent.mkdir()
+    run_python([osp.join('tools', 'model_converters', 'glnet2mm.py'), parity_path(f'{case}.pth'),
+                str(checkpoint)], cwd=REPO_ROOT)
+
+    data_root = root / 'imagenet'
     (data_root / 'val').mkdir(parents=True)
     (data_root / 'meta').mkdir()
     rng = np.random.default_rng(0)
-    names = []
+    images = []
     for index, (height, width) in enumerate([(300, 260), (260, 400), (256, 256), (480, 320)]):
         pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-        name = f'ILSVRC2012_val_{index + 1:08d}.JPEG'
-        Image.fromarray(pixels).save(data_root / 'val' / name, quality=90)
-        names.append(name)
+        # PNG: lossless, so every decoder (Pillow in the config, OpenCV in the inferencer)
+        # sees the same pixels.
+        path = data_root / 'val' / f'ILSVRC2012_val_{index + 1:08d}.png'
+        Image.fromarray(pixels).save(path)
+        images.append(path)
 
-    # Labels from the official computation: three right, the last one wrong -> top-1 75 %.
     cfg = fixture_config(case)
-    inputs = torch.stack([official_transform(data_root / 'val' / n) for n in names])
-    predicted = config_logits(cfg, converted(case), inputs).argmax(dim=1).tolist()
-    labels = predicted[:3] + [(predicted[3] + 1) % CASES[case]['num_classes']]
+    inputs = torch.stack([official_transform(path) for path in images])
+    logits = config_logits(cfg, str(checkpoint), inputs)
+    ranking = logits.argsort(dim=1, descending=True).tolist()
+    labels = [ranking[0][0], ranking[1][0], ranking[2][1], ranking[3][-1]]
     (data_root / 'meta' / 'val.txt').write_text(
-        ''.join(f'{n} {label}\n' for n, label in zip(names, labels)))
+        ''.join(f'{path.name} {label}\n' for path, label in zip(images, labels)))
 
-    config = tmp_path / 'tiny_in1k.py'
+    # The released config with the fixture's (small) arch and class count.
+    config = root / f'glnet{END_TO_END[case]}_fixture.py'
     arch = CASES[case]['official_kwargs']
+    num_classes = CASES[case]['num_classes']
     config.write_text(
-        f'_base_ = [{config_path("4g-tklb")!r}]\n'
+        f'_base_ = [{config_path(END_TO_END[case])!r}]\n'
         f'model = dict(backbone=dict(arch=dict(_delete_=True, **{arch!r})),\n'
-        f'             head=dict(num_classes={CASES[case]["num_classes"]}, in_channels='
-        f'{CASES[case]["official_kwargs"]["embed_dim"][-1]}),\n'
-        f'             data_preprocessor=dict(num_classes={CASES[case]["num_classes"]}))\n'
+        f'             head=dict(num_classes={num_classes}, in_channels={arch["embed_dim"][-1]}),\n'
+        f'             data_preprocessor=dict(num_classes={num_classes}))\n'
         f'test_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n'
         f'                       dataset=dict(data_root={str(data_root)!r}))\n')
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [REPO_ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    result = subprocess.run(
-        [sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), str(config),
-         converted(case), '--work-dir', str(tmp_path / 'work')],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert 'accuracy/top1: 75.0000' in output, output[-3000:]
+    return dict(case=case, root=root, config=str(config), checkpoint=str(checkpoint),
+                images=images, logits=logits)
+
+
+def test_tools_test_prints_the_official_top1_and_top5(tiny_imagenet):
+    output = run_python(
+        [osp.join('tools', 'test.py'), tiny_imagenet['config'], tiny_imagenet['checkpoint'],
+         '--work-dir', str(tiny_imagenet['root'] / 'work')], cwd=REPO_ROOT)
+    assert 'accuracy/top1: 50.0000' in output, output[-3000:]
+    assert 'accuracy/top5: 75.0000' in output, output[-3000:]
+
+
+def test_mmpretrain_own_test_tool_runs_the_config(tiny_imagenet):
+    """The config under mmpretrain's ``tools/test.py`` (shipped in the package's ``.mim``)."""
+    import mmpretrain
+    tool = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'test.py')
+    assert osp.isfile(tool), f'mmpretrain {mmpretrain.__version__} ships no {tool}'
+    output = run_python(
+        [tool, tiny_imagenet['config'], tiny_imagenet['checkpoint'],
+         '--work-dir', str(tiny_imagenet['root'] / 'work_mmpretrain')], cwd=REPO_ROOT)
+    assert 'accuracy/top1: 50.0000' in output, output[-3000:]
+    assert 'accuracy/top5: 75.0000' in output, output[-3000:]
+
+
+def test_image_classification_inferencer_with_our_config(tiny_imagenet):
+    from mmpretrain.apis import ImageClassificationInferencer
+    inferencer = ImageClassificationInferencer(
+        model=tiny_imagenet['config'], pretrained=tiny_imagenet['checkpoint'], device='cpu')
+    results = inferencer([str(path) for path in tiny_imagenet['images']], batch_size=2)
+    expected = tiny_imagenet['logits'].softmax(dim=1)
+    for result, scores in zip(results, expected):
+        assert result['pred_label'] == int(scores.argmax())
+        assert torch.allclose(torch.as_tensor(result['pred_scores']), scores, atol=1e-5)
