@@ -14,7 +14,6 @@ those codebases' ``get_flops.py`` tools do: the data preprocessor runs outside t
 the model's ``mode='tensor'`` forward (backbone, neck and heads without post-processing) is
 traced. Parameters are those of the whole model, auxiliary heads included.
 """
-import copy
 import logging
 from math import prod
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -26,8 +25,9 @@ from mmengine.analysis.jit_handles import get_shape
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.structures import BaseDataElement
+
+from mmglnet.apis import build_model
 
 
 def _shapes(values: Sequence[Any], what: str) -> List[List[int]]:
@@ -162,42 +162,16 @@ def _input_size(shape: Union[int, Sequence[int]]) -> Tuple[int, int]:
     return shape
 
 
-def build_model_from_config(cfg: Union[str, Config]) -> nn.Module:
-    """Build the model of a config in eval mode, without data or pretrained weights.
-
-    The config's ``default_scope`` (mmdet, mmseg, mmpretrain) picks the registry, as in the
-    codebases' runners; SyncBN layers become BatchNorm so that the model runs in one process.
-
-    Args:
-        cfg (str | Config): A config file or a loaded config.
-
-    Returns:
-        nn.Module: The model, in eval mode.
-    """
-    if isinstance(cfg, str):
-        cfg = Config.fromfile(cfg)
-    if 'model' not in cfg:
-        raise ValueError(f'The config {cfg.filename!r} has no "model"; give a model config.')
-    scope = cfg.get('default_scope')
-    if scope is not None:
-        init_default_scope(scope)
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        # As mmengine's Runner: a top-level data_preprocessor completes the model's.
-        model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
-    model = MODELS.build(model_cfg)
-    model = revert_sync_batchnorm(model)
-    return model.eval()
-
-
 def config_complexity(cfg: Union[str, Config],
                       shape: Union[int, Sequence[int]],
-                      seed: int = 0) -> Dict[str, Any]:
+                      seed: int = 0,
+                      cfg_options: Optional[dict] = None) -> Dict[str, Any]:
     """Parameters and inference FLOPs of a config's model on one image of ``shape``.
 
-    The model is built from the config alone (see :func:`build_model_from_config`); a random
-    image goes through the model's data preprocessor (normalisation and padding, not counted),
-    then the ``mode='tensor'`` forward is counted with :func:`count_flops`. For two-stage
+    The model is built from the config alone, without data or pretrained weights
+    (:func:`mmglnet.apis.build_model`), in eval mode with SyncBN layers turned into BatchNorm
+    (one process). A random image goes through the model's data preprocessor (normalisation
+    and padding, not counted), then the ``mode='tensor'`` forward is counted with :func:`count_flops`. For two-stage
     detectors that forward runs the RPN's prediction, so the RoI heads see the proposals the
     (randomly initialised) RPN keeps, at most its ``max_per_img``; ``seed`` fixes them.
 
@@ -205,6 +179,8 @@ def config_complexity(cfg: Union[str, Config],
         cfg (str | Config): A config file or a loaded config.
         shape (int | Sequence[int]): Image size, ``(height, width)`` or one int for a square.
         seed (int): Seed of the random weights and image. Defaults to 0.
+        cfg_options (dict, optional): Settings merged into the config, as with
+            ``--cfg-options``. Defaults to None.
 
     Returns:
         dict: ``flops`` (int), ``params`` (int) and ``input_shape`` (the padded network input,
@@ -213,7 +189,7 @@ def config_complexity(cfg: Union[str, Config],
     height, width = _input_size(shape)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = build_model_from_config(cfg)
+        model = revert_sync_batchnorm(build_model(cfg, cfg_options)).eval()
         image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
         meta = dict(img_shape=(height, width), ori_shape=(height, width),
                     pad_shape=(height, width), scale_factor=(1., 1.))

@@ -12,10 +12,11 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import InstanceData, PixelData
 
-from mmglnet.analysis import build_model_from_config
+from mmglnet.apis import build_model
 from mmglnet.models import resolve_arch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -190,7 +191,7 @@ def tiny_model(name, arch):
         cfg.model.train_cfg.rpn_proposal.max_per_img = 100
         cfg.model.train_cfg.rcnn.sampler.num = 64
     torch.manual_seed(0)
-    return build_model_from_config(cfg)
+    return revert_sync_batchnorm(build_model(cfg)).eval()
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -234,7 +235,7 @@ def test_paramwise_rules_reach_the_glnet_parameters(name, tiny_arch):
     cfg.model.backbone.arch = dict(tiny_arch, slot_init='param', layerscale=1e-4)
     cfg.model.backbone.init_cfg = None
     set_backbone_widths(cfg, tiny_arch['embed_dim'])
-    model = build_model_from_config(cfg)
+    model = build_model(cfg)
     optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     decay = {}
     for group in optim.optimizer.param_groups:
@@ -256,7 +257,7 @@ def test_paramwise_rules_reach_the_glnet_parameters(name, tiny_arch):
 
 def test_real_arch_parameter_counts():
     """Full-size models against the published sizes (../shared/NOTES.md)."""
-    upernet = build_model_from_config(load('segmentation/upernet_glnet4g_160k.py'))
+    upernet = build_model(load('segmentation/upernet_glnet4g_160k.py')).eval()
     params = sum(p.numel() for p in upernet.parameters())
     assert round(params / 1e6, 2) == 56.80  # UperNet-GLNet-4G, paper 56.8M
     # The real widths run end to end (heads fed by the real stage outputs).
@@ -265,7 +266,7 @@ def test_real_arch_parameter_counts():
         logits = upernet(data['inputs'], data['data_samples'], mode='tensor')
     assert logits.shape == (1, 150, 16, 16)
 
-    retinanet = build_model_from_config(load('detection/retinanet_glnet4g_fpn_1x_coco.py'))
+    retinanet = build_model(load('detection/retinanet_glnet4g_fpn_1x_coco.py'))
     params = sum(p.numel() for p in retinanet.parameters())
     assert round(params / 1e6) == 37  # RetinaNet-GLNet-4G, paper 37M
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 
 from mmglnet import GLNet
-from mmglnet.analysis import build_model_from_config, count_flops
+from mmglnet.analysis import count_flops
+from mmglnet.apis import build_model
 from mmglnet.models import MultiheadSelfAttention
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -133,7 +134,7 @@ def test_get_flops_tool_prints_params_and_flops(tmp_path, tiny_arch):
     params, flops, shape = parse_report(out.stdout)
     assert shape == '1, 3, 256, 320'
 
-    model = build_model_from_config(cfg)
+    model = build_model(cfg).eval()
     assert params == round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     # The inference forward: backbone and decode head, no auxiliary head; at least the
     # backbone's own count, plus the head.
@@ -152,7 +153,7 @@ def test_get_flops_on_a_detector_with_one_size(tmp_path, tiny_arch, capsys):
     tool.main([cfg, '--shape', '320'])
     params, flops, shape = parse_report(capsys.readouterr().out)
     assert shape == '1, 3, 320, 320'
-    model = build_model_from_config(cfg)
+    model = build_model(cfg)
     assert params == round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     assert flops > 0
 
