@@ -1,13 +1,13 @@
 # Mask R-CNN with a tiny GLNet on the generated shapes dataset (COCO layout), trained on the
-# CPU by tools/demo.py in a few minutes. Generate the data with:
+# CPU by tools/demo.py in a few minutes: the parts of mmdet's Mask R-CNN R-50 1x config, with
+# the shapes data in place of COCO's. Generate the data with:
 #   python tools/demo.py --data-only
-_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', './_base_/glnet-tiny.py']
-data_preparation = ('The demo data is generated, not downloaded: run "python tools/demo.py '
-                    '--data-only" (it writes work_dirs/demo/data/), or point data_root at a '
-                    'folder in the COCO layout.')
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/shapes-coco-128x128.py',
+    'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py',
+    './_base_/glnet-tiny.py'
+]
 
-classes = ('circle', 'square', 'triangle')
-image_size = (128, 128)
 neck_channels = 64
 
 model = dict(
@@ -22,59 +22,39 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=neck_channels),
         bbox_head=dict(
-            in_channels=neck_channels, fc_out_channels=256, num_classes=len(classes)),
+            in_channels=neck_channels, fc_out_channels=256, num_classes=len(_base_.classes)),
         mask_roi_extractor=dict(out_channels=neck_channels),
         mask_head=dict(
             num_convs=2,
             in_channels=neck_channels,
             conv_out_channels=neck_channels,
-            num_classes=len(classes))),
+            num_classes=len(_base_.classes))),
     # Few objects per small image: fewer proposals and RoI samples than on COCO.
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=100),
         rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100)))
 
-dataset_type = 'CocoDataset'
-data_root = 'work_dirs/demo/data/coco/'
-metainfo = dict(classes=classes)
+# Masks as well as boxes: annotations, and the segm metric.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.8, 1.25), keep_ratio=True),
+    dict(type='RandomResize', scale=_base_.image_size, ratio_range=(0.8, 1.25), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='Resize', scale=_base_.image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator = dict(metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
 
 max_iters = 120

@@ -1,13 +1,12 @@
-# RetinaNet with a tiny GLNet on the generated shapes dataset (COCO layout). Generate the
-# data with:
+# RetinaNet with a tiny GLNet on the generated shapes dataset (COCO layout): the parts of
+# mmdet's RetinaNet R-50 1x config, with the shapes data in place of COCO's. Generate the data
+# with:
 #   python tools/demo.py --data-only
-_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', './_base_/glnet-tiny.py']
-data_preparation = ('The demo data is generated, not downloaded: run "python tools/demo.py '
-                    '--data-only" (it writes work_dirs/demo/data/), or point data_root at a '
-                    'folder in the COCO layout.')
-
-classes = ('circle', 'square', 'triangle')
-image_size = (128, 128)
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py', './_base_/shapes-coco-128x128.py',
+    'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py',
+    'mmdet::retinanet/retinanet_tta.py', './_base_/glnet-tiny.py'
+]
 
 # RetinaNet uses strides 8-32 (and two extra levels): the FPN gets only stages 1-3.
 model = dict(
@@ -19,48 +18,7 @@ model = dict(
         drop_path_rate=0.),
     neck=dict(in_channels=[64, 96, 128], out_channels=64, start_level=0, num_outs=5),
     bbox_head=dict(
-        in_channels=64, feat_channels=64, stacked_convs=2, num_classes=len(classes)))
-
-data_root = 'work_dirs/demo/data/coco/'
-metainfo = dict(classes=classes)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+        in_channels=64, feat_channels=64, stacked_convs=2, num_classes=len(_base_.classes)))
 
 max_iters = 300
 optim_wrapper = dict(

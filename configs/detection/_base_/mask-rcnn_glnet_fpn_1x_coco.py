@@ -2,7 +2,10 @@
 # images). Model, data and schedule come from mmdet's Mask R-CNN R-50 1x config; this file swaps
 # the backbone and the optimizer. The variant configs beside it set arch, drop-path rate,
 # pretrained file and FPN input channels.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../../_base_/glnet_paramwise_cfg.py'
+]
 
 custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)
 # Checkpoints written atomically and resumed from the newest complete one (docs/training.md).
@@ -17,17 +20,11 @@ model = dict(
         out_norm_cfg=dict(type='LN2d', eps=1e-6)))
 
 # AdamW, lr 1e-4, weight decay 0.05 (BiFormer's Mask R-CNN recipe). No weight decay on norm
-# layers, slot temperatures, learned slots and layer scales. The plain OptimWrapper runs on any
-# device; `tools/train.py --amp` switches to mixed precision.
+# layers, slot temperatures, learned slots and layer scales (../../_base_/glnet_paramwise_cfg.py).
+# The plain OptimWrapper runs on any device; `tools/train.py --amp` switches to mixed precision.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        custom_keys={
-            'slot_scale': dict(decay_mult=0.),
-            'init_slots': dict(decay_mult=0.),
-            'ls1.gamma': dict(decay_mult=0.),
-            'ls2.gamma': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=_base_.glnet_paramwise_cfg)
+del _base_.glnet_paramwise_cfg  # set above; not a key of this config

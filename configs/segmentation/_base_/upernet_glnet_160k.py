@@ -4,7 +4,10 @@
 # single-process run reverts to BN); this file swaps the backbone, the optimizer and the
 # learning-rate schedule. The variant configs beside it set arch, drop-path rate, pretrained
 # file and the heads' input channels.
-_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+_base_ = [
+    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+    '../../_base_/glnet_paramwise_cfg.py'
+]
 
 custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)
 # Checkpoints written atomically and resumed from the newest complete one (docs/training.md).
@@ -22,20 +25,15 @@ model = dict(
     auxiliary_head=dict(in_index=2))
 
 # AdamW, lr 6e-5, weight decay 0.01 (BiFormer's and Swin's UperNet recipe). No weight decay on
-# norm layers, slot temperatures, learned slots and layer scales. The plain OptimWrapper runs on
-# any device; `tools/train.py --amp` switches to mixed precision.
+# norm layers, slot temperatures, learned slots and layer scales
+# (../../_base_/glnet_paramwise_cfg.py). The plain OptimWrapper runs on any device;
+# `tools/train.py --amp` switches to mixed precision.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        custom_keys={
-            'slot_scale': dict(decay_mult=0.),
-            'init_slots': dict(decay_mult=0.),
-            'ls1.gamma': dict(decay_mult=0.),
-            'ls2.gamma': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=_base_.glnet_paramwise_cfg)
+del _base_.glnet_paramwise_cfg  # set above; not a key of this config
 
 # 1500 iterations of linear warm-up, then linear (power 1) decay to 0.
 param_scheduler = [
