@@ -1,10 +1,14 @@
 """Shared test fixtures: where the parity fixtures live and a tiny GLNet arch."""
 import json
 import os.path as osp
+import sys
 
 import pytest
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The code the tools share (tools/_support: pre-flight checks, demo data, tool runs), which the
+# tests use too; appended, so that no tool script shadows a module of the same name.
+sys.path.append(osp.join(REPO_ROOT, 'tools'))
 # Official-format checkpoints and the official model's outputs (tests/data/parity/README.md).
 PARITY_DIR = osp.join(REPO_ROOT, 'tests', 'data', 'parity')
 

@@ -7,11 +7,10 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+from _support.runs import redirect_data_root
+from _support.shapes_data import SHAPE_CLASSES, write_ade20k_shapes, write_coco_shapes
 from mmengine.config import Config
 from tool_runs import MASK_RCNN, REPO_ROOT, UPERNET
-
-from mmglnet.datasets import SHAPE_CLASSES, write_ade20k_shapes, write_coco_shapes
-from mmglnet.utils import redirect_data_root
 
 SPLITS = dict(train=5, val=3)
 

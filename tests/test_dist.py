@@ -49,13 +49,8 @@ def test_dist_train_two_processes(tmp_path):
     assert ranks[0]['digest'] == ranks[1]['digest']
     from mmengine.runner.checkpoint import _load_checkpoint
     state = _load_checkpoint(str(work_dir / 'iter_2.pth'), map_location='cpu')['state_dict']
-    from mmengine.config import Config
-    from mmengine.registry import MODELS
-
-    from mmglnet.engine import register_codebase
-    cfg = Config.fromfile(config)
-    register_codebase(cfg)
-    names = [n for n, _ in MODELS.build(cfg.model).named_parameters()]
+    from mmglnet.apis import build_model
+    names = [n for n, _ in build_model(config).named_parameters()]
     assert parameter_digest({n: state[n] for n in names}) == ranks[0]['digest']
 
     # Two processes evaluate the checkpoint, 2 of the 4 held-out images each.

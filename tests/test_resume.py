@@ -12,11 +12,11 @@ import time
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import MODELS, PARAM_SCHEDULERS
+from mmengine.registry import PARAM_SCHEDULERS
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from tool_runs import REPO_ROOT, UPERNET, make_tiny_data, run_tool, write_config
 
-from mmglnet.engine import register_codebase
+from mmglnet.apis import build_model
 
 MAX_ITERS = 16
 
@@ -89,8 +89,7 @@ def test_sigkill_then_resume(tmp_path):
     assert abs(lr_then - _lr_after(cfg, killed_at)) <= 1e-6 * lr_then
 
     # Every checkpoint written before the kill still loads, strictly, into the model.
-    register_codebase(cfg)
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     for path in before_kill:
         checkpoint = load_checkpoint(model, str(path), map_location='cpu', strict=True)
         assert checkpoint['meta']['iter'] == _iter_of(path)

@@ -11,11 +11,12 @@ import pickle
 
 import pytest
 import torch
+from _support.config_checks import (ConfigPathError, check_dataset_paths, check_evaluator_paths,
+                                    check_pretrained_files)
 from mmengine.config import Config
 from tool_runs import MASK_RCNN, RETINANET, UPERNET, make_tiny_data, run_tool, write_config
 
-from mmglnet.utils import (ConfigPathError, check_dataset_paths, check_evaluator_paths,
-                           check_pretrained_files)
+from mmglnet.apis import build_model
 
 MODELS = {
     'upernet': (UPERNET, 'ade', 'mIoU', {}),
@@ -81,12 +82,7 @@ def test_train_resume_test(name, data_roots, tmp_path):
 def test_test_py_writes_label_maps_and_drawings(data_roots, tmp_path):
     """mmseg's --out folder (PNG label maps) and --show-dir drawings."""
     config = write_config(UPERNET, data_roots['ade'], str(tmp_path / 'cfg.py'), max_iters=1)
-    from mmengine.registry import MODELS as REGISTRY
-
-    from mmglnet.engine import register_codebase
-    cfg = Config.fromfile(config)
-    register_codebase(cfg)
-    model = REGISTRY.build(cfg.model)
+    model = build_model(config)
     checkpoint = tmp_path / 'random.pth'
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
     run_tool(['tools/test.py', config, str(checkpoint), '--work-dir', str(tmp_path / 'test'),

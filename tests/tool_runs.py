@@ -1,16 +1,18 @@
-"""Running tools/*.py on tiny generated data: shared by the tool, resume and dist tests."""
-import os
+"""Running tools/*.py on tiny generated data: shared by the tool, resume and dist tests.
+
+The config shrinker and the tool runner are the demo's (``tools/_support/runs.py``); this
+module adds the tests' tiny data and short schedules.
+"""
 import os.path as osp
-import subprocess
-import sys
-from typing import List, Optional
 
-from mmengine.config import Config
+from _support.runs import REPO_ROOT, run_tool, write_shrunk_config
+from _support.shapes_data import write_ade20k_shapes, write_coco_shapes
 
-from mmglnet.datasets import write_ade20k_shapes, write_coco_shapes
-from mmglnet.utils import redirect_data_root
+__all__ = [
+    'MASK_RCNN', 'REPO_ROOT', 'RETINANET', 'UPERNET', 'make_tiny_data', 'run_tool',
+    'write_config'
+]
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 UPERNET = 'configs/demo/upernet_glnet-tiny_shapes-ade-128x128.py'
 MASK_RCNN = 'configs/demo/mask-rcnn_glnet-tiny_fpn_shapes-coco-128x128.py'
 RETINANET = 'configs/demo/retinanet_glnet-tiny_fpn_shapes-coco-128x128.py'
@@ -27,45 +29,12 @@ def make_tiny_data(root: str) -> dict:
 
 
 def write_config(config: str, data_root: str, out_path: str, max_iters: int = 2,
-                 checkpoint_interval: Optional[int] = None, batch_size: int = 2,
-                 **options) -> str:
-    """A demo config pointed at ``data_root`` with a short schedule, saved to ``out_path``.
+                 checkpoint_interval: int = None, batch_size: int = 2, **options) -> str:
+    """A demo config on ``data_root``, a short schedule and a log line per iteration.
 
-    Args:
-        config (str): Config path relative to the repository.
-        data_root (str): Generated data folder.
-        out_path (str): Where the resolved config is written.
-        max_iters (int): Training iterations (validation runs once, at the end).
-        checkpoint_interval (int, optional): Defaults to ``max_iters``.
-        batch_size (int): Training images per process per iteration.
-        **options: Further ``key=value`` settings merged as with ``--cfg-options``.
+    See ``write_shrunk_config`` (tools/_support/runs.py) for the arguments; here
+    ``max_iters`` defaults to 2 and ``batch_size`` to 2.
     """
-    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
-    redirect_data_root(cfg, data_root.rstrip('/') + '/')
-    cfg.merge_from_dict({
-        'train_cfg.max_iters': max_iters,
-        'train_cfg.val_interval': max_iters,
-        'train_dataloader.batch_size': batch_size,
-        'default_hooks.checkpoint.interval': checkpoint_interval or max_iters,
-        'default_hooks.logger.interval': 1,
-        **options
-    })
-    cfg.dump(out_path)
-    return out_path
-
-
-def run_tool(args: List[str], timeout: float = 300, env: Optional[dict] = None,
-             check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python tools/...`` (or ``bash tools/...sh``) from the repository root."""
-    command = args if args[0] == 'bash' else [sys.executable] + args
-    # Sleeping (not spinning) OpenMP threads keep runs fast when other jobs share the CPU.
-    full_env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHON=sys.executable)
-    full_env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-    full_env.update(env or {})
-    result = subprocess.run(command, cwd=REPO_ROOT, env=full_env, capture_output=True,
-                            text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f'{" ".join(args)} exited with {result.returncode}:\n'
-            f'{result.stdout[-4000:]}\n{result.stderr[-6000:]}')
-    return result
+    return write_shrunk_config(config, data_root, out_path, max_iters=max_iters,
+                               batch_size=batch_size, checkpoint_interval=checkpoint_interval,
+                               log_interval=1, **options)

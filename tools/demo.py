@@ -104,7 +104,7 @@ def prepare_work_dir(work_dir: str) -> None:
 
 
 def generate_data(work_dir: str, train_images: int, val_images: int) -> dict:
-    from mmglnet.datasets import write_ade20k_shapes, write_coco_shapes
+    from _support.shapes_data import write_ade20k_shapes, write_coco_shapes
     roots = dict(ade=osp.join(work_dir, 'data', 'ade'), coco=osp.join(work_dir, 'data', 'coco'))
     counts = dict(train=train_images, val=val_images)
     for name, writer in (('ade', write_ade20k_shapes), ('coco', write_coco_shapes)):
@@ -150,9 +150,8 @@ def latest_metrics(work_dir: str) -> dict:
 
 
 def write_task_config(task: dict, data_root: str, out_dir: str, iters) -> str:
+    from _support.runs import redirect_data_root
     from mmengine.config import Config
-
-    from mmglnet.utils import redirect_data_root
     cfg = Config.fromfile(osp.join(REPO_ROOT, task['config']))
     redirect_data_root(cfg, osp.abspath(data_root) + '/')
     if iters is not None:
@@ -179,7 +178,7 @@ def save_untrained(config_path: str, out_path: str) -> None:
     from mmengine.registry import MODELS
     from mmengine.runner import set_random_seed
 
-    from mmglnet.engine import register_codebase
+    from mmglnet.apis import register_codebase
     # A quiet current logger: init_weights would list every parameter at INFO level.
     name = f'mmglnet_demo_{osp.basename(config_path)}'
     if not MMLogger.check_instance_created(name):

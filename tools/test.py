@@ -21,6 +21,9 @@ import os.path as osp
 import pickle
 import sys
 
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from mmengine.config import Config, ConfigDict, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)

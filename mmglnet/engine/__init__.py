@@ -3,10 +3,8 @@ from .hooks import *  # noqa: F401,F403
 from .hooks import __all__ as _hooks_all
 from .resume import (ResumeCheckpointError, check_resume_file, checkpoint_layout,
                      find_resume_checkpoint, list_checkpoints)
-from .runtime import enable_amp, register_codebase, setup_cpu_distributed
 
 __all__ = list(_hooks_all) + [
     'ResumeCheckpointError', 'atomic_write_text', 'check_resume_file', 'checkpoint_layout',
-    'checkpoint_problem', 'commit_file', 'enable_amp', 'find_resume_checkpoint',
-    'list_checkpoints', 'register_codebase', 'setup_cpu_distributed'
+    'checkpoint_problem', 'commit_file', 'find_resume_checkpoint', 'list_checkpoints'
 ]

@@ -1,55 +1,18 @@
-"""Preparing a config for mmengine's Runner: codebase scope, CPU processes, mixed precision.
+"""Preparing a config for mmengine's Runner: CPU processes, mixed precision.
 
-These are the steps ``tools/train.py`` and ``tools/test.py`` share, for mmdet, mmseg and
-mmpretrain configs alike.
+Steps ``tools/train.py`` and ``tools/test.py`` share, for mmdet, mmseg and mmpretrain configs
+alike (the codebase's registry is set up by :func:`mmglnet.apis.register_codebase`).
 """
 import copy
-import importlib
 import os
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-# default_scope -> (module with register_all_modules, pip package)
-CODEBASES = {
-    'mmdet': ('mmdet.utils', 'mmdet'),
-    'mmseg': ('mmseg.utils', 'mmsegmentation'),
-    'mmpretrain': ('mmpretrain.utils', 'mmpretrain'),
-}
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'TorchSyncBN')
-
-
-def register_codebase(cfg: Config) -> Optional[str]:
-    """Register the modules of the codebase named by the config's ``default_scope``.
-
-    Imports only that codebase (``mmdet``, ``mmseg`` or ``mmpretrain``) and makes its scope the
-    default one. Other scopes (or none) are left to mmengine.
-
-    Args:
-        cfg (Config): The config.
-
-    Returns:
-        str | None: The scope.
-    """
-    scope = cfg.get('default_scope')
-    if scope in CODEBASES:
-        module_name, package = CODEBASES[scope]
-        try:
-            module = importlib.import_module(module_name)
-            module.register_all_modules(init_default_scope=False)
-        except ImportError as error:
-            raise ImportError(
-                f"The config's default_scope is {scope!r}: {package} and what it imports must "
-                f'be installed, but importing it failed ({error}). Install what is missing '
-                '(pip install -e .[det_seg] or .[cls], and torchvision for mmpretrain; see the '
-                'README, "Installation").') from error
-    if scope is not None:
-        from mmengine.registry import init_default_scope
-        init_default_scope(scope)
-    return scope
 
 
 def _to_plain_bn(node: Any) -> int:

@@ -1,0 +1,12 @@
+"""Code the tools share; not part of the mmglnet package.
+
+The tools import it as ``_support`` (Python puts a script's folder first on ``sys.path``):
+
+* :mod:`.config_checks`: pre-flight checks of the files a config names (datasets, annotation
+  files, pretrained weights, checkpoints), with what to download and where;
+* :mod:`.runtime`: CPU processes (gloo) and mixed precision for ``tools/train.py`` and
+  ``tools/test.py``;
+* :mod:`.shapes_data`: the demo's generated shapes data, in the ADE20K and COCO layouts;
+* :mod:`.runs`: configs pointed at other data with a shorter schedule, and running a tool (the
+  demo and the tests).
+"""
