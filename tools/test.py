@@ -24,12 +24,14 @@ import sys
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
+                                    check_evaluator_paths)
+from _support.runtime import setup_cpu_distributed
 from mmengine.config import Config, ConfigDict, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
-from mmglnet.engine import register_codebase, setup_cpu_distributed
-from mmglnet.utils import (ConfigFileError, ConfigPathError, check_checkpoint_file,
-                           check_dataset_paths, check_evaluator_paths, load_config)
+from mmglnet.apis import register_codebase
+from mmglnet.utils import ConfigFileError, load_config
 
 
 def parse_args():

@@ -15,17 +15,15 @@ import os
 import os.path as osp
 import sys
 
-if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
-    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
+                                    check_evaluator_paths, check_pretrained_files)
+from _support.runtime import enable_amp, setup_cpu_distributed
 from mmengine.config import Config, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
-from mmglnet.engine import (check_resume_file, checkpoint_layout, enable_amp,
-                            find_resume_checkpoint, register_codebase, setup_cpu_distributed)
-from mmglnet.utils import (ConfigFileError, ConfigPathError, check_checkpoint_file,
-                           check_dataset_paths, check_evaluator_paths, check_pretrained_files,
-                           load_config)
+from mmglnet.apis import register_codebase
+from mmglnet.engine import check_resume_file, checkpoint_layout, find_resume_checkpoint
+from mmglnet.utils import ConfigFileError, load_config
 
 
 def parse_args():
