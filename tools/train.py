@@ -15,6 +15,9 @@ import os
 import os.path as osp
 import sys
 
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths, check_pretrained_files)
 from _support.runtime import enable_amp, setup_cpu_distributed
