@@ -23,13 +23,15 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
-import warnings
 
-# mmengine imports pkg_resources, which warns on every start; nothing to act on here.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+
 # Idle OpenMP threads sleep instead of spinning: on a CPU shared with other jobs, spinning
 # threads slow training several times over; on an idle machine the difference is small.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -116,6 +118,22 @@ def generate_data(work_dir: str, train_images: int, val_images: int) -> dict:
     return roots
 
 
+def shorten_log_line(text: str, width: int = 160) -> str:
+    """``text`` if it fits in ``width`` characters, else the whole fields that fit and " ...".
+
+    A field is a ``key: value`` pair of mmengine's log lines (``decode.acc_seg: 42.4402``) or
+    a single word; a line is never cut inside one, so every value shown is complete.
+    """
+    if len(text) <= width:
+        return text
+    kept = ''
+    for field in re.findall(r'\s*(?:\S+: \S+|\S+)', text):
+        if len(kept) + len(field) + len(' ...') > width:
+            break
+        kept += field
+    return (kept or text[:width - len(' ...')]) + ' ...'
+
+
 def run_tool(args: list, log_path: str, show_progress: bool = True) -> None:
     """Run a tool in a subprocess; show its progress lines, keep its whole output."""
     env = dict(os.environ, PYTHONUNBUFFERED='1')
@@ -132,7 +150,7 @@ def run_tool(args: list, log_path: str, show_progress: bool = True) -> None:
                 # Drop mmengine's date/logger prefix for a narrower display.
                 if ' - mmengine - INFO - ' in text:
                     text = text.split(' - mmengine - INFO - ', 1)[1]
-                say('    ' + text[:160])
+                say('    ' + shorten_log_line(text))
         code = proc.wait()
     if code != 0:
         say('\n'.join('    | ' + line for line in tail))
@@ -186,10 +204,8 @@ def save_untrained(config_path: str, out_path: str) -> None:
     cfg = Config.fromfile(config_path)
     register_codebase(cfg)
     set_random_seed(cfg.get('randomness', {}).get('seed', 0))
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the codebases' deprecation notes
-        model = MODELS.build(cfg.model)
-        model.init_weights()
+    model = MODELS.build(cfg.model)
+    model.init_weights()
     torch.save(dict(meta=dict(note='untrained, random initialisation'),
                     state_dict=model.state_dict()), out_path)
 

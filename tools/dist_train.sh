@@ -2,7 +2,8 @@
 # Train with N processes on this machine (or on several, with NNODES/NODE_RANK/MASTER_ADDR).
 #   bash tools/dist_train.sh CONFIG N [train.py options]
 # Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1), PORT (29500),
-# PYTHON (python). Without CUDA the processes use the gloo backend on the CPU.
+# PYTHON (the repository's .venv/bin/python when there is one, else python). Without CUDA the
+# processes use the gloo backend on the CPU.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: bash $0 CONFIG NUM_PROCESSES [tools/train.py options]" >&2
@@ -14,8 +15,12 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
+# The environment tools/setup_env.sh makes (MMGLNET_VENV, or .venv in the repository).
+VENV="${MMGLNET_VENV:-$TOOLS_DIR/../.venv}"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$VENV/bin/python" ]; then PYTHON="$VENV/bin/python"; else PYTHON=python; fi
+fi
 
 PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
 "$PYTHON" -m torch.distributed.run \

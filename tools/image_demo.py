@@ -15,6 +15,9 @@ import os.path as osp
 import re
 import sys
 
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 import mmcv
 import numpy as np
 import torch

@@ -2,7 +2,8 @@
 # Test a checkpoint on a Slurm cluster.
 #   bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]
 # Environment: GPUS (8, tasks in all), GPUS_PER_NODE (8), CPUS_PER_TASK (5),
-# SRUN_ARGS (extra srun options), PYTHON (python). The rendezvous port is MASTER_PORT
+# SRUN_ARGS (extra srun options), PYTHON (the repository's .venv/bin/python when there is
+# one, else python). The rendezvous port is MASTER_PORT
 # (mmengine's default 29500 when unset).
 set -euo pipefail
 if [ $# -lt 4 ]; then
@@ -17,8 +18,12 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
+# The environment tools/setup_env.sh makes (MMGLNET_VENV, or .venv in the repository).
+VENV="${MMGLNET_VENV:-$TOOLS_DIR/../.venv}"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$VENV/bin/python" ]; then PYTHON="$VENV/bin/python"; else PYTHON=python; fi
+fi
 
 # shellcheck disable=SC2086
 PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \

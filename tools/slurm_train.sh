@@ -2,7 +2,8 @@
 # Train on a Slurm cluster.
 #   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
 # Environment: GPUS (8, tasks in all), GPUS_PER_NODE (8), CPUS_PER_TASK (5),
-# SRUN_ARGS (extra srun options), PYTHON (python). The rendezvous port is MASTER_PORT
+# SRUN_ARGS (extra srun options), PYTHON (the repository's .venv/bin/python when there is
+# one, else python). The rendezvous port is MASTER_PORT
 # (mmengine's default 29500 when unset).
 # Requeued jobs: submit with `sbatch --requeue ... --wrap "bash tools/slurm_train.sh ... --resume"`;
 # --resume continues from the newest complete checkpoint of WORK_DIR (docs/training.md).
@@ -19,8 +20,12 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
+# The environment tools/setup_env.sh makes (MMGLNET_VENV, or .venv in the repository).
+VENV="${MMGLNET_VENV:-$TOOLS_DIR/../.venv}"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$VENV/bin/python" ]; then PYTHON="$VENV/bin/python"; else PYTHON=python; fi
+fi
 
 # SRUN_ARGS is split into words on purpose.
 # shellcheck disable=SC2086

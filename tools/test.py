@@ -21,6 +21,9 @@ import os.path as osp
 import pickle
 import sys
 
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
 from _support.runtime import setup_cpu_distributed

@@ -13,6 +13,9 @@ import argparse
 import os.path as osp
 import sys
 
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 import mmcv
 from mmengine.config import DictAction
 from mmengine.runner import set_random_seed

@@ -11,6 +11,9 @@ import argparse
 import os.path as osp
 import sys
 
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:  # tools/
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from mmengine.config import Config, DictAction
 
 from mmglnet.analysis import config_complexity

@@ -18,11 +18,10 @@ import argparse
 import os
 import os.path as osp
 import sys
-import warnings
 
-# mmengine imports pkg_resources, which warns on every start; nothing to act on here.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
-
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:  # tools/
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import set_random_seed  # noqa: E402
 

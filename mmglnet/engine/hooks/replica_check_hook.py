@@ -57,7 +57,8 @@ class ReplicaCheckHook(Hook):
     digest of the model parameters (:func:`parameter_digest`) and those samples. The main
     process logs the world size, whether all parameters are bit-identical across processes and
     how many samples two processes shared, and writes it all to ``replica_check.json`` in the
-    log folder. In a single process it only logs the world size.
+    log folder. A single process has nothing to compare: there the hook does nothing (no log
+    line, no report), so the same config runs quietly with one process or several.
 
     Args:
         out_file (str): Name of the report in the run's log folder. Defaults to
@@ -78,6 +79,9 @@ class ReplicaCheckHook(Hook):
     def before_train(self, runner) -> None:
         rank, world_size = get_dist_info()
         self._seen = []
+        if world_size == 1:
+            self._per_pass = 0  # nothing to record
+            return
         length = _dataset_length(runner)
         self._per_pass = -(-length // world_size) if length else None
         runner.logger.info(f'ReplicaCheckHook: world size {world_size}, rank {rank}.')
@@ -91,11 +95,13 @@ class ReplicaCheckHook(Hook):
 
     def after_train(self, runner) -> None:
         rank, world_size = get_dist_info()
+        if world_size == 1:
+            return
         model: nn.Module = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         report = dict(rank=rank, digest=parameter_digest(dict(model.named_parameters())),
                       iter=runner.iter, samples=self._seen)
-        reports = all_gather_object(report) if world_size > 1 else [report]
+        reports = all_gather_object(report)
         if not is_main_process():
             return
         digests = {r['digest'] for r in reports}
@@ -105,9 +111,6 @@ class ReplicaCheckHook(Hook):
                        shared_samples=shared, ranks=reports)
         with open(osp.join(runner.log_dir, self.out_file), 'w') as f:
             json.dump(summary, f, indent=1)
-        if world_size == 1:
-            runner.logger.info('ReplicaCheckHook: world size 1 (one process).')
-            return
         runner.logger.info(
             f'ReplicaCheckHook: world size {world_size}; parameters '
             f'{"identical" if len(digests) == 1 else "DIFFERENT"} on all ranks '
