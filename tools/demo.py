@@ -24,13 +24,13 @@ import json
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 import time
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.runs import run_tool, write_shrunk_config
 
 # Idle OpenMP threads sleep instead of spinning: on a CPU shared with other jobs, spinning
 # threads slow training several times over; on an idle machine the difference is small.
@@ -134,28 +134,24 @@ def shorten_log_line(text: str, width: int = 160) -> str:
     return (kept or text[:width - len(' ...')]) + ' ...'
 
 
-def run_tool(args: list, log_path: str, show_progress: bool = True) -> None:
-    """Run a tool in a subprocess; show its progress lines, keep its whole output."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    command = [sys.executable] + args
-    with open(log_path, 'w') as log, subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env) as proc:
-        tail = []
-        for line in proc.stdout:
-            log.write(line)
-            tail = (tail + [line.rstrip()])[-40:]
-            if show_progress and any(key in line for key in PROGRESS_KEYS):
-                text = line.rstrip()
-                # Drop mmengine's date/logger prefix for a narrower display.
-                if ' - mmengine - INFO - ' in text:
-                    text = text.split(' - mmengine - INFO - ', 1)[1]
-                say('    ' + shorten_log_line(text))
-        code = proc.wait()
-    if code != 0:
+def show_progress(line: str) -> None:
+    """Show a tool's progress lines, without mmengine's date/logger prefix."""
+    if any(key in line for key in PROGRESS_KEYS):
+        if ' - mmengine - INFO - ' in line:
+            line = line.split(' - mmengine - INFO - ', 1)[1]
+        say('    ' + shorten_log_line(line))
+
+
+def run_demo_tool(args: list, log_path: str, progress: bool = True) -> None:
+    """Run a tool; show its progress lines, keep its whole output in ``log_path``."""
+    result = run_tool(args, check=False, log_path=log_path,
+                      on_line=show_progress if progress else None)
+    if result.returncode != 0:
+        with open(log_path) as f:
+            tail = f.read().splitlines()[-40:]
         say('\n'.join('    | ' + line for line in tail))
-        sys.exit(f'tools/demo.py: error: {" ".join(args[:2])} failed (exit code {code}); '
-                 f'its full output is in {log_path}.')
+        sys.exit(f'tools/demo.py: error: {" ".join(args[:2])} failed (exit code '
+                 f'{result.returncode}); its full output is in {log_path}.')
 
 
 def latest_metrics(work_dir: str) -> dict:
@@ -168,24 +164,9 @@ def latest_metrics(work_dir: str) -> dict:
 
 
 def write_task_config(task: dict, data_root: str, out_dir: str, iters) -> str:
-    from _support.runs import redirect_data_root
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO_ROOT, task['config']))
-    redirect_data_root(cfg, osp.abspath(data_root) + '/')
-    if iters is not None:
-        # Stretch the whole schedule (warm-up included) to the new length.
-        scale = iters / cfg.train_cfg.max_iters
-        cfg.train_cfg.max_iters = iters
-        cfg.train_cfg.val_interval = iters
-        cfg.default_hooks.checkpoint.interval = iters
-        for scheduler in cfg.param_scheduler:
-            scheduler.begin = round(scheduler.begin * scale)
-            scheduler.end = max(round(scheduler.end * scale), scheduler.begin + 1)
-            if 'T_max' in scheduler:
-                scheduler.T_max = scheduler.end - scheduler.begin
-    path = osp.join(out_dir, osp.basename(task['config']))
-    cfg.dump(path)
-    return path
+    """The task's config on the generated data; ``iters`` stretches its schedule."""
+    return write_shrunk_config(task['config'], data_root,
+                               osp.join(out_dir, osp.basename(task['config'])), max_iters=iters)
 
 
 def save_untrained(config_path: str, out_path: str) -> None:
@@ -193,18 +174,16 @@ def save_untrained(config_path: str, out_path: str) -> None:
     import torch
     from mmengine.config import Config
     from mmengine.logging import MMLogger
-    from mmengine.registry import MODELS
     from mmengine.runner import set_random_seed
 
-    from mmglnet.apis import register_codebase
+    from mmglnet.apis import build_model
     # A quiet current logger: init_weights would list every parameter at INFO level.
     name = f'mmglnet_demo_{osp.basename(config_path)}'
     if not MMLogger.check_instance_created(name):
         MMLogger.get_instance(name, log_level='WARNING')
     cfg = Config.fromfile(config_path)
-    register_codebase(cfg)
     set_random_seed(cfg.get('randomness', {}).get('seed', 0))
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     model.init_weights()
     torch.save(dict(meta=dict(note='untrained, random initialisation'),
                     state_dict=model.state_dict()), out_path)
@@ -219,8 +198,8 @@ def run_task(name: str, task: dict, data_root: str, work_dir: str, iters) -> dic
 
     start = time.time()
     say('  training with tools/train.py (log lines below; full log in the work dir):')
-    run_tool(['tools/train.py', config, '--work-dir', task_dir],
-             osp.join(task_dir, 'train_output.txt'))
+    run_demo_tool(['tools/train.py', config, '--work-dir', task_dir],
+                  osp.join(task_dir, 'train_output.txt'))
     train_time = time.time() - start
     with open(osp.join(task_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
@@ -232,8 +211,8 @@ def run_task(name: str, task: dict, data_root: str, work_dir: str, iters) -> dic
     for label, ckpt in (('trained', checkpoint), ('untrained', untrained)):
         say(f'  re-testing the {label} model with tools/test.py on the held-out images')
         test_dir = osp.join(task_dir, f'test_{label}')
-        run_tool(['tools/test.py', config, ckpt, '--work-dir', test_dir],
-                 osp.join(task_dir, f'test_{label}_output.txt'), show_progress=False)
+        run_demo_tool(['tools/test.py', config, ckpt, '--work-dir', test_dir],
+                      osp.join(task_dir, f'test_{label}_output.txt'), progress=False)
         results[label] = latest_metrics(test_dir)
     results['config'] = config
     return results
@@ -297,9 +276,9 @@ def visualize_slots(results: dict, data_roots: dict, work_dir: str) -> None:
     images = sorted(glob.glob(osp.join(data_roots['ade'], 'images', 'validation', '*.jpg')))
     out_dir = osp.abspath(osp.join(work_dir, 'slots'))
     say('\n== Slot maps of the trained UperNet (tools/visualize_slots.py)')
-    run_tool(['tools/visualize_slots.py', images[0], results['seg']['config'],
-              results['seg']['checkpoint'], '--out-dir', out_dir],
-             osp.join(work_dir, 'visualize_slots_output.txt'), show_progress=False)
+    run_demo_tool(['tools/visualize_slots.py', images[0], results['seg']['config'],
+                   results['seg']['checkpoint'], '--out-dir', out_dir],
+                  osp.join(work_dir, 'visualize_slots_output.txt'), progress=False)
     pngs = sorted(glob.glob(osp.join(out_dir, '**', '*.png'), recursive=True))
     say(f'  {len(pngs)} PNG file(s) in {out_dir}')
 
@@ -319,9 +298,9 @@ def draw_curves(results: dict, work_dir: str) -> None:
     say('\n== Training curves (tools/analysis_tools/plot_curves.py)')
     # The metrics of the results table; every loss.
     metrics = [key for name in results for _, key, _ in TASKS[name]['metrics']]
-    run_tool(['tools/analysis_tools/plot_curves.py', *logs, '--names', *names, '--metrics',
-              *metrics, '--out', out],
-             osp.join(work_dir, 'plot_curves_output.txt'), show_progress=False)
+    run_demo_tool(['tools/analysis_tools/plot_curves.py', *logs, '--names', *names,
+                   '--metrics', *metrics, '--out', out],
+                  osp.join(work_dir, 'plot_curves_output.txt'), progress=False)
     say(f'  {shown(out)}')
 
 
