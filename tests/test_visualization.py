@@ -24,10 +24,10 @@ from skimage import data as skdata
 from torch.utils.data import DataLoader, Dataset
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
+from mmglnet.apis import build_model, init_model
 from mmglnet.models import GLNet
-from mmglnet.visualization import (build_model, cosine_distances, extract_slot_weights,
-                                   find_glnet, glmix_blocks, init_glnet_model, k_medoids,
-                                   select_blocks, visualize_image_slots)
+from mmglnet.visualization import (cosine_distances, extract_slot_weights, find_glnet,
+                                   glmix_blocks, k_medoids, select_blocks, visualize_image_slots)
 
 from conftest import REPO_ROOT, TINY_ARCH, load_cases, parity_path
 
@@ -276,7 +276,7 @@ def test_tool_exact_odd_network_size_and_mm_checkpoint(tmp_path):
                                 for k, v in backbone.state_dict().items()}), checkpoint)
     config = tmp_path / 'glnet_tiny.py'
     Config(dict(model=dict(type='mmglnet.GLNet', arch=TINY_ARCH))).dump(str(config))
-    model = init_glnet_model(str(config), checkpoint)
+    model = init_model(str(config), checkpoint)
     for key, value in backbone.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
 
@@ -392,7 +392,7 @@ def test_tool_on_a_segmentor_uses_its_preprocessor(tmp_path):
     config, checkpoint, model = save_random_model(tmp_path, 'seg', segmentor_config(),
                                                   ('a', 'b', 'c', 'd'))
     image = photo_rgb('astronaut', (101, 77))
-    loaded = init_glnet_model(config, checkpoint)
+    loaded = init_model(config, checkpoint)
     assert type(loaded).__name__ == 'EncoderDecoder'
     maps = visualize_image_slots(loaded, image[..., ::-1], size=64, k=2)
     # The segmentor's preprocessor (BGR->RGB, ImageNet statistics) gives the same weights as

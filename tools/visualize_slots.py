@@ -1,9 +1,12 @@
 """Draw the semantic slots of GLMix blocks for one image.
 
 Examples:
-    python tools/visualize_slots.py demo.jpg 4g glnet_4g.pth --out-dir slots/
-    python tools/visualize_slots.py demo.jpg configs/.../retinanet_glnet-4g_fpn_1x_coco.py \
-        work_dirs/.../epoch_12.pth --blocks 0.3 2.8 --k 6 --out-dir slots/
+    python tools/visualize_slots.py demo.jpg 4g checkpoints/glnet_4g.pth --out-dir slots/
+    python tools/visualize_slots.py demo.jpg configs/detection/retinanet_glnet4g_fpn_1x_coco.py \
+        work_dirs/retinanet_glnet4g_fpn_1x_coco/epoch_12.pth --blocks 0.3 2.8 --k 6 \
+        --out-dir slots/
+
+The model is built and its checkpoint loaded by :func:`mmglnet.apis.init_model`.
 
 Writes, per chosen GLMix block, the input, the per-pixel slot assignment blended over it and
 the heat maps of the k most representative slots (k-medoids), plus titled panels and an
@@ -24,8 +27,9 @@ import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 UntrustedCheckpointError)
 from mmglnet.models import ARCH_SETTINGS
+from mmglnet.apis import init_model
 from mmglnet.utils import read_image
-from mmglnet.visualization import init_glnet_model, save_slot_maps, visualize_image_slots
+from mmglnet.visualization import save_slot_maps, visualize_image_slots
 
 
 def parse_args(argv=None):
@@ -77,7 +81,7 @@ def main(argv=None):
     args = parse_args(argv)
     image = read_image(args.image)
     set_random_seed(args.seed)
-    model = init_glnet_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
     size = None if args.size == [0] else (args.size[0] if len(args.size) == 1 else args.size)
     maps = visualize_image_slots(model, image, size=size, size_divisor=args.size_divisor,
                                  blocks=args.blocks, k=args.k, alpha=args.alpha)
