@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 
 from mmglnet.models import GLNet
-from mmglnet.models.reference import get_impl, set_impl
+from mmglnet.testing import get_impl, set_impl
 
 from conftest import REPO_ROOT, TINY_ARCH
 

@@ -1,6 +1,6 @@
 """The fast GLMix/attention path against the reference path, in every precision and mode.
 
-The reference path (:mod:`mmglnet.models.reference`) is the literal implementation that
+The reference path (:mod:`mmglnet.testing.reference`) is the literal implementation that
 first reproduced the official model; the fast path must give the same numbers.
 """
 import copy
@@ -10,8 +10,7 @@ import torch
 
 from mmglnet.checkpoint import extract_backbone_state, read_checkpoint_tensors
 from mmglnet.models import GLMixBlock, GLNet
-from mmglnet.models.reference import (REFERENCE_CLASSES, convert_to_reference, get_impl,
-                                      set_impl)
+from mmglnet.testing import REFERENCE_CLASSES, get_impl, set_impl
 
 from conftest import TINY_ARCH, TINY_STL_ARCH, load_cases, parity_path
 
@@ -58,7 +57,7 @@ def test_both_paths_match_the_fixture_and_each_other(name, mode):
 def test_switching_paths_keeps_the_state_and_is_reversible():
     model = GLNet(TINY_ARCH)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    convert_to_reference(model)
+    set_impl(model, 'reference')
     assert get_impl(model) == 'reference'
     switched = [m for m in model.modules() if type(m) in REFERENCE_CLASSES.values()]
     assert len(switched) > 10
@@ -73,10 +72,10 @@ def test_switching_paths_keeps_the_state_and_is_reversible():
 def test_gradients_agree_between_paths():
     torch.manual_seed(0)
     fast = GLNet(TINY_STL_ARCH, drop_path_rate=0.).train()
-    reference = convert_to_reference(copy.deepcopy(fast))
+    reference = set_impl(copy.deepcopy(fast), 'reference')
     # A 4G-like model as well: position encoding, FFN depth-wise conv, channel-first MHSA.
     fast_g = GLNet(TINY_ARCH).train()
-    reference_g = convert_to_reference(copy.deepcopy(fast_g))
+    reference_g = set_impl(copy.deepcopy(fast_g), 'reference')
     x = torch.randn(2, 3, 64, 96)
     for model_fast, model_ref in ((fast, reference), (fast_g, reference_g)):
         inputs = {}
@@ -110,16 +109,13 @@ def test_slot_methods_agree_between_paths(slot_init):
     block = GLMixBlock(64, 2, slot_init=slot_init, cpe_ks=3, mlp_ratio=2).eval()
     with torch.no_grad():
         block.slot_scale.fill_(4.)
-    reference = convert_to_reference(copy.deepcopy(block))
+    reference = set_impl(copy.deepcopy(block), 'reference')
     x = torch.randn(2, 64, 12, 10)
     with torch.no_grad():
         init = block.initial_slots(x)
-        normed = block.norm1(x)
-        tokens = normed.flatten(2).transpose(1, 2)
-        assert relative_error(block.slot_logits(tokens, init.expand(2, -1, -1)),
-                              reference.slot_logits(tokens, init.expand(2, -1, -1))) < 1e-5
-        assert relative_error(block.global_mixing(normed, init),
-                              reference.global_mixing(normed, init)) < 1e-5
+        pixels = block.norm1(x).flatten(2)
+        assert relative_error(block.slot_logits(pixels, init.expand(2, -1, -1)),
+                              reference.slot_logits(pixels, init.expand(2, -1, -1))) < 1e-5
         weights = block.dispatch_weights(x)
         assert weights.shape == (2, 64, 12, 10)
         assert relative_error(weights, reference.dispatch_weights(x)) < 1e-5
@@ -172,18 +168,18 @@ def test_float16_slot_logits_stay_bounded_for_extreme_pixels():
     block = GLMixBlock(256, 8).half()
     with torch.no_grad():
         block.slot_scale.fill_(-5.)
-    tokens = torch.randn(1, 6, 256)
-    tokens[0, 0] = 0
-    tokens[0, 1] *= 1e-6
-    tokens[0, 2] *= 1e3
-    tokens = tokens.half()
+    pixels = torch.randn(1, 256, 6)
+    pixels[0, :, 0] = 0
+    pixels[0, :, 1] *= 1e-6
+    pixels[0, :, 2] *= 1e3
+    pixels = pixels.half()
     init = torch.randn(1, 64, 256).mul(1e3).half()
-    logits = block.slot_logits(tokens, init)
+    logits = block.slot_logits(pixels, init)
     assert logits.dtype == torch.float16 and torch.isfinite(logits).all()
     assert logits.abs().max() <= 5 * (1 + 1e-2)
     assert (logits[0, :, 0] == 0).all()
-    expected = convert_to_reference(copy.deepcopy(block).float()).slot_logits(
-        tokens[:, 2:].float(), init.float())
+    expected = set_impl(copy.deepcopy(block).float(), 'reference').slot_logits(
+        pixels[:, :, 2:].float(), init.float())
     assert relative_error(logits[:, :, 2:], expected) < 1e-2
 
 

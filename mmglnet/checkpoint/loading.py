@@ -176,7 +176,7 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
     # A saved output norm (the official final BatchNorm, or a classifier's) that this backbone
     # has no place for, or that does not fit a LayerNorm output norm: skipped, not unexpected.
     skipped = []
-    for index in range(4):
+    for index in range(backbone.num_stages):
         norm = getattr(backbone, f'norm{index}', None)
         saved = sorted(k for k in state if k.startswith(f'norm{index}.'))
         saved_as_bn = f'norm{index}.running_mean' in state

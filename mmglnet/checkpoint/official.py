@@ -55,8 +55,9 @@ def describe_backbone(backbone_state: Dict[str, torch.Tensor]) -> dict:
         dict: ``depths`` (blocks per stage) and ``embed_dims`` (channels per stage, from the
         first block's ``norm1``; None for a stage without blocks).
     """
+    from mmglnet.models.glnet import NUM_STAGES
     depths, dims = [], []
-    for i in range(4):
+    for i in range(NUM_STAGES):
         prefix = f'stages.{i}.blocks.'
         blocks = {k[len(prefix):].split('.')[0] for k in backbone_state if k.startswith(prefix)}
         depths.append(len(blocks))

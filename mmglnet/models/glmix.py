@@ -10,10 +10,11 @@ serves both directions: a softmax over pixels *clusters* pixels into slots, a so
 The block computes in the channels-last memory layout, where a feature map is also a
 contiguous (N, H*W, C) token matrix: the LayerNorm over channels, the slot-pixel products and
 the convolutions then need no copies. Its outputs are channels-last strided tensors with the
-same values. :mod:`mmglnet.models.reference` keeps the literal implementation.
+same values. :mod:`mmglnet.testing.reference` keeps the literal implementation, to check this
+one against.
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -158,7 +159,7 @@ class GLMixBlock(nn.Module):
         pooled = adaptive_avg_pool2d(x, self.pool_size)
         return pooled.flatten(2).transpose(1, 2)
 
-    def _cosine_logits(self, pixels: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
+    def slot_logits(self, pixels: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
         """``slot_scale`` x cosine similarity (N, S, L) of slots and ``pixels`` (N, C, L).
 
         The temperature and the slot norms are folded into the (small) slot matrix and the
@@ -170,13 +171,9 @@ class GLMixBlock(nn.Module):
         logits = torch.matmul(slots, pixels)  # (N, S, L)
         return logits * inverse_norm(pixels, 1, logits.dtype)
 
-    def slot_logits(self, tokens: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
-        """Scaled cosine similarity (N, S, L) of slots (N, S, C) and pixel tokens (N, L, C)."""
-        return self._cosine_logits(tokens.transpose(1, 2), init_slots)
-
     def _mix(self, normed: torch.Tensor, init_slots: torch.Tensor,
-             local: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Global mixing of ``normed`` (N, C, H, W), plus ``local`` (same shape) if given.
+             local: torch.Tensor) -> torch.Tensor:
+        """Global mixing of ``normed`` (N, C, H, W), plus ``local`` (same shape).
 
         Both softmaxes read the same (N, S, L) logits; no transposed copy is made in the
         channels-last layout, where the pixels are a contiguous (N, L, C) matrix and the
@@ -184,23 +181,16 @@ class GLMixBlock(nn.Module):
         """
         batch, channels, height, width = normed.shape
         pixels = normed.flatten(2)  # (N, C, L): a view in either memory layout
-        logits = self._cosine_logits(pixels, init_slots)  # (N, S, L)
+        logits = self.slot_logits(pixels, init_slots)  # (N, S, L)
         # Clustering: softmax over pixels.
         slots = torch.matmul(softmax(logits, -1), pixels.transpose(1, 2))  # (N, S, C)
         slots = self.relation_mha(slots)
         # Dispatching: softmax over slots, of the same logits.
         weights = softmax(logits, 1).transpose(1, 2)  # (N, L, S), a view
-        if local is None:
-            out = torch.bmm(weights, slots)
-        else:
-            out = torch.baddbmm(local.flatten(2).transpose(1, 2), weights, slots)
+        out = torch.baddbmm(local.flatten(2).transpose(1, 2), weights, slots)
         # A view (reshape splits L without copying); explicit sizes keep an exported graph
         # free of the traced height and width (unflatten's would be constants).
         return out.transpose(1, 2).reshape(batch, channels, height, width)
-
-    def global_mixing(self, x: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
-        """Cluster normed pixels ``x`` (N, C, H, W) into slots, mix them, dispatch back."""
-        return self._mix(x, init_slots)
 
     def _position_encoding(self, x: torch.Tensor) -> torch.Tensor:
         """``x + pos_conv(x)``; ``x`` if there is no position conv."""
@@ -222,7 +212,7 @@ class GLMixBlock(nn.Module):
         height, width = x.shape[2:]
         init_slots = self.initial_slots(x)
         pixels = self.norm1(self._position_encoding(x)).flatten(2)
-        logits = self._cosine_logits(pixels, init_slots)
+        logits = self.slot_logits(pixels, init_slots)
         return logits.softmax(dim=1).unflatten(2, (height, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ from .attention import ChannelFirstMHSABlock, TokenMHSABlock
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm
 
+# Stages of every GLNet (strides 4, 8, 16, 32); the arch gives one value per stage.
+NUM_STAGES = 4
 MIXING_MODES = ('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw')
 DOWNSAMPLE_STYLES = ('non_ovlp', 'ovlp')
 TRANSITION_LAYOUTS = ('proj.norm', 'norm.proj')
@@ -81,7 +83,6 @@ ARCH_SETTINGS: Dict[str, dict] = {
 }
 
 
-
 def resolve_arch(arch: Union[str, dict]) -> dict:
     """Full official keywords for a preset name or a (partial) dict of official keywords.
 
@@ -111,15 +112,16 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
 
     for key in ('depth', 'embed_dim', 'mlp_ratios', 'mixing_modes'):
         value = settings[key]
-        if not isinstance(value, (list, tuple)) or len(value) != 4:
-            raise ValueError(f'arch {key}={value!r} must list 4 values, one per stage.')
+        if not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES:
+            raise ValueError(
+                f'arch {key}={value!r} must list {NUM_STAGES} values, one per stage.')
         settings[key] = tuple(value)
     if isinstance(settings['local_dw_ks'], int):
-        settings['local_dw_ks'] = (settings['local_dw_ks'], ) * 4
+        settings['local_dw_ks'] = (settings['local_dw_ks'], ) * NUM_STAGES
     settings['local_dw_ks'] = tuple(settings['local_dw_ks'])
-    if len(settings['local_dw_ks']) != 4:
-        raise ValueError(f"arch local_dw_ks={settings['local_dw_ks']!r} must be an int or 4 "
-                         'ints.')
+    if len(settings['local_dw_ks']) != NUM_STAGES:
+        raise ValueError(f"arch local_dw_ks={settings['local_dw_ks']!r} must be an int or "
+                         f'{NUM_STAGES} ints.')
     for mode in settings['mixing_modes']:
         if mode not in MIXING_MODES:
             raise ValueError(f'Unknown mixing mode {mode!r} in arch mixing_modes='
@@ -160,7 +162,7 @@ def build_downsample_layers(arch: dict, in_channels: int) -> nn.ModuleList:
             nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4), _stem_norm(norm, dims[0]))
         conv_kwargs = dict(kernel_size=2, stride=2)
     layers = [stem]
-    for i in range(3):
+    for i in range(NUM_STAGES - 1):
         proj = nn.Conv2d(dims[i], dims[i + 1], **conv_kwargs)
         if arch['transition_layout'] == 'norm.proj':
             layers.append(nn.Sequential(_stem_norm(norm, dims[i]), proj))
@@ -334,7 +336,7 @@ class GLNet(BaseModule):
         self.arch_settings = resolve_arch(arch)
         settings = self.arch_settings
         self.embed_dims = settings['embed_dim']
-        self.num_stages = 4
+        self.num_stages = NUM_STAGES
         self.in_channels = in_channels
         self.min_input_size = 32 if settings['downsample_style'] == 'non_ovlp' else 1
 
@@ -345,19 +347,20 @@ class GLNet(BaseModule):
                             f'{out_indices!r}.')
         normalized = []
         for index in out_indices:
-            if not isinstance(index, int) or not -4 <= index < 4:
+            if not isinstance(index, int) or not -NUM_STAGES <= index < NUM_STAGES:
                 raise ValueError(
                     f'out_indices={tuple(out_indices)} has {index!r}: valid stage indices are '
-                    '0, 1, 2, 3 (strides 4, 8, 16, 32) or -4..-1 counted from the end.')
-            normalized.append(index % 4)
+                    f'0..{NUM_STAGES - 1} (strides 4, 8, 16, 32) or -{NUM_STAGES}..-1 counted '
+                    'from the end.')
+            normalized.append(index % NUM_STAGES)
         if len(set(normalized)) != len(normalized):
             raise ValueError(f'out_indices={tuple(out_indices)} names a stage twice.')
         self.out_indices = tuple(normalized)
 
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
             raise ValueError(
                 f'frozen_stages={frozen_stages!r} is out of range: -1 freezes nothing, 0 the '
-                'stem, k in 1..4 the stem and stages 0..k-1.')
+                f'stem, k in 1..{NUM_STAGES} the stem and stages 0..k-1.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         if not 0 <= drop_path_rate < 1:
@@ -374,7 +377,7 @@ class GLNet(BaseModule):
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList(
             build_stage(settings, i, rates[sum(depths[:i]):sum(depths[:i + 1])], with_cp)
-            for i in range(4))
+            for i in range(NUM_STAGES))
 
         self.out_norm_cfg = out_norm_cfg
         if out_norm_cfg is not None:
@@ -432,7 +435,7 @@ class GLNet(BaseModule):
         """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
         self._check_input(x)
         outs = []
-        for i in range(4):
+        for i in range(NUM_STAGES):
             x = self.downsample_layers[i](x)
             x = self.stages[i](x)
             if i in self.out_indices:

@@ -20,7 +20,7 @@ the JSON files committed under ``docs/benchmarks/``.
 
 Models: ``glnet_<arch>`` (``stl``, ``stl_paramslot``, ``4g``, ``9g``, ``16g``) with the fast
 implementation, ``glnet_<arch>_reference`` with the reference one
-(:mod:`mmglnet.models.reference`); ``swin_t`` and ``convnext_t`` from timm
+(:mod:`mmglnet.testing.reference`); ``swin_t`` and ``convnext_t`` from timm
 (``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
 SwinTransformer with the Swin-T settings). Every model runs up to its last stage, with the
 norm its detection/segmentation use applies there, and no classifier.
@@ -79,7 +79,7 @@ def build_glnet(arch: str, impl: str) -> Callable[[int], nn.Module]:
 
     def build(image_size: int) -> nn.Module:
         from mmglnet.models import GLNet
-        from mmglnet.models.reference import set_impl
+        from mmglnet.testing import set_impl
         # The last stage with its output norm, as detection/segmentation configs use it.
         return set_impl(GLNet(arch=arch, out_indices=(3, )), impl)
 

@@ -1,15 +1,17 @@
-"""The reference implementation of the GLNet blocks, kept to check the fast one against.
+"""The reference implementation of the GLNet blocks, to check the fast one against.
 
-These are the straightforward forward passes that first reproduced the official model on the
-parity fixtures. The default modules (:class:`~mmglnet.models.GLMixBlock` and the attention
-blocks) compute the same results with fewer memory passes and layout changes; the reference
-classes subclass them, add no parameters or buffers, and only override how the forward pass is
-computed, so a model switches path in place and its state dict stays the same.
+The literal forward passes that first reproduced the official model on the parity fixtures.
+The production modules (:class:`~mmglnet.models.GLMixBlock`, the attention blocks, the layer
+norms and the residual depth-wise convolution) compute the same results with fewer memory
+passes and layout changes, and do not depend on this module. The reference classes subclass
+them, add no parameters or buffers and only override how the forward pass is computed, so a
+model switches path in place (:func:`set_impl`) and keeps its state dict. The tests compare
+both paths; the benchmark tool times the reference path as the stand-in for the official code.
 
 Example:
     >>> from mmglnet.models import GLNet
-    >>> from mmglnet.models.reference import convert_to_reference
-    >>> model = convert_to_reference(GLNet(arch='4g'))
+    >>> from mmglnet.testing import set_impl
+    >>> model = set_impl(GLNet(arch='4g'), 'reference')
 """
 from typing import Dict, Type
 
@@ -17,9 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import ChannelFirstMHSABlock
-from .glmix import GLMixBlock
-from .layers import DropPath, LayerNorm, LayerNorm2d, ResidualDWConv
+from mmglnet.models import ChannelFirstMHSABlock, GLMixBlock
+from mmglnet.models.layers import LayerNorm, LayerNorm2d, ResidualDWConv
 
 IMPLS = ('fast', 'reference')
 
@@ -47,45 +48,25 @@ class ReferenceResidualDWConv(ResidualDWConv):
         return x + nn.Conv2d.forward(self, x)
 
 
-class ReferenceDropPath(DropPath):
-    """:class:`DropPath` computed as ``x * mask / keep_prob``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0. or not self.training:
-            return x
-        keep_prob = 1 - self.drop_prob
-        mask_shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
-        mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
-        return x * mask / keep_prob
-
-
 class ReferenceGLMixBlock(GLMixBlock):
-    """:class:`GLMixBlock` computed literally: normalised pixels, transposed logits for
-    the dispatching softmax, position encoding and mixing sums as separate additions."""
+    """:class:`GLMixBlock` computed literally: normalised pixels and slots, transposed logits
+    for the dispatching softmax, position encoding and mixing sums as separate additions."""
 
-    def slot_logits(self, tokens: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
-        pixels = F.normalize(tokens, dim=-1)
+    def slot_logits(self, pixels: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of the normalised slots and pixel tokens, times the temperature."""
+        tokens = F.normalize(pixels.transpose(1, 2), dim=-1)  # (N, L, C)
         slots = F.normalize(init_slots, dim=-1)
-        return slots @ (self.slot_scale * pixels).transpose(1, 2)
+        return slots @ (self.slot_scale * tokens).transpose(1, 2)
 
     def global_mixing(self, x: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
+        """Cluster normed pixels ``x`` (N, C, H, W) into slots, mix them, dispatch back."""
         batch, channels, height, width = x.shape
         tokens = x.flatten(2).transpose(1, 2)  # (N, L, C)
-        logits = self.slot_logits(tokens, init_slots)  # (N, S, L)
+        logits = self.slot_logits(x.flatten(2), init_slots)  # (N, S, L)
         slots = logits.softmax(dim=-1) @ tokens  # clustering: softmax over pixels
         slots = self.relation_mha(slots)
         out = logits.transpose(1, 2).softmax(dim=-1) @ slots  # dispatching: over slots
         return out.transpose(1, 2).reshape(batch, channels, height, width)
-
-    @torch.no_grad()
-    def dispatch_weights(self, x: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
-        init_slots = self.initial_slots(x)
-        if self.pos_conv is not None:
-            x = self.pos_conv(x)  # a ReferenceResidualDWConv: x + dwconv(x)
-        tokens = self.norm1(x).flatten(2).transpose(1, 2)
-        logits = self.slot_logits(tokens, init_slots.expand(batch, -1, -1))
-        return logits.softmax(dim=1).reshape(batch, -1, height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         init_slots = self.initial_slots(x)
@@ -122,10 +103,6 @@ REFERENCE_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {
     ResidualDWConv: ReferenceResidualDWConv,
     LayerNorm: ReferenceLayerNorm,
     LayerNorm2d: ReferenceLayerNorm2d,
-    DropPath: ReferenceDropPath,
-}
-FAST_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {
-    ref: fast for fast, ref in REFERENCE_CLASSES.items()
 }
 
 
@@ -146,7 +123,10 @@ def set_impl(model: nn.Module, impl: str) -> nn.Module:
     """
     if impl not in IMPLS:
         raise ValueError(f'impl={impl!r} is not one of {IMPLS}.')
-    table = REFERENCE_CLASSES if impl == 'reference' else FAST_CLASSES
+    if impl == 'reference':
+        table = REFERENCE_CLASSES
+    else:
+        table = {ref: fast for fast, ref in REFERENCE_CLASSES.items()}
     for module in model.modules():
         new_class = table.get(type(module))
         if new_class is not None:
@@ -154,13 +134,9 @@ def set_impl(model: nn.Module, impl: str) -> nn.Module:
     return model
 
 
-def convert_to_reference(model: nn.Module) -> nn.Module:
-    """Switch ``model`` to the reference forward pass in place (see :func:`set_impl`)."""
-    return set_impl(model, 'reference')
-
-
 def get_impl(model: nn.Module) -> str:
     """``'reference'`` if any block of ``model`` uses the reference path, else ``'fast'``."""
-    if any(type(module) in FAST_CLASSES for module in model.modules()):
+    reference_classes = set(REFERENCE_CLASSES.values())
+    if any(type(module) in reference_classes for module in model.modules()):
         return 'reference'
     return 'fast'
