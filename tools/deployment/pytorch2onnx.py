@@ -26,6 +26,8 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import set_random_seed  # noqa: E402
 
 import mmglnet  # noqa: F401,E402  (registers GLNet; safe checkpoint loading)
+from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
+                                UntrustedCheckpointError)
 from mmglnet.deployment import default_check_shape, export_and_check  # noqa: E402
 from mmglnet.models import ARCH_SETTINGS  # noqa: E402
 from mmglnet.visualization import build_model, find_glnet, load_weights  # noqa: E402
@@ -73,7 +75,12 @@ def main(argv=None):
     model = build_model(args.config, args.cfg_options)
     glnet = find_glnet(model)
     if args.checkpoint is not None:
-        load_weights(model, args.checkpoint)
+        try:
+            load_weights(model, args.checkpoint)
+        except (FileNotFoundError, CheckpointFileError, CheckpointMismatchError,
+                UntrustedCheckpointError) as error:
+            print(f'tools/deployment/pytorch2onnx.py: error: {error}', file=sys.stderr)
+            return 2
     else:
         print('No checkpoint given: exporting random weights.')
     out_dir = osp.dirname(osp.abspath(args.out))
