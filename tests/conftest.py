@@ -4,6 +4,7 @@ import os.path as osp
 import sys
 
 import pytest
+from mmengine.config import Config
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The code the tools share (tools/_support: pre-flight checks, demo data, tool runs), which the
@@ -12,18 +13,12 @@ sys.path.append(osp.join(REPO_ROOT, 'tools'))
 # Official-format checkpoints and the official model's outputs (tests/data/parity/README.md).
 PARITY_DIR = osp.join(REPO_ROOT, 'tests', 'data', 'parity')
 
-# A 4G-like arch small enough for CPU tests (every block type of the G series).
-TINY_ARCH = dict(
-    depth=[1, 1, 2, 1],
-    embed_dim=[32, 64, 96, 128],
-    mlp_ratios=[3, 3, 3, 3],
-    mixing_modes=['glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'],
-    slot_init='ada_avgpool',
-    cpe_ks=3,
-    downsample_style='ovlp',
-    mlp_dw=True,
-    norm_layer='bn',
-)
+# The demo's tiny arch (configs/demo/_base_/glnet-tiny.py): 4G-like, small enough for CPU tests,
+# with every block type of the G series.
+TINY_ARCH = Config.fromfile(
+    osp.join(REPO_ROOT, 'configs', 'demo', '_base_', 'glnet-tiny.py'),
+    import_custom_modules=False).glnet_tiny.to_dict()
+
 # An STL-like arch: non-overlapping stem, token-layout attention in the last stage.
 TINY_STL_ARCH = dict(
     depth=[1, 1, 2, 1],
