@@ -4,13 +4,13 @@ The config shrinker and the tool runner are the demo's (``tools/_support/runs.py
 module adds the tests' tiny data and short schedules.
 """
 import os.path as osp
+from typing import Optional
 
 from _support.runs import REPO_ROOT, run_tool, write_shrunk_config
 from _support.shapes_data import write_ade20k_shapes, write_coco_shapes
 
 __all__ = [
-    'MASK_RCNN', 'REPO_ROOT', 'RETINANET', 'UPERNET', 'make_tiny_data', 'run_tool',
-    'write_config'
+    'MASK_RCNN', 'REPO_ROOT', 'RETINANET', 'UPERNET', 'make_tiny_data', 'run_tool', 'write_config'
 ]
 
 UPERNET = 'configs/demo/upernet_glnet-tiny_shapes-ade-128x128.py'
@@ -28,13 +28,24 @@ def make_tiny_data(root: str) -> dict:
     return roots
 
 
-def write_config(config: str, data_root: str, out_path: str, max_iters: int = 2,
-                 checkpoint_interval: int = None, batch_size: int = 2, **options) -> str:
+def write_config(config: str,
+                 data_root: str,
+                 out_path: str,
+                 max_iters: int = 2,
+                 checkpoint_interval: Optional[int] = None,
+                 batch_size: int = 2,
+                 **options) -> str:
     """A demo config on ``data_root``, a short schedule and a log line per iteration.
 
     See ``write_shrunk_config`` (tools/_support/runs.py) for the arguments; here
     ``max_iters`` defaults to 2 and ``batch_size`` to 2.
     """
-    return write_shrunk_config(config, data_root, out_path, max_iters=max_iters,
-                               batch_size=batch_size, checkpoint_interval=checkpoint_interval,
-                               log_interval=1, **options)
+    return write_shrunk_config(
+        config,
+        data_root,
+        out_path,
+        max_iters=max_iters,
+        batch_size=batch_size,
+        checkpoint_interval=checkpoint_interval,
+        log_interval=1,
+        **options)

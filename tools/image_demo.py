@@ -1,14 +1,15 @@
 """Run a GLNet detector or segmentor on one image and save the drawn result.
 
 Examples:
-    python tools/image_demo.py demo.jpg configs/.../retinanet_glnet-4g_fpn_1x_coco.py \
-        work_dirs/.../epoch_12.pth --out-file result.jpg
-    python tools/image_demo.py demo.jpg configs/.../upernet_glnet-4g_512x512_160k_ade20k.py \
-        work_dirs/.../iter_160000.pth --with-slots --device cpu
+    python tools/image_demo.py demo.jpg configs/detection/retinanet_glnet4g_fpn_1x_coco.py \
+        work_dirs/retinanet_glnet4g_fpn_1x_coco/epoch_12.pth --out-file result.jpg
+    python tools/image_demo.py demo.jpg configs/segmentation/upernet_glnet4g_160k.py \
+        work_dirs/upernet_glnet4g_160k/iter_160000.pth --with-slots --device cpu
 
 Uses the codebase's own inferencer (``mmdet.apis.DetInferencer`` for configs with
-``default_scope='mmdet'``, ``mmseg.apis.MMSegInferencer`` for ``'mmseg'``). With
-``--with-slots`` the result is saved beside the GLMix slot assignment maps of the same model.
+``default_scope='mmdet'``, ``mmseg.apis.MMSegInferencer`` for ``'mmseg'``), whose model is built
+by :func:`mmglnet.apis.build_model`. With ``--with-slots`` the result is saved beside the GLMix
+slot assignment maps of the same model.
 """
 import argparse
 import os.path as osp
@@ -24,6 +25,7 @@ import torch
 from mmengine.config import Config
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
+from mmglnet.apis import build_model
 from mmglnet.checkpoint import CheckpointFileError, UntrustedCheckpointError
 from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
 from mmglnet.visualization import (make_panel, save_slot_maps, visualize_image_slots,
@@ -103,17 +105,36 @@ def check_checkpoint_matches(checkpoint: str, cfg: Config, config: str) -> None:
             "release) goes in the config's backbone init_cfg instead.")
 
 
+class BuiltByMMGLNet:
+    """Mixin for a codebase's inferencer: its model is built by mmglnet.apis.
+
+    The inferencer then loads the weights and the dataset metadata (classes, palette) from the
+    checkpoint as it always does.
+    """
+
+    def _init_model(self, cfg: Config, weights: str, device: str = 'cpu'):
+        from mmengine.runner.checkpoint import _load_checkpoint
+        # As mmengine's inferencers: no pretrained backbone file is read for inference.
+        options = {'model.pretrained': None} if cfg.model.get('pretrained') else None
+        model = build_model(cfg, options)
+        model.cfg = cfg
+        self._load_weights_to_model(model, _load_checkpoint(weights, map_location='cpu'), cfg)
+        return model.to(device).eval()
+
+
 def build_inferencer(config: str, checkpoint: str, device: str, cfg: Config = None):
     """The inferencer of the config's codebase, chosen by its ``default_scope``."""
     cfg = cfg if cfg is not None else load_config(config)
     scope = cfg.get('default_scope', None)
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
-        return DetInferencer(model=cfg, weights=checkpoint, device=device,
-                             show_progress=False), scope
+        inferencer = type('DetInferencer', (BuiltByMMGLNet, DetInferencer), {})
+        return inferencer(model=cfg, weights=checkpoint, device=device,
+                          show_progress=False), scope
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=cfg, weights=checkpoint, device=device), scope
+        inferencer = type('MMSegInferencer', (BuiltByMMGLNet, MMSegInferencer), {})
+        return inferencer(model=cfg, weights=checkpoint, device=device), scope
     raise ValueError(
         f'{config} has default_scope={scope!r}; image_demo.py draws detection ({TASKS[0]}) or '
         f'segmentation ({TASKS[1]}) results, so the config must set one of {TASKS}. For a '

@@ -75,8 +75,8 @@ def backbone_config(arch: Union[str, dict]) -> Config:
     Returns:
         Config: ``model=dict(type='mmglnet.GLNet', arch=arch, out_norm_cfg=None)``.
     """
-    return Config(dict(model=dict(type='mmglnet.GLNet', arch=copy.deepcopy(arch),
-                                  out_norm_cfg=None)))
+    return Config(
+        dict(model=dict(type='mmglnet.GLNet', arch=copy.deepcopy(arch), out_norm_cfg=None)))
 
 
 def _to_config(config_or_preset: Union[str, dict, Config]) -> Config:
@@ -205,12 +205,16 @@ def load_checkpoint(model: nn.Module, checkpoint: str, allow_partial: bool = Fal
         check_checkpoint_fits_model(model, content, checkpoint)  # raises naming what differs
     state = model_state_from_checkpoint(content)
     own = model.state_dict()
-    loadable = {k: v.to(own[k].dtype) if v.is_floating_point() else v
-                for k, v in state.items() if k in own and v.shape == own[k].shape}
+    loadable = {
+        k: v.to(own[k].dtype) if v.is_floating_point() else v
+        for k, v in state.items() if k in own and v.shape == own[k].shape
+    }
     model.load_state_dict(loadable, strict=False)
-    report = dict(loaded=sorted(loadable), missing=sorted(set(own) - set(state)),
-                  unexpected=sorted(set(state) - set(own)),
-                  mismatched=sorted(k for k in state if k in own and k not in loadable))
+    report = dict(
+        loaded=sorted(loadable),
+        missing=sorted(set(own) - set(state)),
+        unexpected=sorted(set(state) - set(own)),
+        mismatched=sorted(k for k in state if k in own and k not in loadable))
     logger.info(f'Loaded {len(loadable)}/{len(own)} weights from {checkpoint}.')
     for title in ('missing', 'unexpected', 'mismatched'):
         keys = report[title]

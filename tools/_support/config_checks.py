@@ -14,25 +14,25 @@ import os.path as osp
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 DATASET_HELP = {
-    'CocoDataset': (
-        'mmdetection reads COCO 2017 as data/coco/annotations/instances_train2017.json, '
-        'data/coco/annotations/instances_val2017.json, data/coco/train2017/*.jpg and '
-        'data/coco/val2017/*.jpg. Download the 2017 train/val images and annotations from '
-        'https://cocodataset.org/#download and unzip them there, or link an existing copy: '
-        'ln -s /path/to/coco data/coco.'),
-    'ADE20KDataset': (
-        'mmsegmentation reads ADE20K as data/ade/ADEChallengeData2016/images/{training,'
-        'validation}/*.jpg and data/ade/ADEChallengeData2016/annotations/{training,validation}'
-        '/*.png. Download http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip'
-        ' and unzip it in data/ade/, or link an existing copy: ln -s /path/to/ade data/ade.'),
-    'ImageNet': (
-        'mmpretrain reads ImageNet-1k as data/imagenet/train/, data/imagenet/val/ and the '
-        'lists data/imagenet/meta/{train,val}.txt. Download it from https://image-net.org/ and '
-        'arrange it so (see mmpretrain\'s "Prepare Dataset" guide).'),
+    'CocoDataset':
+    ('mmdetection reads COCO 2017 as data/coco/annotations/instances_train2017.json, '
+     'data/coco/annotations/instances_val2017.json, data/coco/train2017/*.jpg and '
+     'data/coco/val2017/*.jpg. Download the 2017 train/val images and annotations from '
+     'https://cocodataset.org/#download and unzip them there, or link an existing copy: '
+     'ln -s /path/to/coco data/coco.'),
+    'ADE20KDataset':
+    ('mmsegmentation reads ADE20K as data/ade/ADEChallengeData2016/images/{training,'
+     'validation}/*.jpg and data/ade/ADEChallengeData2016/annotations/{training,validation}'
+     '/*.png. Download http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip'
+     ' and unzip it in data/ade/, or link an existing copy: ln -s /path/to/ade data/ade.'),
+    'ImageNet':
+    ('mmpretrain reads ImageNet-1k as data/imagenet/train/, data/imagenet/val/ and the '
+     'lists data/imagenet/meta/{train,val}.txt. Download it from https://image-net.org/ and '
+     'arrange it so (see mmpretrain\'s "Prepare Dataset" guide).'),
 }
 # Official GLNet release files (github.com/rayleizhu/GLMix, README model card).
-GLNET_RELEASE_FILES = ('glnet_stl.pth', 'glnet_stl_paramslot.pth', 'glnet_4g.pth',
-                       'glnet_9g.pth', 'glnet_16g.pth', 'glnet_4g_tklb.pth', 'glnet_9g_tklb.pth')
+GLNET_RELEASE_FILES = ('glnet_stl.pth', 'glnet_stl_paramslot.pth', 'glnet_4g.pth', 'glnet_9g.pth',
+                       'glnet_16g.pth', 'glnet_4g_tklb.pth', 'glnet_9g_tklb.pth')
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
@@ -107,8 +107,7 @@ def _prefix_paths(data_prefix: Any) -> List[Tuple[str, str]]:
     if isinstance(data_prefix, str):
         return [('data_prefix', data_prefix)]
     if hasattr(data_prefix, 'items'):
-        return [(f'data_prefix.{k}', v) for k, v in data_prefix.items()
-                if isinstance(v, str)]
+        return [(f'data_prefix.{k}', v) for k, v in data_prefix.items() if isinstance(v, str)]
     return []
 
 
@@ -136,8 +135,8 @@ def check_dataset_paths(cfg: Any, dataloaders: Sequence[str] = DATALOADERS) -> N
             if isinstance(data_root, str) and data_root and not _is_remote(data_root) \
                     and not osp.isdir(data_root):
                 raise ConfigPathError(
-                    f'The data root {_where(data_root)} of {key} does not exist. '
-                    + help_text.replace('{key}', key + '.data_root'))
+                    f'The data root {_where(data_root)} of {key} does not exist. ' +
+                    help_text.replace('{key}', key + '.data_root'))
             ann_file = dataset.get('ann_file')
             if isinstance(ann_file, str) and ann_file:
                 path = _join(data_root, ann_file)
@@ -149,12 +148,12 @@ def check_dataset_paths(cfg: Any, dataloaders: Sequence[str] = DATALOADERS) -> N
                 path = _join(data_root, prefix)
                 if path and not _is_remote(path) and not osp.exists(path):
                     raise ConfigPathError(
-                        f'The folder {_where(path)} ({key}.{prefix_key}) does not exist. '
-                        + help_text.replace('{key}', f'{key}.{prefix_key}'))
+                        f'The folder {_where(path)} ({key}.{prefix_key}) does not exist. ' +
+                        help_text.replace('{key}', f'{key}.{prefix_key}'))
 
 
-def check_evaluator_paths(cfg: Any, evaluators: Sequence[str] = ('val_evaluator',
-                                                                 'test_evaluator')) -> None:
+def check_evaluator_paths(
+    cfg: Any, evaluators: Sequence[str] = ('val_evaluator', 'test_evaluator')) -> None:
     """Check the annotation files that evaluators read themselves (e.g. ``CocoMetric``).
 
     Args:
@@ -175,13 +174,12 @@ def check_evaluator_paths(cfg: Any, evaluators: Sequence[str] = ('val_evaluator'
             if not osp.isfile(ann_file):
                 key = eval_key if len(metrics) == 1 else f'{eval_key}[{i}]'
                 raise ConfigPathError(
-                    f'The annotation file {_where(ann_file)} ({key}.ann_file) does not exist. '
-                    + _dataset_help(cfg, dict(type='CocoDataset')).replace(
-                        '{key}', key + '.ann_file'))
+                    f'The annotation file {_where(ann_file)} ({key}.ann_file) does not exist. ' +
+                    _dataset_help(cfg, dict(
+                        type='CocoDataset')).replace('{key}', key + '.ann_file'))
 
 
-def iter_pretrained_paths(cfg: Any,
-                          key: str = 'model') -> Iterator[Tuple[str, str, str]]:
+def iter_pretrained_paths(cfg: Any, key: str = 'model') -> Iterator[Tuple[str, str, str]]:
     """Yield every ``Pretrained`` init and ``pretrained`` entry of a model config.
 
     Yields:
@@ -199,8 +197,7 @@ def iter_pretrained_paths(cfg: Any,
         if name == 'init_cfg':
             inits = value if isinstance(value, (list, tuple)) else [value]
             for i, init in enumerate(inits):
-                if _get(init, 'type') == 'Pretrained' and isinstance(
-                        _get(init, 'checkpoint'), str):
+                if _get(init, 'type') == 'Pretrained' and isinstance(_get(init, 'checkpoint'), str):
                     where = child if len(inits) == 1 else f'{child}[{i}]'
                     yield where + '.checkpoint', init['checkpoint'], child
         elif name == 'pretrained' and isinstance(value, str):

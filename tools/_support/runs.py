@@ -88,10 +88,14 @@ def shrink_schedule(cfg: Any, max_iters: int) -> None:
             scheduler.T_max = scheduler.end - scheduler.begin
 
 
-def write_shrunk_config(config: str, data_root: str, out_path: str,
-                        max_iters: Optional[int] = None, batch_size: Optional[int] = None,
+def write_shrunk_config(config: str,
+                        data_root: str,
+                        out_path: str,
+                        max_iters: Optional[int] = None,
+                        batch_size: Optional[int] = None,
                         checkpoint_interval: Optional[int] = None,
-                        log_interval: Optional[int] = None, **options) -> str:
+                        log_interval: Optional[int] = None,
+                        **options) -> str:
     """Write a config pointed at ``data_root``, optionally with a shorter schedule.
 
     Args:
@@ -127,8 +131,11 @@ def write_shrunk_config(config: str, data_root: str, out_path: str,
     return out_path
 
 
-def run_tool(args: List[str], timeout: Optional[float] = None, env: Optional[dict] = None,
-             check: bool = True, log_path: Optional[str] = None,
+def run_tool(args: List[str],
+             timeout: Optional[float] = None,
+             env: Optional[dict] = None,
+             check: bool = True,
+             log_path: Optional[str] = None,
              on_line: Optional[Callable[[str], None]] = None) -> subprocess.CompletedProcess:
     """Run ``python tools/...`` (or ``bash tools/...sh``) from the repository root.
 
@@ -168,10 +175,16 @@ def run_tool(args: List[str], timeout: Optional[float] = None, env: Optional[dic
                     on_line(line.rstrip('\n'))
 
     try:
-        with subprocess.Popen(command, cwd=REPO_ROOT, env=full_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) as proc:
-            readers = [threading.Thread(target=drain, args=(getattr(proc, name), name))
-                       for name in outputs]
+        with subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=full_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True) as proc:
+            readers = [
+                threading.Thread(target=drain, args=(getattr(proc, name), name)) for name in outputs
+            ]
             for reader in readers:
                 reader.start()
             try:

@@ -70,8 +70,8 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     print_log(
         f'CPU processes: gloo process group of world size {dist.get_world_size()} '
-        f'(rank {dist.get_rank()}, LOCAL_RANK {os.environ.get("LOCAL_RANK")})'
-        + (f'; {replaced} SyncBN layer config(s) changed to BN' if replaced else ''),
+        f'(rank {dist.get_rank()}, LOCAL_RANK {os.environ.get("LOCAL_RANK")})' +
+        (f'; {replaced} SyncBN layer config(s) changed to BN' if replaced else ''),
         logger='current')
     return True
 

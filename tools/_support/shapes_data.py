@@ -58,8 +58,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(base + stripes + noise, 0, 255).astype(np.uint8)
 
 
-def _outline(rng: np.random.Generator, label: int, center: np.ndarray,
-             radius: float) -> np.ndarray:
+def _outline(rng: np.random.Generator, label: int, center: np.ndarray, radius: float) -> np.ndarray:
     """Polygon (K, 2) of a shape of class ``label`` (index into :data:`SHAPE_CLASSES`)."""
     name = SHAPE_CLASSES[label]
     rotation = rng.uniform(0, 2 * np.pi)
@@ -74,8 +73,11 @@ def _outline(rng: np.random.Generator, label: int, center: np.ndarray,
     return center + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
-def render_scene(rng: np.random.Generator, image_size: int = 128, max_objects: int = 3,
-                 radius_range: Tuple[float, float] = (0.12, 0.26)) -> Tuple[np.ndarray, list]:
+def render_scene(
+    rng: np.random.Generator,
+    image_size: int = 128,
+    max_objects: int = 3,
+    radius_range: Tuple[float, float] = (0.12, 0.26)) -> Tuple[np.ndarray, list]:
     """Draw one image with 1..``max_objects`` non-overlapping shapes.
 
     Args:
@@ -153,8 +155,13 @@ def _write_manifest(root: str, manifest: dict) -> None:
 
 def _manifest(fmt: str, num_images: Dict[str, int], image_size: int, max_objects: int,
               seed: int) -> dict:
-    return dict(format=fmt, version=FORMAT_VERSION, num_images=num_images,
-                image_size=image_size, max_objects=max_objects, seed=seed)
+    return dict(
+        format=fmt,
+        version=FORMAT_VERSION,
+        num_images=num_images,
+        image_size=image_size,
+        max_objects=max_objects,
+        seed=seed)
 
 
 def _check_counts(num_images: Dict[str, int], splits: Dict[str, str]) -> None:
@@ -164,8 +171,11 @@ def _check_counts(num_images: Dict[str, int], splits: Dict[str, str]) -> None:
                          'positive ints.')
 
 
-def write_ade20k_shapes(root: str, num_images: Optional[Dict[str, int]] = None,
-                        image_size: int = 128, max_objects: int = 3, seed: int = 0) -> bool:
+def write_ade20k_shapes(root: str,
+                        num_images: Optional[Dict[str, int]] = None,
+                        image_size: int = 128,
+                        max_objects: int = 3,
+                        seed: int = 0) -> bool:
     """Write the shapes dataset in the ADE20K folder layout and label encoding.
 
     Args:
@@ -190,22 +200,23 @@ def write_ade20k_shapes(root: str, num_images: Optional[Dict[str, int]] = None,
         ann_dir = osp.join(root, 'annotations', folder)
         os.makedirs(img_dir, exist_ok=True)
         os.makedirs(ann_dir, exist_ok=True)
-        for index, (image, objects) in _split_scenes(seed, split, count, image_size,
-                                                     max_objects):
+        for index, (image, objects) in _split_scenes(seed, split, count, image_size, max_objects):
             # 0 stays "unlabelled" (ADE20K); 1 is the background; shapes follow.
             label_map = np.ones(image.shape[:2], dtype=np.uint8)
             for obj in objects:
                 label_map[obj['mask']] = obj['label'] + 2
             name = f'shapes_{split}_{index:05d}'
-            cv2.imwrite(osp.join(img_dir, name + '.jpg'), image,
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(osp.join(img_dir, name + '.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(osp.join(ann_dir, name + '.png'), label_map)
     _write_manifest(root, manifest)
     return True
 
 
-def write_coco_shapes(root: str, num_images: Optional[Dict[str, int]] = None,
-                      image_size: int = 128, max_objects: int = 3, seed: int = 0) -> bool:
+def write_coco_shapes(root: str,
+                      num_images: Optional[Dict[str, int]] = None,
+                      image_size: int = 128,
+                      max_objects: int = 3,
+                      seed: int = 0) -> bool:
     """Write the shapes dataset in the COCO layout (instances with boxes and polygons).
 
     Args:
@@ -225,30 +236,33 @@ def write_coco_shapes(root: str, num_images: Optional[Dict[str, int]] = None,
     subdirs = ['annotations'] + [COCO_SPLITS[s] for s in COCO_SPLITS]
     if _prepare_root(root, manifest, subdirs):
         return False
-    categories = [dict(id=i + 1, name=name, supercategory='shape')
-                  for i, name in enumerate(SHAPE_CLASSES)]
+    categories = [
+        dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(SHAPE_CLASSES)
+    ]
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     for split, count in num_images.items():
         img_dir = osp.join(root, COCO_SPLITS[split])
         os.makedirs(img_dir, exist_ok=True)
         images, annotations = [], []
-        for index, (image, objects) in _split_scenes(seed, split, count, image_size,
-                                                     max_objects):
+        for index, (image, objects) in _split_scenes(seed, split, count, image_size, max_objects):
             file_name = f'shapes_{split}_{index:05d}.jpg'
             cv2.imwrite(osp.join(img_dir, file_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             image_id = index + 1
-            images.append(dict(id=image_id, file_name=file_name, height=image_size,
-                               width=image_size))
+            images.append(
+                dict(id=image_id, file_name=file_name, height=image_size, width=image_size))
             for obj in objects:
                 ys, xs = np.nonzero(obj['mask'])
                 x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
                 annotations.append(
-                    dict(id=len(annotations) + 1, image_id=image_id,
-                         category_id=obj['label'] + 1,
-                         bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                         area=float(obj['mask'].sum()),
-                         segmentation=[np.round(obj['polygon'], 2).reshape(-1).tolist()],
-                         iscrowd=0))
+                    dict(
+                        id=len(annotations) + 1,
+                        image_id=image_id,
+                        category_id=obj['label'] + 1,
+                        bbox=[float(x0), float(y0),
+                              float(x1 - x0), float(y1 - y0)],
+                        area=float(obj['mask'].sum()),
+                        segmentation=[np.round(obj['polygon'], 2).reshape(-1).tolist()],
+                        iscrowd=0))
         with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)
     _write_manifest(root, manifest)
