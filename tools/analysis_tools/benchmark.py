@@ -78,10 +78,13 @@ class Features(nn.Module):
 def build_glnet(arch: str, impl: str) -> Callable[[int], nn.Module]:
 
     def build(image_size: int) -> nn.Module:
-        from mmglnet.models import GLNet
+        from mmengine.config import Config
+
+        from mmglnet.apis import build_model
         from mmglnet.testing import set_impl
         # The last stage with its output norm, as detection/segmentation configs use it.
-        return set_impl(GLNet(arch=arch, out_indices=(3, )), impl)
+        backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ))
+        return set_impl(build_model(Config(dict(model=backbone))), impl)
 
     return build
 
