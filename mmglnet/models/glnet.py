@@ -113,8 +113,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     for key in ('depth', 'embed_dim', 'mlp_ratios', 'mixing_modes'):
         value = settings[key]
         if not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES:
-            raise ValueError(
-                f'arch {key}={value!r} must list {NUM_STAGES} values, one per stage.')
+            raise ValueError(f'arch {key}={value!r} must list {NUM_STAGES} values, one per stage.')
         settings[key] = tuple(value)
     if isinstance(settings['local_dw_ks'], int):
         settings['local_dw_ks'] = (settings['local_dw_ks'], ) * NUM_STAGES
