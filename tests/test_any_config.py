@@ -6,6 +6,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 
+from mmglnet.apis import build_model
 from mmglnet.models import GLNet
 from mmglnet.models.glnet import pretrained_to_init_cfg
 
@@ -47,10 +48,9 @@ def _seg_config(tiny_arch, **model):
 
 
 def _build(cfg, scope):
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    # As mmengine's Runner does for a single process: SyncBN (in these bases) becomes BN.
-    return revert_sync_batchnorm(registry.build(cfg.model))
+    cfg.default_scope = scope  # the model bases leave it to the runtime base
+    # One process: SyncBN (in these bases) becomes BN.
+    return revert_sync_batchnorm(build_model(cfg))
 
 
 def _train_step(model, data):

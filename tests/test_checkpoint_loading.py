@@ -16,6 +16,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from tool_runs import MASK_RCNN, UPERNET, make_tiny_data, run_tool, write_config
 
+from mmglnet.apis import build_model
 from mmglnet.checkpoint import (CheckpointMismatchError, filter_official_checkpoint,
                                 load_pretrained_backbone, read_checkpoint_tensors)
 from mmglnet.models import GLNet
@@ -144,12 +145,9 @@ def write_release_like(shapes, path, key='model'):
 
 def demo_segmentor(checkpoint, **init):
     """The tiny UperNet of the demo config, with the backbone initialised from ``checkpoint``."""
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
     cfg = Config.fromfile(osp.join(REPO_ROOT, UPERNET))
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(checkpoint), **init)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(cfg.model)
+    return build_model(cfg)
 
 
 def test_a_4g_release_file_for_the_tiny_segmentor_is_refused(manifest, tmp_path):
@@ -252,16 +250,10 @@ def test_tiny_stl_backbone_refuses_the_g_series_file():
 # tools/test.py refuses a checkpoint of another model.
 # ----------------------------------------------------------------------------------------
 def test_test_py_refuses_a_mask_rcnn_checkpoint_for_the_segmentor(tmp_path):
-    from mmengine.registry import DefaultScope
-    from mmdet.registry import MODELS as DET_MODELS
-    from mmseg.registry import MODELS as SEG_MODELS
-
     roots = make_tiny_data(str(tmp_path / 'data'))
     seg_config = write_config(UPERNET, roots['ade'], str(tmp_path / 'seg.py'))
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        detector = DET_MODELS.build(Config.fromfile(osp.join(REPO_ROOT, MASK_RCNN)).model)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        segmentor = SEG_MODELS.build(Config.fromfile(seg_config).model)
+    detector = build_model(osp.join(REPO_ROOT, MASK_RCNN))
+    segmentor = build_model(seg_config)
     checkpoint = tmp_path / 'mask_rcnn.pth'
     det_state = detector.state_dict()
     torch.save({'state_dict': det_state, 'meta': {}}, checkpoint)

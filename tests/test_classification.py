@@ -212,10 +212,8 @@ def test_config_classifier_with_converted_fixture_gives_official_logits(case, co
 # The real mmpretrain classifier, tools and inferencer
 # --------------------------------------------------------------------------------------------
 def build_classifier(cfg):
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MMPRETRAIN_MODELS.build(cfg.model)
+    from mmglnet.apis import build_model
+    return build_model(cfg)
 
 
 @pytest.mark.parametrize('case', sorted(CASES))

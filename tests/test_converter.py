@@ -261,10 +261,9 @@ def check_body_loaded(model_state, converted_state):
 def test_converted_checkpoint_initialises_a_detector_backbone(convert):
     pytest.importorskip('mmdet', reason='mmdet is not installed (the classification-only '
                         'device environment); detection is tested on CI')
-    from mmdet.registry import MODELS
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
 
+    from mmglnet.apis import build_model
     path, _ = convert('4g_like')
     cfg = Config.fromstring("_base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'", '.py')
     cfg.model.backbone = dict(
@@ -272,8 +271,8 @@ def test_converted_checkpoint_initialises_a_detector_backbone(convert):
         init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
     cfg.model.neck.update(in_channels=[64, 96, 128], out_channels=32, start_level=0)
     cfg.model.bbox_head.update(in_channels=32, feat_channels=32, stacked_convs=1)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        detector = MODELS.build(cfg.model)
+    cfg.default_scope = 'mmdet'
+    detector = build_model(cfg)
     detector.init_weights()
     check_body_loaded(detector.backbone.state_dict(), load_converted(path)['state_dict'])
 
@@ -282,9 +281,8 @@ def test_converted_checkpoint_initialises_a_segmentor_backbone(convert):
     pytest.importorskip('mmseg', reason='mmseg is not installed (the classification-only '
                         'device environment); segmentation is tested on CI')
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
 
+    from mmglnet.apis import build_model
     path, _ = convert('4g_tklb_like')
     cfg = Config.fromstring("_base_ = 'mmseg::_base_/models/fpn_r50.py'", '.py')
     cfg.model.backbone = dict(
@@ -294,7 +292,7 @@ def test_converted_checkpoint_initialises_a_segmentor_backbone(convert):
     cfg.model.decode_head.update(in_channels=[32, 32, 32, 32], channels=16,
                                  norm_cfg=dict(type='BN', requires_grad=True))
     cfg.model.update(pretrained=None, data_preprocessor=dict(type='SegDataPreProcessor'))
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        segmentor = MODELS.build(cfg.model)
+    cfg.default_scope = 'mmseg'
+    segmentor = build_model(cfg)
     segmentor.init_weights()
     check_body_loaded(segmentor.backbone.state_dict(), load_converted(path)['state_dict'])
