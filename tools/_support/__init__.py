@@ -1,6 +1,7 @@
 """Code the tools share; not part of the mmglnet package.
 
-The tools import it as ``_support`` (Python puts a script's folder first on ``sys.path``):
+The tools in ``tools/`` import it as ``_support`` (Python puts a script's folder first on
+``sys.path``); the tests add ``tools/`` to their path in ``tests/conftest.py``.
 
 * :mod:`.config_checks`: pre-flight checks of the files a config names (datasets, annotation
   files, pretrained weights, checkpoints), with what to download and where;
