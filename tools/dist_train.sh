@@ -17,7 +17,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
 # The environment tools/setup_env.sh makes (MMGLNET_VENV, or .venv in the repository).
-VENV="${MMGLNET_VENV:-$TOOLS_DIR/../.venv}"
+VENV="${MMGLNET_VENV:-$(dirname "$TOOLS_DIR")/.venv}"
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "$VENV/bin/python" ]; then PYTHON="$VENV/bin/python"; else PYTHON=python; fi
 fi

@@ -22,7 +22,7 @@ CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
 # The environment tools/setup_env.sh makes (MMGLNET_VENV, or .venv in the repository).
-VENV="${MMGLNET_VENV:-$TOOLS_DIR/../.venv}"
+VENV="${MMGLNET_VENV:-$(dirname "$TOOLS_DIR")/.venv}"
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "$VENV/bin/python" ]; then PYTHON="$VENV/bin/python"; else PYTHON=python; fi
 fi
