@@ -38,12 +38,15 @@ def _seg_config(tiny_arch, **model):
     cfg = Config.fromstring(
         "_base_ = ['mmseg::_base_/models/fpn_r50.py']\n"
         "custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)\n", '.py')
-    cfg.merge_from_dict(dict(model=dict(
-        # As every mmseg config sets it from its crop size.
-        data_preprocessor=dict(size=(SIZE, SIZE)),
-        backbone=dict(_delete_=True, type='mmglnet.GLNet', arch=tiny_arch),
-        neck=dict(in_channels=list(tiny_arch['embed_dim']), out_channels=32),
-        decode_head=dict(in_channels=[32] * 4, channels=32, num_classes=5), **model)))
+    cfg.merge_from_dict(
+        dict(
+            model=dict(
+                # As every mmseg config sets it from its crop size.
+                data_preprocessor=dict(size=(SIZE, SIZE)),
+                backbone=dict(_delete_=True, type='mmglnet.GLNet', arch=tiny_arch),
+                neck=dict(in_channels=list(tiny_arch['embed_dim']), out_channels=32),
+                decode_head=dict(in_channels=[32] * 4, channels=32, num_classes=5),
+                **model)))
     return cfg
 
 
@@ -81,12 +84,13 @@ def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch):
     assert isinstance(model.backbone, GLNet)
     samples = []
     for _ in range(2):
-        sample = SegDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
-                                             pad_shape=(SIZE, SIZE)))
+        sample = SegDataSample(
+            metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE)))
         sample.gt_sem_seg = PixelData(data=torch.randint(0, 5, (1, SIZE, SIZE)))
         samples.append(sample)
-    data = dict(inputs=[torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8)] * 2,
-                data_samples=samples)
+    data = dict(
+        inputs=[torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8)] * 2,
+        data_samples=samples)
     losses = _train_step(model, data)
     assert 'decode.loss_ce' in losses
 
@@ -97,16 +101,19 @@ def test_mmdet_faster_rcnn_base_trains_a_step(tiny_arch):
     cfg = Config.fromstring(
         "_base_ = ['mmdet::_base_/models/faster-rcnn_r50_fpn.py']\n"
         "custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)\n", '.py')
-    cfg.merge_from_dict(dict(model=dict(
-        backbone=dict(_delete_=True, type='GLNet', arch=tiny_arch),
-        neck=dict(in_channels=list(tiny_arch['embed_dim']), out_channels=32),
-        rpn_head=dict(in_channels=32, feat_channels=32),
-        roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
-                      bbox_head=dict(in_channels=32, fc_out_channels=64, num_classes=3)))))
+    cfg.merge_from_dict(
+        dict(
+            model=dict(
+                backbone=dict(_delete_=True, type='GLNet', arch=tiny_arch),
+                neck=dict(in_channels=list(tiny_arch['embed_dim']), out_channels=32),
+                rpn_head=dict(in_channels=32, feat_channels=32),
+                roi_head=dict(
+                    bbox_roi_extractor=dict(out_channels=32),
+                    bbox_head=dict(in_channels=32, fc_out_channels=64, num_classes=3)))))
     model = _build(cfg, 'mmdet')
     assert isinstance(model.backbone, GLNet)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, SIZE, SIZE)] * 2, num_items=[3, 2],
-                          num_classes=3)
+    data = demo_mm_inputs(
+        batch_size=2, image_shapes=[(3, SIZE, SIZE)] * 2, num_items=[3, 2], num_classes=3)
     losses = _train_step(model, data)
     assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox'} <= set(losses)
 

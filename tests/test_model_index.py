@@ -57,8 +57,8 @@ def test_models_are_complete():
 
 def _markdown_rows(path, first_cell):
     with open(osp.join(REPO_ROOT, path)) as f:
-        return [[cell.strip() for cell in line.strip().strip('|').split('|')]
-                for line in f if line.startswith('| ' + first_cell)]
+        return [[cell.strip() for cell in line.strip().strip('|').split('|')] for line in f
+                if line.startswith('| ' + first_cell)]
 
 
 def _scaled(text, unit):
@@ -72,10 +72,14 @@ def test_figures_match_the_docs():
     by_config = {m['Config']: m['Metadata'] for m in models}
     checked = 0
     # docs/configs.md: | variant | model | params | FLOPs (full count) | paper |
-    families = {'RetinaNet': ['configs/detection/retinanet_glnet{}_fpn_1x_coco.py'],
-                'Mask R-CNN (1x, ms-3x)': ['configs/detection/mask-rcnn_glnet{}_fpn_1x_coco.py',
-                                           'configs/detection/mask-rcnn_glnet{}_fpn_ms-3x_coco.py'],
-                'UperNet': ['configs/segmentation/upernet_glnet{}_160k.py']}
+    families = {
+        'RetinaNet': ['configs/detection/retinanet_glnet{}_fpn_1x_coco.py'],
+        'Mask R-CNN (1x, ms-3x)': [
+            'configs/detection/mask-rcnn_glnet{}_fpn_1x_coco.py',
+            'configs/detection/mask-rcnn_glnet{}_fpn_ms-3x_coco.py'
+        ],
+        'UperNet': ['configs/segmentation/upernet_glnet{}_160k.py']
+    }
     for variant in ('STL', '4G', '9G', '16G'):
         rows = [r for r in _markdown_rows('docs/configs.md', variant + ' |') if r[1] in families]
         for row in rows:
@@ -104,24 +108,40 @@ def test_mim_search_lists_the_models(tmp_path):
     for name in ('setup.py', 'README.md', 'MANIFEST.in', 'model-index.yml'):
         shutil.copy(osp.join(REPO_ROOT, name), source / name)
     for name in ('mmglnet', 'configs', 'tools', 'requirements'):
-        shutil.copytree(osp.join(REPO_ROOT, name), source / name, symlinks=True,
-                        ignore=shutil.ignore_patterns('.mim', '__pycache__'))
+        shutil.copytree(
+            osp.join(REPO_ROOT, name),
+            source / name,
+            symlinks=True,
+            ignore=shutil.ignore_patterns('.mim', '__pycache__'))
     pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check', '-q']
-    subprocess.run(pip + ['wheel', '--no-deps', '--no-build-isolation', '-w',
-                          str(tmp_path / 'dist'), str(source)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        pip +
+        ['wheel', '--no-deps', '--no-build-isolation', '-w',
+         str(tmp_path / 'dist'),
+         str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300)
     [wheel] = glob.glob(str(tmp_path / 'dist' / 'mmglnet-*.whl'))
     site = tmp_path / 'site'
-    subprocess.run(pip + ['install', '--no-deps', '--target', str(site), wheel], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        pip +
+        ['install', '--no-deps', '--target', str(site), wheel],
+        check=True,
+        capture_output=True,
+        timeout=300)
     assert (site / 'mmglnet' / '.mim' / 'model-index.yml').is_file()
     assert (site / 'mmglnet' / '.mim' / 'configs' / 'detection' / 'metafile.yml').is_file()
 
     mim = shutil.which('mim', path=osp.dirname(sys.executable))
     assert mim, 'openmim is a test requirement (requirements/tests.txt)'
     env = dict(os.environ, PYTHONPATH=str(site))
-    result = subprocess.run([mim, 'search', 'mmglnet'], capture_output=True, text=True,
-                            timeout=120, cwd=str(tmp_path), env=env)
+    result = subprocess.run([mim, 'search', 'mmglnet'],
+                            capture_output=True,
+                            text=True,
+                            timeout=120,
+                            cwd=str(tmp_path),
+                            env=env)
     assert result.returncode == 0, result.stderr
     _, models = load_index()
     for model in models:

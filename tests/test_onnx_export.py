@@ -36,8 +36,8 @@ def test_matmul_pooling_equals_torch(size, grid):
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     channels_last = x.contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(matmul_adaptive_avg_pool2d(channels_last, grid), expected,
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        matmul_adaptive_avg_pool2d(channels_last, grid), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_eager_pooling_is_torch_kernel():
@@ -77,8 +77,8 @@ def test_jit_trace_keeps_torch_pooling():
 def _export_and_check(model, tmp_path, shape, check_shapes):
     from mmglnet.deployment import export_and_check
     path = str(tmp_path / 'model.onnx')
-    record, comparisons = export_and_check(model, path, shape=shape, dynamic=True,
-                                           check_shapes=check_shapes)
+    record, comparisons = export_and_check(
+        model, path, shape=shape, dynamic=True, check_shapes=check_shapes)
     assert [c['shape'] for c in comparisons] == [tuple(shape)] + [tuple(s) for s in check_shapes]
     return record, comparisons
 
@@ -99,8 +99,8 @@ def test_export_tiny_stl_backbone_batch(tiny_stl_arch, tmp_path):
     torch.manual_seed(0)
     model = GLNet(arch=dict(tiny_stl_arch, num_slots=(4, 6)), out_norm_cfg=None)
     record, _ = _export_and_check(model, tmp_path, TRACED, UNTRACED[:1])
-    [result] = compare_with_onnxruntime(record['wrapper'], str(tmp_path / 'model.onnx'),
-                                        [UNTRACED[1]], batch_size=2)
+    [result] = compare_with_onnxruntime(
+        record['wrapper'], str(tmp_path / 'model.onnx'), [UNTRACED[1]], batch_size=2)
     assert result['relative'] < 1e-5, result
 
 
@@ -108,8 +108,10 @@ def test_tool_exports_4g_preset_at_untraced_sizes(tmp_path):
     """The full GLNet-4G backbone through the tool: ONNX Runtime matches PyTorch at two sizes
     it was not traced at."""
     out = tmp_path / 'glnet_4g.onnx'
-    args = ['tools/deployment/pytorch2onnx.py', '4g', '--out', str(out), '--shape',
-            *map(str, TRACED), '--dynamic']
+    args = [
+        'tools/deployment/pytorch2onnx.py', '4g', '--out',
+        str(out), '--shape', *map(str, TRACED), '--dynamic'
+    ]
     for height, width in UNTRACED:
         args += ['--check-shape', str(height), str(width)]
     result = run_tool(args, timeout=600)
@@ -166,8 +168,11 @@ def test_tool_exports_a_config_with_its_checkpoint(tmp_path):
     checkpoint = tmp_path / 'upernet.pth'
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
     out = tmp_path / 'upernet.onnx'
-    result = run_tool(['tools/deployment/pytorch2onnx.py', UPERNET, str(checkpoint), '--out',
-                       str(out), '--shape', '128', '128', '--dynamic'])
+    result = run_tool([
+        'tools/deployment/pytorch2onnx.py', UPERNET,
+        str(checkpoint), '--out',
+        str(out), '--shape', '128', '128', '--dynamic'
+    ])
     assert 'Exported segmentor' in result.stdout and 'at 104x168:' in result.stdout
     x = torch.randn(1, 3, 112, 144)
     with torch.no_grad():
@@ -180,9 +185,11 @@ def test_export_classifier_scores(tiny_arch, tmp_path):
     """A classification config (mmpretrain, token-labeling head) exports its class scores."""
     from mmglnet.visualization import build_model
     torch.manual_seed(0)
-    model = build_model(osp.join(REPO_ROOT, 'configs/classification/glnet4g-tklb_in1k.py'),
-                        {'model.backbone.arch': dict(tiny_arch, _delete_=True),
-                         'model.head.in_channels': 128})
+    model = build_model(
+        osp.join(REPO_ROOT, 'configs/classification/glnet4g-tklb_in1k.py'), {
+            'model.backbone.arch': dict(tiny_arch, _delete_=True),
+            'model.head.in_channels': 128
+        })
     record, comparisons = _export_and_check(model, tmp_path, (96, 96), [(72, 120)])
     assert record['wrapper'].kind == 'classifier' and record['output_names'] == ['output0']
     with torch.no_grad():

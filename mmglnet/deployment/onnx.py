@@ -81,8 +81,11 @@ class ExportWrapper(nn.Module):
         return [f'output{i}' for i in range(num_outputs)]
 
 
-def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
-                dynamic: bool = False, opset_version: int = 17,
+def export_onnx(model: nn.Module,
+                path: str,
+                shape: Sequence[int] = (224, 224),
+                dynamic: bool = False,
+                opset_version: int = 17,
                 in_channels: int = 3) -> Dict[str, object]:
     """Export ``model`` (eval mode) to ``path`` with torch's TorchScript-based exporter.
 
@@ -108,8 +111,7 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
     model = make_pooling_exportable(revert_sync_batchnorm(model).eval())
     wrapper = ExportWrapper(model).eval()
     height, width = shape
-    dummy = torch.randn(1, in_channels, height, width,
-                        device=next(model.parameters()).device)
+    dummy = torch.randn(1, in_channels, height, width, device=next(model.parameters()).device)
     with torch.no_grad():
         num_outputs = len(wrapper(dummy))
     output_names = wrapper.output_names(num_outputs)
@@ -125,21 +127,30 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
         # tracer notes the Python checks on input sizes (GLNet's input check, BatchNorm's),
         # which hold for the traced input. A size baked into the graph would show in the
         # comparison with ONNX Runtime at other sizes.
-        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript',
-                                category=DeprecationWarning)
-        warnings.filterwarnings('ignore', message='The feature will be removed',
-                                category=DeprecationWarning)
-        warnings.filterwarnings('ignore', message='Converting a tensor to a Python boolean',
-                                category=torch.jit.TracerWarning)
+        warnings.filterwarnings(
+            'ignore', message='You are using the legacy TorchScript', category=DeprecationWarning)
+        warnings.filterwarnings(
+            'ignore', message='The feature will be removed', category=DeprecationWarning)
+        warnings.filterwarnings(
+            'ignore',
+            message='Converting a tensor to a Python boolean',
+            category=torch.jit.TracerWarning)
         torch.onnx.export(
-            wrapper, (dummy, ), path, input_names=['input'], output_names=output_names,
-            dynamic_axes=dynamic_axes, opset_version=opset_version, dynamo=False)
-    return dict(wrapper=wrapper, input_name='input', output_names=output_names,
-                shape=(height, width))
+            wrapper, (dummy, ),
+            path,
+            input_names=['input'],
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset_version,
+            dynamo=False)
+    return dict(
+        wrapper=wrapper, input_name='input', output_names=output_names, shape=(height, width))
 
 
-def compare_with_onnxruntime(wrapper: nn.Module, path: str,
-                             shapes: Sequence[Sequence[int]], batch_size: int = 1,
+def compare_with_onnxruntime(wrapper: nn.Module,
+                             path: str,
+                             shapes: Sequence[Sequence[int]],
+                             batch_size: int = 1,
                              in_channels: int = 3,
                              seed: int = 0) -> List[Dict[str, object]]:
     """Run the exported file with ONNX Runtime and PyTorch on the same random inputs.
@@ -159,9 +170,8 @@ def compare_with_onnxruntime(wrapper: nn.Module, path: str,
     try:
         import onnxruntime as ort
     except ImportError as error:
-        raise ImportError(
-            'Checking the exported file needs onnxruntime: pip install -r '
-            'requirements/tests.txt (or pip install onnxruntime).') from error
+        raise ImportError('Checking the exported file needs onnxruntime: pip install -r '
+                          'requirements/tests.txt (or pip install onnxruntime).') from error
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     input_name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(seed)
@@ -184,8 +194,12 @@ def compare_with_onnxruntime(wrapper: nn.Module, path: str,
                     'size (export with --dynamic for free height and width).')
             diff = max(diff, float(np.abs(out - ref).max()))
             magnitude = max(magnitude, float(np.abs(ref).max()))
-        results.append(dict(shape=(height, width), max_abs_diff=diff, max_abs=magnitude,
-                            relative=diff / max(magnitude, 1e-12)))
+        results.append(
+            dict(
+                shape=(height, width),
+                max_abs_diff=diff,
+                max_abs=magnitude,
+                relative=diff / max(magnitude, 1e-12)))
     return results
 
 
@@ -196,7 +210,9 @@ def default_check_shape(shape: Sequence[int], min_size: int = 32) -> Tuple[int, 
     return max(height - 24, min_size), width + 40
 
 
-def export_and_check(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
+def export_and_check(model: nn.Module,
+                     path: str,
+                     shape: Sequence[int] = (224, 224),
                      dynamic: bool = False,
                      check_shapes: Optional[Sequence[Sequence[int]]] = None,
                      opset_version: int = 17,
@@ -211,6 +227,5 @@ def export_and_check(model: nn.Module, path: str, shape: Sequence[int] = (224, 2
     shapes = [tuple(shape)]
     if dynamic:
         shapes += [tuple(s) for s in (check_shapes or [default_check_shape(shape)])]
-    comparisons = compare_with_onnxruntime(record['wrapper'], path, shapes,
-                                           in_channels=in_channels)
+    comparisons = compare_with_onnxruntime(record['wrapper'], path, shapes, in_channels=in_channels)
     return record, comparisons

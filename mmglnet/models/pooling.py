@@ -56,8 +56,8 @@ def averaging_matrix(length: Union[int, torch.Tensor], bins: int,
     return inside.float() / (end - start).float()
 
 
-def matmul_adaptive_avg_pool2d(x: torch.Tensor,
-                               output_size: Union[int, Sequence[int]]) -> torch.Tensor:
+def matmul_adaptive_avg_pool2d(x: torch.Tensor, output_size: Union[int,
+                                                                   Sequence[int]]) -> torch.Tensor:
     """Adaptive average pooling of ``x`` (N, C, H, W) as ``A_h @ x @ A_w^T``.
 
     The bins are those of :func:`torch.nn.functional.adaptive_avg_pool2d`; the values equal
@@ -76,8 +76,7 @@ def matmul_adaptive_avg_pool2d(x: torch.Tensor,
     return torch.matmul(torch.matmul(pool_h, x), pool_w.transpose(0, 1))
 
 
-def adaptive_avg_pool2d(x: torch.Tensor,
-                        output_size: Union[int, Sequence[int]]) -> torch.Tensor:
+def adaptive_avg_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]]) -> torch.Tensor:
     """:func:`torch.nn.functional.adaptive_avg_pool2d`, exportable at any input size.
 
     Eager calls (and JIT traces) run torch's kernel; while exporting to ONNX the pooling is

@@ -82,8 +82,10 @@ def _is_number(value) -> bool:
         math.isfinite(value)
 
 
-def collect_series(records: Sequence[dict], keys: Optional[Sequence[str]],
-                   default, skip_value: Optional[float] = None) -> Series:
+def collect_series(records: Sequence[dict],
+                   keys: Optional[Sequence[str]],
+                   default,
+                   skip_value: Optional[float] = None) -> Series:
     """``{key: (steps, values)}`` for ``keys``, or for every key ``default(key)`` accepts.
 
     Args:
@@ -100,8 +102,8 @@ def collect_series(records: Sequence[dict], keys: Optional[Sequence[str]],
     series: Series = {}
     for record in records:
         for key, value in record.items():
-            wanted = key in keys if keys is not None else (
-                key not in BOOKKEEPING_KEYS and default(key))
+            wanted = key in keys if keys is not None else (key not in BOOKKEEPING_KEYS
+                                                           and default(key))
             if wanted and _is_number(value) and value != skip_value:
                 steps, values = series.setdefault(key, ([], []))
                 steps.append(record['step'])
@@ -116,9 +118,12 @@ def is_loss_key(key: str) -> bool:
     return 'loss' in key.split('.')[-1]
 
 
-def plot_curves(logs: Sequence[str], out_file: str, keys: Optional[Sequence[str]] = None,
+def plot_curves(logs: Sequence[str],
+                out_file: str,
+                keys: Optional[Sequence[str]] = None,
                 metrics: Optional[Sequence[str]] = None,
-                names: Optional[Sequence[str]] = None, title: Optional[str] = None,
+                names: Optional[Sequence[str]] = None,
+                title: Optional[str] = None,
                 dpi: int = 100) -> Dict[str, Dict[str, List[str]]]:
     """Draw training-loss and validation-metric curves of one or more runs into a PNG.
 
@@ -155,8 +160,8 @@ def plot_curves(logs: Sequence[str], out_file: str, keys: Optional[Sequence[str]
     for name, path in zip(names, files):
         train, val = load_scalars(path)
         for kind, records in (('train', train), ('val', val)):
-            available[kind].update(key for record in records for key in record
-                                   if key not in ('step', 'iter', 'epoch'))
+            available[kind].update(
+                key for record in records for key in record if key not in ('step', 'iter', 'epoch'))
         runs.append((name, collect_series(train, keys, is_loss_key),
                      collect_series(val, metrics, lambda key: True, skip_value=-1)))
     drawn = {name: dict(train=list(t), val=list(v)) for name, t, v in runs}
@@ -171,24 +176,34 @@ def plot_curves(logs: Sequence[str], out_file: str, keys: Optional[Sequence[str]
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(runs), 2, squeeze=False)
     for row, (name, train_series, val_series) in enumerate(runs):
-        for ax, series, label, kind in (
-                (axes[row][0], train_series, 'iteration', 'training'),
-                (axes[row][1], val_series, 'step (iteration, or epoch)', 'validation')):
+        for ax, series, label, kind in ((axes[row][0], train_series, 'iteration', 'training'),
+                                        (axes[row][1], val_series, 'step (iteration, or epoch)',
+                                         'validation')):
             for key, (steps, values) in series.items():
-                lines = ax.plot(steps, values, marker='o' if len(steps) < 20 else None,
-                                markersize=4, label=key)
+                lines = ax.plot(
+                    steps, values, marker='o' if len(steps) < 20 else None, markersize=4, label=key)
                 if kind == 'validation':  # the last value, written beside its point
-                    ax.annotate(f'{values[-1]:.4g}', (steps[-1], values[-1]),
-                                textcoords='offset points', xytext=(6, 0), va='center',
-                                fontsize=8, color=lines[0].get_color())
+                    ax.annotate(
+                        f'{values[-1]:.4g}', (steps[-1], values[-1]),
+                        textcoords='offset points',
+                        xytext=(6, 0),
+                        va='center',
+                        fontsize=8,
+                        color=lines[0].get_color())
             ax.set_title(f'{name}: {kind}', fontsize=9)
             ax.set_xlabel(label)
             ax.grid(alpha=0.3)
             if series:
                 ax.legend(fontsize=8)
             else:
-                ax.text(0.5, 0.5, f'no {kind} values', ha='center', va='center',
-                        transform=ax.transAxes, color='gray')
+                ax.text(
+                    0.5,
+                    0.5,
+                    f'no {kind} values',
+                    ha='center',
+                    va='center',
+                    transform=ax.transAxes,
+                    color='gray')
     if title:
         figure.suptitle(title)
     figure.tight_layout()

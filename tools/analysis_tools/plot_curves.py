@@ -25,17 +25,29 @@ from mmglnet.visualization.curves import plot_curves  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Plot loss and metric curves of mmengine scalar logs (vis_data/*.json).')
-    parser.add_argument('logs', nargs='+', metavar='LOG',
-                        help='vis_data/scalars.json files, or work dirs / run folders holding '
-                        'one (the newest is used).')
-    parser.add_argument('--keys', nargs='+', default=None,
-                        help='Training keys to draw (e.g. loss decode.acc_seg lr). Defaults '
-                        'to every loss key.')
-    parser.add_argument('--metrics', nargs='+', default=None,
-                        help='Validation keys to draw (e.g. mIoU coco/bbox_mAP). Defaults to '
-                        'every metric key.')
-    parser.add_argument('--names', nargs='+', default=None,
-                        help='A name per log for the panel titles. Defaults to the paths.')
+    parser.add_argument(
+        'logs',
+        nargs='+',
+        metavar='LOG',
+        help='vis_data/scalars.json files, or work dirs / run folders holding '
+        'one (the newest is used).')
+    parser.add_argument(
+        '--keys',
+        nargs='+',
+        default=None,
+        help='Training keys to draw (e.g. loss decode.acc_seg lr). Defaults '
+        'to every loss key.')
+    parser.add_argument(
+        '--metrics',
+        nargs='+',
+        default=None,
+        help='Validation keys to draw (e.g. mIoU coco/bbox_mAP). Defaults to '
+        'every metric key.')
+    parser.add_argument(
+        '--names',
+        nargs='+',
+        default=None,
+        help='A name per log for the panel titles. Defaults to the paths.')
     parser.add_argument('--title', default=None, help='Figure title.')
     parser.add_argument('--out', default='curves.png', help='PNG file to write.')
     parser.add_argument('--dpi', type=int, default=100, help='Resolution of the PNG.')
@@ -47,8 +59,14 @@ def main(argv=None):
     out_dir = osp.dirname(osp.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     try:
-        drawn = plot_curves(args.logs, args.out, keys=args.keys, metrics=args.metrics,
-                            names=args.names, title=args.title, dpi=args.dpi)
+        drawn = plot_curves(
+            args.logs,
+            args.out,
+            keys=args.keys,
+            metrics=args.metrics,
+            names=args.names,
+            title=args.title,
+            dpi=args.dpi)
     except (ValueError, KeyError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) else str(error)
         print(f'plot_curves: {message}', file=sys.stderr)

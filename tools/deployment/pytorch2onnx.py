@@ -38,29 +38,49 @@ def parse_args(argv=None):
         description='Export a GLNet backbone, segmentor or detector to ONNX and check it '
         'with ONNX Runtime.')
     parser.add_argument(
-        'config', metavar='ARCH_OR_CONFIG',
+        'config',
+        metavar='ARCH_OR_CONFIG',
         help=f'A preset ({", ".join(sorted(ARCH_SETTINGS))}: the bare backbone, raw stage '
         'outputs) or a config whose model has a GLNet backbone.')
     parser.add_argument(
-        'checkpoint', nargs='?', default=None,
+        'checkpoint',
+        nargs='?',
+        default=None,
         help='An mm checkpoint, or an official GLNet release file for a preset. Without one '
         'the weights are random.')
     parser.add_argument('--out', required=True, help='The .onnx file to write.')
-    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'),
-                        help='Input height and width of the traced graph.')
-    parser.add_argument('--dynamic', action='store_true',
-                        help='Make batch, height and width free axes of the graph.')
     parser.add_argument(
-        '--check-shape', type=int, nargs=2, action='append', metavar=('H', 'W'),
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[224, 224],
+        metavar=('H', 'W'),
+        help='Input height and width of the traced graph.')
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='Make batch, height and width free axes of the graph.')
+    parser.add_argument(
+        '--check-shape',
+        type=int,
+        nargs=2,
+        action='append',
+        metavar=('H', 'W'),
         help='Further size(s) to compare ONNX Runtime with PyTorch at (with --dynamic; '
         'repeatable). Defaults to 24 rows fewer and 40 columns more than --shape.')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version.')
-    parser.add_argument('--rtol', type=float, default=1e-4,
-                        help='Largest accepted difference, relative to the largest output.')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='Seed of the random weights (where no checkpoint is given).')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='Override config settings, key=value.')
+    parser.add_argument(
+        '--rtol',
+        type=float,
+        default=1e-4,
+        help='Largest accepted difference, relative to the largest output.')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='Seed of the random weights (where no checkpoint is given).')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='Override config settings, key=value.')
     args = parser.parse_args(argv)
     if args.check_shape and not args.dynamic:
         parser.error('--check-shape needs --dynamic: a static graph holds at --shape only.')
@@ -89,8 +109,13 @@ def main(argv=None):
     if args.dynamic and not check_shapes:
         check_shapes = [default_check_shape(args.shape, glnet.min_input_size)]
     record, comparisons = export_and_check(
-        model, args.out, shape=args.shape, dynamic=args.dynamic, check_shapes=check_shapes,
-        opset_version=args.opset, in_channels=glnet.in_channels)
+        model,
+        args.out,
+        shape=args.shape,
+        dynamic=args.dynamic,
+        check_shapes=check_shapes,
+        opset_version=args.opset,
+        in_channels=glnet.in_channels)
     axes = 'batch, height and width free' if args.dynamic else 'fixed size'
     print(f'Exported {record["wrapper"].kind} to {args.out} (opset {args.opset}, traced at '
           f'{args.shape[0]}x{args.shape[1]}, {axes}); outputs: '
@@ -104,8 +129,9 @@ def main(argv=None):
               f'{result["max_abs_diff"]:.3g} (largest output {result["max_abs"]:.3g}, relative '
               f'{result["relative"]:.2g}) {"OK" if ok else "FAILED"}')
     if failed:
-        print(f'The exported graph differs from PyTorch by more than --rtol {args.rtol}.',
-              file=sys.stderr)
+        print(
+            f'The exported graph differs from PyTorch by more than --rtol {args.rtol}.',
+            file=sys.stderr)
         return 1
     return 0
 
