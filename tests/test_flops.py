@@ -77,12 +77,13 @@ def test_backbone_count_has_every_attention_product(tiny_arch):
     with_products, _ = count_flops(model, x)
     without, _ = count_flops(model, x, handles={'aten::scaled_dot_product_attention': None})
     expected = 0
+    slots = tiny_arch.get('num_slots', 64)  # the official default is 64
     for stage, (depth, dim, mode) in enumerate(
             zip(tiny_arch['depth'], tiny_arch['embed_dim'], tiny_arch['mixing_modes'])):
         tokens = (64 // 2**(stage + 2))**2
         for block in range(depth):
             glmix = mode == 'glmix' or (mode == 'glmix.mha_nchw' and block % 2 == 0)
-            length = 64 if glmix else tokens  # 64 slots, or every pixel
+            length = slots if glmix else tokens  # the slots, or every pixel
             expected += 2 * length * length * dim
     assert with_products - without == expected
 
