@@ -19,7 +19,9 @@ from conftest import REPO_ROOT
 KNOWN_NOTICES = ('pkg_resources is deprecated', '``build_loss`` would be deprecated soon',
                  'Default ``avg_non_ignore`` is False', 'The draw is False',
                  '"FileClient" will be deprecated', '"HardDiskBackend" is the alias',
-                 'The prefix is not set in metric class')
+                 'The prefix is not set in metric class',
+                 "Failed to add <class 'mmengine.visualization.vis_backend.LocalVisBackend'>",
+                 'in the "function" registry tree')
 
 
 def _load_tool(relative_path, name):
@@ -43,7 +45,9 @@ for message in ('pkg_resources is deprecated as an API. See https://setuptools.p
                 '``build_loss`` would be deprecated soon, please use mmseg.registry',
                 'Default ``avg_non_ignore`` is False, if you would like to ignore',
                 'The draw is False, it means that the hook for visualization will not take '
-                'effect. The results will NOT be visualized or stored.'):
+                'effect. The results will NOT be visualized or stored.',
+                "Failed to add <class 'mmengine.visualization.vis_backend.LocalVisBackend'>, "
+                'please provide the `save_dir` argument.'):
     warnings.warn(message, UserWarning)
 warnings.warn('pkg_resources is deprecated (same text, another category)', FutureWarning)
 warnings.warn('a foreign UserWarning', UserWarning)
@@ -51,6 +55,9 @@ for logger in (before, after):
     logger.warning('"FileClient" will be deprecated in future. Please use io functions')
     logger.warning('"HardDiskBackend" is the alias of "LocalBackend" and the former will be')
     logger.warning('The prefix is not set in metric class IoUMetric.')
+    logger.warning('Failed to search registry with scope "mmdet" in the "function" registry '
+                   'tree. As a workaround, the current "function" registry in "mmengine" is used')
+    logger.warning('Failed to search registry with scope "mmdet" in the "model" registry tree')
     logger.info('"FileClient" will be deprecated in future (same text, another level)')
     logger.warning(f'a foreign log warning from {logger.instance_name}')
 '''
@@ -78,6 +85,7 @@ def test_known_warnings_hides_only_the_known_notices():
     assert 'pkg_resources is deprecated (same text, another category)' in output
     assert '"FileClient" will be deprecated in future (same text, another level)' in output
     assert 'a foreign UserWarning' in output
+    assert 'in the "model" registry tree' in output  # only the "function" registry's is known
     assert 'a foreign log warning from made_before' in output
     assert 'a foreign log warning from made_after' in output
 

@@ -1,34 +1,40 @@
 """The third-party notices the tools hide: known, harmless, and nothing a user can act on.
 
 Every tool imports this module before the codebases (``import known_warnings``); importing it
-installs the filters. Each entry matches one notice by the start of its message and by its
-category (a Python warning) or level (a log record of mmengine's logger); anything else, from
-the same packages or not, is shown as usual. ``import mmglnet`` hides nothing: scripts of your
-own keep every warning unless they call :func:`install` themselves.
+installs the filters. Each entry matches one notice by a regular expression that the start of its
+message must match and by its category (a Python warning) or level (a record of mmengine's
+logger); anything else, from the same packages or not, is shown as usual. ``import mmglnet``
+hides nothing: scripts of your own keep every warning unless they call :func:`install`.
 """
 import logging
 import re
 import warnings
 
-# (start of the message, category, where it comes from)
+# (pattern the message starts with, category, where it comes from)
 KNOWN_WARNINGS = (
-    ('pkg_resources is deprecated', UserWarning,
+    (r'pkg_resources is deprecated', UserWarning,
      "setuptools, when mmengine's and mmcv's package helpers import pkg_resources"),
-    ('``build_loss`` would be deprecated soon', UserWarning,
+    (r'``build_loss`` would be deprecated soon', UserWarning,
      "mmseg's own decode heads build their losses with it"),
-    ('Default ``avg_non_ignore`` is False', UserWarning,
+    (r'Default ``avg_non_ignore`` is False', UserWarning,
      "mmseg's CrossEntropyLoss, for every config that keeps its default"),
-    ('The draw is False, it means that the hook for visualization will not take effect',
+    (r'The draw is False, it means that the hook for visualization will not take effect',
      UserWarning, "mmseg's SegVisualizationHook, which the configs keep off unless --show-dir"),
+    (r"Failed to add <class 'mmengine\.visualization\.vis_backend\.LocalVisBackend'>, please "
+     r'provide the `save_dir` argument', UserWarning,
+     "the codebases' inferencers (tools/image_demo.py), which save their drawings themselves"),
 )
-# (start of the message, level, where it comes from): records of mmengine's logger.
+# (pattern the message starts with, level, where it comes from): records of mmengine's logger.
 KNOWN_LOG_RECORDS = (
-    ('"FileClient" will be deprecated in future', logging.WARNING,
+    (r'"FileClient" will be deprecated in future', logging.WARNING,
      "mmengine's own CheckpointHook and LoggerHook create a FileClient"),
-    ('"HardDiskBackend" is the alias of "LocalBackend"', logging.WARNING,
+    (r'"HardDiskBackend" is the alias of "LocalBackend"', logging.WARNING,
      'the same FileClient, for local files'),
-    ('The prefix is not set in metric class', logging.WARNING,
+    (r'The prefix is not set in metric class', logging.WARNING,
      "mmseg's IoUMetric, whose metric names (mIoU, aAcc) have no prefix by design"),
+    (r'Failed to search registry with scope "(mmdet|mmseg|mmpretrain)" in the "function" '
+     r'registry tree', logging.WARNING,
+     "the codebases' inferencers, whose collate function is mmengine's own"),
 )
 
 
@@ -37,8 +43,8 @@ class KnownLogRecordFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(record.levelno == level and message.startswith(start)
-                       for start, level, _ in KNOWN_LOG_RECORDS)
+        return not any(record.levelno == level and re.match(pattern, message)
+                       for pattern, level, _ in KNOWN_LOG_RECORDS)
 
 
 def install() -> None:
@@ -47,8 +53,8 @@ def install() -> None:
     The warning filters apply to the whole process; the log filter is added to every
     ``MMLogger`` (the runner's logger among them), those that exist and those made later.
     """
-    for start, category, _ in KNOWN_WARNINGS:
-        warnings.filterwarnings('ignore', message=re.escape(start), category=category)
+    for pattern, category, _ in KNOWN_WARNINGS:
+        warnings.filterwarnings('ignore', message=pattern, category=category)
 
     from mmengine.logging import MMLogger
     init = MMLogger.__init__
