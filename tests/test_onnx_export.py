@@ -127,7 +127,7 @@ def test_tool_exports_4g_preset_at_untraced_sizes(tmp_path):
 
 
 def _build(config):
-    from mmglnet.visualization import build_model
+    from mmglnet.apis import build_model
     torch.manual_seed(0)
     return build_model(osp.join(REPO_ROOT, config))
 
@@ -183,7 +183,7 @@ def test_tool_exports_a_config_with_its_checkpoint(tmp_path):
 
 def test_export_classifier_scores(tiny_arch, tmp_path):
     """A classification config (mmpretrain, token-labeling head) exports its class scores."""
-    from mmglnet.visualization import build_model
+    from mmglnet.apis import build_model
     torch.manual_seed(0)
     model = build_model(
         osp.join(REPO_ROOT, 'configs/classification/glnet4g-tklb_in1k.py'), {

@@ -26,11 +26,12 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import set_random_seed  # noqa: E402
 
 import mmglnet  # noqa: F401,E402  (registers GLNet; safe checkpoint loading)
+from mmglnet.apis import build_model, load_checkpoint  # noqa: E402
 from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 UntrustedCheckpointError)
 from mmglnet.deployment import default_check_shape, export_and_check  # noqa: E402
 from mmglnet.models import ARCH_SETTINGS  # noqa: E402
-from mmglnet.visualization import build_model, find_glnet, load_weights  # noqa: E402
+from mmglnet.visualization import find_glnet  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -96,7 +97,7 @@ def main(argv=None):
     glnet = find_glnet(model)
     if args.checkpoint is not None:
         try:
-            load_weights(model, args.checkpoint)
+            load_checkpoint(model, args.checkpoint)
         except (FileNotFoundError, CheckpointFileError, CheckpointMismatchError,
                 UntrustedCheckpointError) as error:
             print(f'tools/deployment/pytorch2onnx.py: error: {error}', file=sys.stderr)
