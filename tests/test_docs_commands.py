@@ -53,7 +53,7 @@ BENCHMARK = 'python tools/analysis_tools/benchmark.py '
 SHELL_LANGUAGES = ('bash', 'shell', 'sh')
 COMMAND_WORDS = ('python', 'python3', '.venv/bin/python', 'bash', 'sbatch')
 # The project's Python called as plain `python`.
-PLAIN_PYTHON = re.compile(r'(?<![\w./-])python (?=tools/|-c |-m )')
+PLAIN_PYTHON = re.compile(r'(?<![\w./-])python (?=tools/|tests/|-c |-m )')
 
 DEMO_DATA = '.venv/bin/python tools/demo.py --data-only'
 SHORT_SCHEDULE = [
