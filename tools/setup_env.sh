@@ -138,6 +138,11 @@ quiet_pip install -c "$PIP_CONSTRAINTS" "$(pin setuptools)" \
     -r "$REPO_ROOT/requirements/tests.txt" \
     -e "$REPO_ROOT"
 
+# The resolver note hidden above is printed while packages are still being replaced; what counts
+# is the final state, which pip check reports in full.
+if ! CHECK="$("${PIP[@]}" check 2>&1)"; then
+    echo "$CHECK" | grep -v "is ignored: it is neither" | sed 's/^/[setup_env] WARNING: /' >&2
+fi
 "$PY" -W ignore -c "$FULL_IMPORT"
 fingerprint > "$STAMP"
 log "environment ready at $VENV"
