@@ -77,24 +77,82 @@ FLOP_HANDLES = {
 # shape changes. Any other operator without a handle is reported by :func:`count_flops`.
 ZERO_FLOP_OPS = (
     # element-wise arithmetic and activations
-    'aten::abs', 'aten::add', 'aten::add_', 'aten::ceil', 'aten::clamp_min', 'aten::div',
-    'aten::div_', 'aten::exp', 'aten::exp_', 'aten::gelu', 'aten::hardsigmoid',
-    'aten::hardswish', 'aten::leaky_relu', 'aten::log', 'aten::log2', 'aten::log_softmax',
-    'aten::maximum', 'aten::minimum', 'aten::mul', 'aten::mul_', 'aten::neg', 'aten::pow',
-    'aten::reciprocal', 'aten::round', 'aten::rsqrt', 'aten::rsub', 'aten::sigmoid',
-    'aten::sigmoid_', 'aten::silu', 'aten::softmax', 'aten::sqrt', 'aten::sqrt_', 'aten::sub',
-    'aten::tanh', 'aten::where',
+    'aten::abs',
+    'aten::add',
+    'aten::add_',
+    'aten::ceil',
+    'aten::clamp_min',
+    'aten::div',
+    'aten::div_',
+    'aten::exp',
+    'aten::exp_',
+    'aten::gelu',
+    'aten::hardsigmoid',
+    'aten::hardswish',
+    'aten::leaky_relu',
+    'aten::log',
+    'aten::log2',
+    'aten::log_softmax',
+    'aten::maximum',
+    'aten::minimum',
+    'aten::mul',
+    'aten::mul_',
+    'aten::neg',
+    'aten::pow',
+    'aten::reciprocal',
+    'aten::round',
+    'aten::rsqrt',
+    'aten::rsub',
+    'aten::sigmoid',
+    'aten::sigmoid_',
+    'aten::silu',
+    'aten::softmax',
+    'aten::sqrt',
+    'aten::sqrt_',
+    'aten::sub',
+    'aten::tanh',
+    'aten::where',
     # reductions, norms of vectors, comparisons, pooling by maximum
-    'aten::all', 'aten::any', 'aten::argmax', 'aten::le', 'aten::linalg_vector_norm',
-    'aten::lt', 'aten::max_pool2d', 'aten::max_pool2d_with_indices', 'aten::mean', 'aten::min',
-    'aten::ne', 'aten::norm', 'aten::sum',
+    'aten::all',
+    'aten::any',
+    'aten::argmax',
+    'aten::le',
+    'aten::linalg_vector_norm',
+    'aten::lt',
+    'aten::max_pool2d',
+    'aten::max_pool2d_with_indices',
+    'aten::mean',
+    'aten::min',
+    'aten::ne',
+    'aten::norm',
+    'aten::sum',
     # sorting, indexing, creation, copies and shape changes
-    'aten::alias', 'aten::clone', 'aten::dropout_', 'aten::expand_as', 'aten::feature_dropout',
-    'aten::fill_', 'aten::index_select', 'aten::lift_fresh', 'aten::linspace',
-    'aten::masked_fill_', 'aten::masked_select', 'aten::meshgrid', 'aten::new_ones',
-    'aten::numel', 'aten::ones_like', 'aten::repeat', 'aten::reshape_as', 'aten::resolve_conj',
-    'aten::resolve_neg', 'aten::scalar_tensor', 'aten::sort', 'aten::topk', 'aten::unflatten',
-    'aten::view_as', 'aten::zero_', 'aten::_shape_as_tensor')
+    'aten::alias',
+    'aten::clone',
+    'aten::dropout_',
+    'aten::expand_as',
+    'aten::feature_dropout',
+    'aten::fill_',
+    'aten::index_select',
+    'aten::lift_fresh',
+    'aten::linspace',
+    'aten::masked_fill_',
+    'aten::masked_select',
+    'aten::meshgrid',
+    'aten::new_ones',
+    'aten::numel',
+    'aten::ones_like',
+    'aten::repeat',
+    'aten::reshape_as',
+    'aten::resolve_conj',
+    'aten::resolve_neg',
+    'aten::scalar_tensor',
+    'aten::sort',
+    'aten::topk',
+    'aten::unflatten',
+    'aten::view_as',
+    'aten::zero_',
+    'aten::_shape_as_tensor')
 
 
 def count_flops(model: nn.Module,
@@ -128,8 +186,10 @@ def count_flops(model: nn.Module,
     skipped = analyzer.unsupported_ops()
     if skipped:
         listed = ', '.join(f'{name} x{count}' for name, count in sorted(skipped.items()))
-        print_log(f'Operators without a FLOP handle, counted as 0: {listed}.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'Operators without a FLOP handle, counted as 0: {listed}.',
+            logger='current',
+            level=logging.WARNING)
     return int(flops), parameter_count(model)['']
 
 
@@ -171,7 +231,8 @@ def config_complexity(cfg: Union[str, Config],
     The model is built from the config alone, without data or pretrained weights
     (:func:`mmglnet.apis.build_model`), in eval mode with SyncBN layers turned into BatchNorm
     (one process). A random image goes through the model's data preprocessor (normalisation
-    and padding, not counted), then the ``mode='tensor'`` forward is counted with :func:`count_flops`. For two-stage
+    and padding, not counted), then the ``mode='tensor'`` forward is counted with
+    :func:`count_flops`. For two-stage
     detectors that forward runs the RPN's prediction, so the RoI heads see the proposals the
     (randomly initialised) RPN keeps, at most its ``max_per_img``; ``seed`` fixes them.
 
@@ -191,10 +252,12 @@ def config_complexity(cfg: Union[str, Config],
         torch.manual_seed(seed)
         model = revert_sync_batchnorm(build_model(cfg, cfg_options)).eval()
         image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
-        meta = dict(img_shape=(height, width), ori_shape=(height, width),
-                    pad_shape=(height, width), scale_factor=(1., 1.))
+        meta = dict(
+            img_shape=(height, width),
+            ori_shape=(height, width),
+            pad_shape=(height, width),
+            scale_factor=(1., 1.))
         batch = dict(inputs=[image], data_samples=[BaseDataElement(metainfo=meta)])
         data = model.data_preprocessor(batch, False)
-        flops, params = count_flops(
-            TensorForward(model, data['data_samples']), (data['inputs'], ))
+        flops, params = count_flops(TensorForward(model, data['data_samples']), (data['inputs'], ))
     return dict(flops=flops, params=params, input_shape=tuple(data['inputs'].shape))

@@ -33,8 +33,8 @@ from mmglnet.models.glnet import ARCH_SETTINGS, GLNet, resolve_arch
 
 __all__ = [
     'OFFICIAL_WEIGHT_ENTRIES', 'OFFICIAL_HEAD_KEYS', 'BACKBONE_PREFIX', 'choose_weights_key',
-    'describe_backbone', 'preset_backbone_shapes', 'detect_preset',
-    'convert_official_checkpoint', 'classification_config_name'
+    'describe_backbone', 'preset_backbone_shapes', 'detect_preset', 'convert_official_checkpoint',
+    'classification_config_name'
 ]
 
 # Official classifier prefixes and where they go in the mm checkpoint.
@@ -62,10 +62,7 @@ def preset_backbone_shapes(arch: str) -> Dict[str, Tuple[int, ...]]:
     """
     with torch.device('meta'):
         model = GLNet(arch, out_indices=(3, ), out_norm_cfg=dict(type='BN'))
-    return {
-        k: tuple(v.shape)
-        for k, v in model.state_dict().items() if not _is_buffer_counter(k)
-    }
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not _is_buffer_counter(k)}
 
 
 def detect_preset(backbone_state: Dict[str, torch.Tensor]) -> Optional[str]:
@@ -80,10 +77,7 @@ def detect_preset(backbone_state: Dict[str, torch.Tensor]) -> Optional[str]:
         str | None: A key of :data:`ARCH_SETTINGS`, or None when no preset matches.
     """
     described = describe_backbone(backbone_state)
-    shapes = {
-        k: tuple(v.shape)
-        for k, v in backbone_state.items() if not _is_buffer_counter(k)
-    }
+    shapes = {k: tuple(v.shape) for k, v in backbone_state.items() if not _is_buffer_counter(k)}
     for arch in ARCH_SETTINGS:
         settings = resolve_arch(arch)
         if (list(settings['depth']) != described['depths']
@@ -94,9 +88,9 @@ def detect_preset(backbone_state: Dict[str, torch.Tensor]) -> Optional[str]:
     return None
 
 
-def convert_official_checkpoint(checkpoint: Any,
-                                weights_key: Optional[str] = None
-                                ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+def convert_official_checkpoint(
+        checkpoint: Any,
+        weights_key: Optional[str] = None) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """Map an official GLNet checkpoint to the mm classifier layout.
 
     Args:
@@ -127,9 +121,8 @@ def convert_official_checkpoint(checkpoint: Any,
         if weight is None:
             continue
         if weight.dim() != 2 or (last_dim is not None and weight.shape[1] != last_dim):
-            raise ValueError(
-                f'{prefix}weight has shape {tuple(weight.shape)}; a classifier on the '
-                f'{last_dim}-channel last stage has shape (num_classes, {last_dim}).')
+            raise ValueError(f'{prefix}weight has shape {tuple(weight.shape)}; a classifier on the '
+                             f'{last_dim}-channel last stage has shape (num_classes, {last_dim}).')
         if num_classes is not None and weight.shape[0] != num_classes:
             raise ValueError(
                 f'The token-labeling head predicts {weight.shape[0]} classes, the main head '

@@ -8,7 +8,5 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
-MODELS = Registry(
-    'model', parent=MMENGINE_MODELS, scope='mmglnet', locations=['mmglnet.models'])
-HOOKS = Registry(
-    'hook', parent=MMENGINE_HOOKS, scope='mmglnet', locations=['mmglnet.engine'])
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmglnet', locations=['mmglnet.models'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmglnet', locations=['mmglnet.engine'])

@@ -33,9 +33,8 @@ TINY_STL_ARCH = dict(
 def parity_path(name: str) -> str:
     path = osp.join(PARITY_DIR, name)
     if not osp.exists(path):
-        raise FileNotFoundError(
-            f'Parity fixture {path} not found: it is part of the repository '
-            '(tests/data/parity/); restore it with git.')
+        raise FileNotFoundError(f'Parity fixture {path} not found: it is part of the repository '
+                                '(tests/data/parity/); restore it with git.')
     return path
 
 

@@ -77,8 +77,8 @@ def test_mmseg_fpn_r50_base_refuses_resnet_pretrained(tiny_arch):
 
 
 def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch):
-    from mmseg.structures import SegDataSample
     from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
     cfg = _seg_config(tiny_arch, pretrained=None)
     model = _build(cfg, 'mmseg')
     assert isinstance(model.backbone, GLNet)

@@ -64,20 +64,33 @@ class IncreasingMetric(BaseMetric):
         return dict(acc=float(self.evaluations))
 
 
-def make_runner(work_dir, max_iters=None, max_epochs=None, interval=2, hook='atomic',
-                resume=False, load_from=None, **hook_options):
+def make_runner(work_dir,
+                max_iters=None,
+                max_epochs=None,
+                interval=2,
+                hook='atomic',
+                resume=False,
+                load_from=None,
+                **hook_options):
     by_epoch = max_epochs is not None
-    loader = dict(dataset=ToyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
-                  batch_size=2, num_workers=0, collate_fn=dict(type='default_collate'))
-    checkpoint = dict(type='mmglnet.AtomicCheckpointHook' if hook == 'atomic' else
-                      'CheckpointHook', interval=interval, by_epoch=by_epoch, **hook_options)
+    loader = dict(
+        dataset=ToyDataset(),
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        batch_size=2,
+        num_workers=0,
+        collate_fn=dict(type='default_collate'))
+    checkpoint = dict(
+        type='mmglnet.AtomicCheckpointHook' if hook == 'atomic' else 'CheckpointHook',
+        interval=interval,
+        by_epoch=by_epoch,
+        **hook_options)
     train_cfg = dict(by_epoch=True, max_epochs=max_epochs) if by_epoch else \
         dict(by_epoch=False, max_iters=max_iters)
     val = {}
     if 'save_best' in hook_options:
         train_cfg['val_interval'] = interval
-        val = dict(val_dataloader=loader, val_cfg=dict(),
-                   val_evaluator=Evaluator([IncreasingMetric()]))
+        val = dict(
+            val_dataloader=loader, val_cfg=dict(), val_evaluator=Evaluator([IncreasingMetric()]))
     return Runner(
         model=ToyModel(),
         work_dir=str(work_dir),
@@ -222,8 +235,7 @@ def test_resume_with_empty_last_checkpoint_epochs(tmp_path):
 def test_resume_explicit_broken_checkpoint_stops(tmp_path):
     make_runner(tmp_path, max_iters=4, interval=2).train()
     truncate(str(tmp_path / 'iter_4.pth'))
-    runner = make_runner(tmp_path, max_iters=6, resume=True,
-                         load_from=str(tmp_path / 'iter_4.pth'))
+    runner = make_runner(tmp_path, max_iters=6, resume=True, load_from=str(tmp_path / 'iter_4.pth'))
     with pytest.raises(ResumeCheckpointError, match='iter_4.pth'):
         runner.train()
 
@@ -297,8 +309,9 @@ def test_plain_checkpoint_hook_unchanged(tmp_path):
 def test_every_config_saves_atomically():
     """Every training config of the repository switches the hook on."""
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    configs = sorted(p for p in glob.glob(osp.join(root, 'configs', '*', '*.py'))
-                     if osp.basename(osp.dirname(p)) != '_base_')
+    configs = sorted(
+        p for p in glob.glob(osp.join(root, 'configs', '*', '*.py'))
+        if osp.basename(osp.dirname(p)) != '_base_')
     assert len(configs) >= 20
     for path in configs:
         hook = Config.fromfile(path).default_hooks.checkpoint
@@ -312,8 +325,12 @@ def test_out_dir_layout_and_resume(tmp_path):
     folder = out_dir / 'run'
     assert files(folder) == ['iter_2.pth', 'iter_4.pth']
     assert last_named(work_dir) == str(folder / 'iter_4.pth')
-    cfg = Config(dict(work_dir=str(work_dir), default_hooks=dict(checkpoint=dict(
-        type='mmglnet.AtomicCheckpointHook', by_epoch=False, out_dir=str(out_dir)))))
+    cfg = Config(
+        dict(
+            work_dir=str(work_dir),
+            default_hooks=dict(
+                checkpoint=dict(
+                    type='mmglnet.AtomicCheckpointHook', by_epoch=False, out_dir=str(out_dir)))))
     folders, templates = checkpoint_layout(cfg)
     assert folders[0] == str(folder) and templates == ('iter_{}.pth', )
     truncate(str(folder / 'iter_4.pth'))

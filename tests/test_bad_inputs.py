@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from test_visualization import detector_config, load_tool, save_random_model, segmentor_config
-from tool_runs import REPO_ROOT
 
 from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
+
+from tool_runs import REPO_ROOT
 
 
 def test_config_syntax_error_names_file_and_line(tmp_path):
@@ -36,8 +37,12 @@ def test_config_syntax_error_in_base_names_the_base(tmp_path):
 def test_train_tool_reports_config_syntax_error(tmp_path):
     config = tmp_path / 'broken.py'
     config.write_text("default_scope = 'mmseg'\nmodel = dict(type='EncoderDecoder'\n")
-    result = subprocess.run([sys.executable, 'tools/train.py', str(config)], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f'{config}, line 2' in result.stderr and 'Traceback' not in result.stderr
 
@@ -64,9 +69,10 @@ def test_image_demo_on_a_one_pixel_image(tmp_path, task):
     image = str(tmp_path / 'pixel.png')
     mmcv.imwrite(np.full((1, 1, 3), 200, np.uint8), image)
     out_file = str(tmp_path / 'result.png')
-    load_tool('image_demo').main(
-        [image, config, checkpoint, '--out-file', out_file, '--device', 'cpu', '--with-slots',
-         '--slot-size', '64', '--score-thr', '0'])
+    load_tool('image_demo').main([
+        image, config, checkpoint, '--out-file', out_file, '--device', 'cpu', '--with-slots',
+        '--slot-size', '64', '--score-thr', '0'
+    ])
     assert mmcv.imread(out_file) is not None
 
 
@@ -77,8 +83,10 @@ def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
     mmcv.imwrite(np.zeros((32, 32, 3), np.uint8), image)
     tool = load_tool('image_demo')
     with pytest.raises(tool.CheckpointMismatch) as error:
-        tool.main([image, seg_config, det_checkpoint, '--device', 'cpu',
-                   '--out-file', str(tmp_path / 'out.png')])
+        tool.main([
+            image, seg_config, det_checkpoint, '--device', 'cpu', '--out-file',
+            str(tmp_path / 'out.png')
+        ])
     message = str(error.value)
     assert det_checkpoint in message and 'decode_head' in message and seg_config in message
 
@@ -87,14 +95,21 @@ def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
     written['meta']['cfg'] = "default_scope = 'mmdet'\nmodel = dict(type='RetinaNet')\n"
     torch.save(written, det_checkpoint)
     with pytest.raises(tool.CheckpointMismatch, match=r'is a detection \(mmdet\) checkpoint'):
-        tool.main([image, seg_config, det_checkpoint, '--device', 'cpu',
-                   '--out-file', str(tmp_path / 'out.png')])
+        tool.main([
+            image, seg_config, det_checkpoint, '--device', 'cpu', '--out-file',
+            str(tmp_path / 'out.png')
+        ])
 
     # From the command line: a message, no traceback.
-    result = subprocess.run(
-        [sys.executable, 'tools/image_demo.py', image, seg_config, det_checkpoint, '--device',
-         'cpu', '--out-file', str(tmp_path / 'out.png')],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([
+        sys.executable, 'tools/image_demo.py', image, seg_config, det_checkpoint, '--device', 'cpu',
+        '--out-file',
+        str(tmp_path / 'out.png')
+    ],
+                            cwd=REPO_ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'is a detection (mmdet) checkpoint' in result.stderr
     assert 'Traceback' not in result.stderr

@@ -45,8 +45,7 @@ def test_bad_arguments_are_rejected_with_the_choices(benchmark, capsys):
     assert 'needs --device cuda' in capsys.readouterr().err
 
 
-def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_path,
-                                                      monkeypatch):
+def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_path, monkeypatch):
     builders = dict(benchmark.MODEL_BUILDERS)
     builders['glnet_tiny'] = lambda size: GLNet(TINY_ARCH, out_indices=(3, ))
     builders['glnet_tiny_reference'] = lambda size: set_impl(
@@ -54,11 +53,11 @@ def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_p
     monkeypatch.setattr(benchmark, 'MODEL_BUILDERS', builders)
     out = tmp_path / 'run.json'
     record = benchmark.main([
-        '--models', 'glnet_tiny', 'glnet_tiny_reference', '--device', 'cpu', '--modes',
-        'infer', 'train', 'latency', '--batch-size', '2', '--infer-size', '64',
-        '--train-batch-size', '2', '--train-size', '64', '--latency-sizes', '64', '96',
-        '--warmup', '1', '--iters', '1', '--repeats', '2', '--baseline',
-        'glnet_tiny_reference', '--out', str(out)
+        '--models', 'glnet_tiny', 'glnet_tiny_reference', '--device', 'cpu', '--modes', 'infer',
+        'train', 'latency', '--batch-size', '2', '--infer-size', '64', '--train-batch-size', '2',
+        '--train-size', '64', '--latency-sizes', '64', '96', '--warmup', '1', '--iters', '1',
+        '--repeats', '2', '--baseline', 'glnet_tiny_reference', '--out',
+        str(out)
     ])
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(record))
@@ -81,6 +80,7 @@ def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_p
 
 
 def test_committed_benchmark_page_is_generated_from_the_committed_runs(renderer):
-    assert renderer.main(['--check']) == 0, (
-        'docs/benchmark.md differs from docs/benchmarks/*.json: regenerate it with '
-        'python tools/analysis_tools/render_benchmark_docs.py')
+    assert renderer.main([
+        '--check'
+    ]) == 0, ('docs/benchmark.md differs from docs/benchmarks/*.json: regenerate it with '
+              'python tools/analysis_tools/render_benchmark_docs.py')

@@ -14,7 +14,6 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from tool_runs import MASK_RCNN, UPERNET, make_tiny_data, run_tool, write_config
 
 from mmglnet.apis import build_model
 from mmglnet.checkpoint import (CheckpointMismatchError, filter_official_checkpoint,
@@ -22,22 +21,27 @@ from mmglnet.checkpoint import (CheckpointMismatchError, filter_official_checkpo
 from mmglnet.models import GLNet
 
 from conftest import REPO_ROOT, TINY_ARCH, TINY_STL_ARCH, load_cases, parity_path
+from tool_runs import MASK_RCNN, UPERNET, make_tiny_data, run_tool, write_config
 
 CASES = load_cases()
 
 
 def body_keys(state):
     """Stem, transitions and stages; batch counters carry no weight."""
-    return [k for k in state if k.startswith(('downsample_layers.', 'stages.'))
-            and not k.endswith('num_batches_tracked')]
+    return [
+        k for k in state
+        if k.startswith(('downsample_layers.', 'stages.')) and not k.endswith('num_batches_tracked')
+    ]
 
 
 def official_file(arch=TINY_ARCH, wrap=False, seed=0):
     """An official-layout release dict built from a GLNet classification backbone."""
     torch.manual_seed(seed)
     model = GLNet(arch, out_indices=(3, ), out_norm_cfg=dict(type='BN'))
-    weights = {('norm.' + k[6:] if k.startswith('norm3.') else k): v.clone()
-               for k, v in model.state_dict().items()}
+    weights = {
+        ('norm.' + k[6:] if k.startswith('norm3.') else k): v.clone()
+        for k, v in model.state_dict().items()
+    }
     weights['head.weight'] = torch.randn(10, 128)
     weights['head.bias'] = torch.randn(10)
     weights['tklb_aux_head.weight'] = torch.randn(10, 128)
@@ -112,8 +116,8 @@ def test_filter_agrees_with_the_parity_fixture():
         checkpoint = read_checkpoint_tensors(parity_path(f'{name}.pth'))
         state, report = filter_official_checkpoint(
             checkpoint, weights_key=CASES[name]['weights_key'])
-        target = GLNet(CASES[name]['official_kwargs'], out_indices=(3, ),
-                       out_norm_cfg=dict(type='BN'))
+        target = GLNet(
+            CASES[name]['official_kwargs'], out_indices=(3, ), out_norm_cfg=dict(type='BN'))
         assert set(state) == set(target.state_dict()), name
         target.load_state_dict(state, strict=True)
         heads = [k for k in checkpoint[report['weights_key']] if 'head.' in k]
@@ -137,8 +141,8 @@ def write_release_like(shapes, path, key='model'):
         if name.endswith('num_batches_tracked'):
             weights[name] = torch.tensor(7)
         else:
-            weights[name] = torch.full((), 0.25 + i).expand(shape) if shape else torch.tensor(
-                0.25 + i)
+            weights[name] = torch.full(
+                (), 0.25 + i).expand(shape) if shape else torch.tensor(0.25 + i)
     torch.save({key: weights, 'epoch': 300}, path)
     return weights
 
@@ -169,18 +173,19 @@ def test_a_4g_release_file_for_the_tiny_segmentor_is_refused(manifest, tmp_path)
     other_shape = [k for k in required if k not in matched]
     assert f'{len(other_shape)} with another shape' in message
     first = other_shape[0]
-    assert (f'{first}: file {tuple(shapes[first])} vs model {tuple(own[first].shape)}'
-            in message)
+    assert (f'{first}: file {tuple(shapes[first])} vs model {tuple(own[first].shape)}' in message)
     # The 4G file has more blocks than the tiny arch: those are named too.
-    extra = [k for k in shapes if k.startswith('stages.')
-             and not k.endswith('num_batches_tracked') and k not in own]
+    extra = [
+        k for k in shapes
+        if k.startswith('stages.') and not k.endswith('num_batches_tracked') and k not in own
+    ]
     assert f'holds {len(extra)} stem/stage tensor(s) this backbone lacks' in message
 
 
 def test_a_custom_arch_file_is_described_by_its_depths_and_widths(tmp_path):
     """stl_like (a non-preset arch) into the tiny G-series backbone: refused, described."""
-    model = GLNet(TINY_ARCH, init_cfg=dict(type='Pretrained',
-                                           checkpoint=parity_path('stl_like.pth')))
+    model = GLNet(
+        TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=parity_path('stl_like.pth')))
     with pytest.raises(CheckpointMismatchError) as error:
         model.init_weights()
     message = str(error.value)
@@ -231,8 +236,8 @@ def test_output_norms_are_not_reported_missing():
     finally:
         logger.removeHandler(handler)
     assert report['missing'] == [] and report['unexpected'] == []
-    assert sorted({k.split('.')[0] for k in report['initialized']}) == [
-        'norm0', 'norm1', 'norm2', 'norm3']
+    assert sorted({k.split('.')[0]
+                   for k in report['initialized']}) == ['norm0', 'norm1', 'norm2', 'norm3']
     # The official final BatchNorm does not fit the LayerNorm output norm: skipped, said so.
     assert 'norm3.running_mean' in report['skipped']
     warnings = [r.getMessage() for r in handler.records if r.levelno >= logging.WARNING]
@@ -240,8 +245,8 @@ def test_output_norms_are_not_reported_missing():
 
 
 def test_tiny_stl_backbone_refuses_the_g_series_file():
-    model = GLNet(TINY_STL_ARCH, init_cfg=dict(type='Pretrained',
-                                               checkpoint=parity_path('4g_like.pth')))
+    model = GLNet(
+        TINY_STL_ARCH, init_cfg=dict(type='Pretrained', checkpoint=parity_path('4g_like.pth')))
     with pytest.raises(CheckpointMismatchError, match='with another shape'):
         model.init_weights()
 
@@ -274,8 +279,9 @@ def test_test_py_refuses_a_mask_rcnn_checkpoint_for_the_segmentor(tmp_path):
     assert '--allow-partial-checkpoint' in result.stderr
     assert 'Iter(test)' not in result.stdout  # refused before testing
 
-    result = run_tool(['tools/test.py', seg_config, str(checkpoint), *work,
-                       '--allow-partial-checkpoint'])
+    result = run_tool(
+        ['tools/test.py', seg_config,
+         str(checkpoint), *work, '--allow-partial-checkpoint'])
     assert 'Iter(test) [4/4]' in result.stdout and 'mIoU:' in result.stdout
 
 

@@ -61,8 +61,11 @@ def test_restricted_reader_takes_tensors_and_runs_nothing(malicious_release):
 
 def test_backbone_init_from_malicious_release_runs_nothing(malicious_release):
     path, marker, weights = malicious_release
-    model = GLNet(arch=TINY_ARCH, out_indices=(3, ), out_norm_cfg=dict(type='BN'),
-                  init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = GLNet(
+        arch=TINY_ARCH,
+        out_indices=(3, ),
+        out_norm_cfg=dict(type='BN'),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     assert not marker.exists()
     assert torch.equal(model.stages[2].blocks[1].mha_op.in_proj_weight,
@@ -122,8 +125,8 @@ class _ToyData(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         generator = torch.Generator().manual_seed(index)
-        return dict(inputs=torch.randn(3, 32, 32, generator=generator),
-                    labels=torch.tensor(float(index)))
+        return dict(
+            inputs=torch.randn(3, 32, 32, generator=generator), labels=torch.tensor(float(index)))
 
 
 def _runner(work_dir, max_iters, **kwargs):
@@ -131,14 +134,17 @@ def _runner(work_dir, max_iters, **kwargs):
         model=_ToyModel(),
         work_dir=str(work_dir),
         train_dataloader=dict(
-            dataset=_ToyData(), sampler=dict(type='DefaultSampler', shuffle=True),
-            batch_size=2, collate_fn=dict(type='default_collate')),
+            dataset=_ToyData(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=2,
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
-        param_scheduler=dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
-                             end=max_iters),
+        param_scheduler=dict(
+            type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=max_iters),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
         log_level='WARNING',
         **kwargs)
 
@@ -185,7 +191,9 @@ def test_runner_checkpoint_loads_in_a_fresh_process(tmp_path):
     runner.train()
     script = ('import mmglnet; from mmengine.runner.checkpoint import _load_checkpoint; '
               f"print(_load_checkpoint({str(tmp_path / 'run' / 'iter_2.pth')!r})['meta']['iter'])")
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith('2')
@@ -200,7 +208,10 @@ def _bad_files(tmp_path):
     torch.save({'state_dict': {'w': torch.randn(64, 64)}}, good)
     data = good.read_bytes()
     legacy = tmp_path / 'legacy.pth'
-    torch.save({'state_dict': {'w': torch.randn(64, 64)}}, legacy,
+    torch.save({'state_dict': {
+        'w': torch.randn(64, 64)
+    }},
+               legacy,
                _use_new_zipfile_serialization=False)
     files = {
         'empty.pth': (b'', ['empty', '0 bytes']),
@@ -208,8 +219,8 @@ def _bad_files(tmp_path):
         'legacy_truncated.pth': (legacy.read_bytes()[:200], ['could not be read', 'truncated']),
         'raw_pickle.pth': (pickle.dumps({'w': [1.0, 2.0]}), ['plain Python pickle']),
         'page.pth': (b'<!DOCTYPE html><html>Not found</html>', ['text file']),
-        'notes.pth': (b'\x00\x01 some bytes that are nothing in particular', [
-            'not a torch checkpoint']),
+        'notes.pth':
+        (b'\x00\x01 some bytes that are nothing in particular', ['not a torch checkpoint']),
     }
     for name, (content, _) in files.items():
         (tmp_path / name).write_bytes(content)
@@ -222,8 +233,8 @@ def test_damaged_files_are_named_by_every_reader(tmp_path, monkeypatch):
         readers = [
             lambda: read_checkpoint_tensors(path),
             lambda: _load_checkpoint(path, map_location='cpu'),
-            lambda: GLNet(TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=path)
-                          ).init_weights(),
+            lambda: GLNet(TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=path)).
+            init_weights(),
         ]
         for read in readers:
             with pytest.raises(CheckpointFileError) as error:
@@ -251,28 +262,32 @@ def test_tools_name_damaged_files_before_any_work(tmp_path):
     from tool_runs import UPERNET, make_tiny_data, run_tool, write_config
     bad = _bad_files(tmp_path)
     work = tmp_path / 'work'
-    config = write_config(UPERNET, make_tiny_data(str(tmp_path / 'data'))['ade'],
-                          str(tmp_path / 'seg.py'))
+    config = write_config(UPERNET,
+                          make_tiny_data(str(tmp_path / 'data'))['ade'], str(tmp_path / 'seg.py'))
     for name in ('empty.pth', 'truncated.pth', 'raw_pickle.pth'):
         path = str(tmp_path / name)
-        result = run_tool(['tools/test.py', config, path, '--work-dir', str(work)],
-                          check=False)
+        result = run_tool(['tools/test.py', config, path, '--work-dir', str(work)], check=False)
         assert result.returncode == 2, result.stderr[-3000:]
         assert 'Traceback' not in result.stderr
         assert path in result.stderr and bad[path][0] in result.stderr
     path = str(tmp_path / 'empty.pth')
-    result = run_tool(['tools/train.py', config, '--work-dir', str(work), '--cfg-options',
-                       'model.backbone.init_cfg.type=Pretrained',
-                       f'model.backbone.init_cfg.checkpoint={path}'], check=False)
+    result = run_tool([
+        'tools/train.py', config, '--work-dir',
+        str(work), '--cfg-options', 'model.backbone.init_cfg.type=Pretrained',
+        f'model.backbone.init_cfg.checkpoint={path}'
+    ],
+                      check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert path in result.stderr and 'empty' in result.stderr
     assert 'model.backbone.init_cfg.checkpoint' in result.stderr
     assert not work.exists()
     # The image tools: the same message, no traceback.
     image = 'docs/images/slots_demo_upernet_trained.png'
-    for command in (['tools/visualize_slots.py', image, 'stl', path, '--out-dir', str(work)],
-                    ['tools/image_demo.py', image, config, path, '--out-file',
-                     str(work / 'out.jpg'), '--device', 'cpu']):
+    for command in (['tools/visualize_slots.py', image, 'stl', path, '--out-dir',
+                     str(work)], [
+                         'tools/image_demo.py', image, config, path, '--out-file',
+                         str(work / 'out.jpg'), '--device', 'cpu'
+                     ]):
         result = run_tool(command, check=False)
         assert result.returncode == 2, result.stderr[-3000:]
         assert 'Traceback' not in result.stderr, result.stderr[-3000:]
@@ -349,8 +364,7 @@ def test_trusted_bytes_are_the_bytes_loaded(tmp_path, monkeypatch):
     """Swapping the file between the hash and the unpickling does not get the new file run."""
     monkeypatch.delenv(TRUSTED_ENV, raising=False)
     path = tmp_path / 'model.pth'
-    torch.save({'state_dict': {'w': torch.ones(2)}, 'args': _Payload(tmp_path / 'ok_ran')},
-               path)
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'args': _Payload(tmp_path / 'ok_ran')}, path)
     trust_checkpoint(str(path))
     real_load = torch.load
 
@@ -383,8 +397,12 @@ def _rename_globals(path, old, new):
 def test_numpy2_module_names_load(tmp_path, monkeypatch):
     monkeypatch.delenv(TRUSTED_ENV, raising=False)
     path = tmp_path / 'numpy2.pth'
-    values = {'array': np.arange(6.).reshape(2, 3), 'scalar': np.float32(2.5),
-              'dtype': np.dtype('int16'), 'kind': type(np.dtype('float64'))}
+    values = {
+        'array': np.arange(6.).reshape(2, 3),
+        'scalar': np.float32(2.5),
+        'dtype': np.dtype('int16'),
+        'kind': type(np.dtype('float64'))
+    }
     torch.save({'meta': values, 'state_dict': {'w': torch.ones(1)}}, path)
     _rename_globals(path, b'numpy.core.multiarray', b'numpy._core.multiarray')
     with zipfile.ZipFile(path) as archive:

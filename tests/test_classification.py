@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config
 
-from mmglnet.models.classification import require_mmpretrain_models, token_labeling_logits
+from mmglnet.models.classification import token_labeling_logits
 from mmglnet.models.glnet import resolve_arch
 from mmglnet.registry import MODELS
 
@@ -90,8 +90,11 @@ def test_import_mmglnet_does_not_import_mmpretrain_models_or_torchvision():
     code = ('import sys, mmglnet, mmglnet.converters, mmglnet.models.classification; '
             "bad = [m for m in ('mmpretrain.models', 'torchvision') if m in sys.modules]; "
             'assert not bad, bad')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=300)
+    result = subprocess.run([sys.executable, '-c', code],
+                            capture_output=True,
+                            text=True,
+                            cwd=REPO_ROOT,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
 
 
@@ -139,15 +142,15 @@ def test_config_is_the_official_evaluation(variant):
     loader = cfg.test_dataloader
     assert loader.batch_size == 128
     assert loader.sampler == dict(type='DefaultSampler', shuffle=False)
-    assert (loader.dataset.type, loader.dataset.data_root, loader.dataset.split) == (
-        'ImageNet', 'data/imagenet', 'val')
+    assert (loader.dataset.type, loader.dataset.data_root,
+            loader.dataset.split) == ('ImageNet', 'data/imagenet', 'val')
     steps = {step['type']: step for step in loader.dataset.pipeline}
     assert list(steps) == ['LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'PackInputs']
     assert steps['LoadImageFromFile']['imdecode_backend'] == 'pillow'
     resize = steps['ResizeEdge']
     assert resize['scale'] == int(INPUT_SIZE / CROP_PCT)
-    assert (resize['edge'], resize['interpolation'], resize['backend']) == (
-        'short', 'bicubic', 'pillow')
+    assert (resize['edge'], resize['interpolation'], resize['backend']) == ('short', 'bicubic',
+                                                                            'pillow')
     assert steps['CenterCrop']['crop_size'] == INPUT_SIZE
     preprocessor = cfg.model.data_preprocessor
     assert preprocessor.to_rgb is True
@@ -185,15 +188,17 @@ def config_logits(cfg, checkpoint_path, inputs):
 
     def linear(prefix):
         layer = nn.Linear(cfg.model.head.in_channels, cfg.model.head.num_classes)
-        layer.load_state_dict({k[len(prefix):]: state[k] for k in head_keys
-                               if k.startswith(prefix)}, strict=True)
+        layer.load_state_dict(
+            {k[len(prefix):]: state[k]
+             for k in head_keys if k.startswith(prefix)}, strict=True)
         return layer
 
     with torch.no_grad():
         feature = backbone(inputs)[-1]
         if cfg.model.head.type == 'mmglnet.TokenLabelingClsHead':
-            assert head_keys == {'head.fc.weight', 'head.fc.bias', 'head.aux_fc.weight',
-                                 'head.aux_fc.bias'}
+            assert head_keys == {
+                'head.fc.weight', 'head.fc.bias', 'head.aux_fc.weight', 'head.aux_fc.bias'
+            }
             return token_labeling_logits(feature, linear('head.fc.'), linear('head.aux_fc.'),
                                          cfg.model.head.aux_weight)
         assert cfg.model.neck.type == 'GlobalAveragePooling'
@@ -236,8 +241,9 @@ def test_mmpretrain_token_labeling_head_is_built_with_its_fc_layers():
     from mmpretrain.models.heads import ClsHead
     head = MODELS.build(dict(type='mmglnet.TokenLabelingClsHead', num_classes=5, in_channels=8))
     assert isinstance(head, ClsHead)
-    assert {k for k, _ in head.named_parameters()} == {
-        'fc.weight', 'fc.bias', 'aux_fc.weight', 'aux_fc.bias'}
+    assert {k
+            for k, _ in head.named_parameters()
+            } == {'fc.weight', 'fc.bias', 'aux_fc.weight', 'aux_fc.bias'}
     feats = (torch.randn(2, 8, 3, 3), )
     with torch.no_grad():
         assert torch.equal(head(feats), token_labeling_logits(feats[0], head.fc, head.aux_fc))
@@ -247,8 +253,8 @@ def test_mmpretrain_token_labeling_head_is_built_with_its_fc_layers():
 
 def official_transform(path):
     """The official evaluation transform, written with Pillow and torch alone."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     with open(path, 'rb') as f:
         image = Image.open(f).convert('RGB')
     width, height = image.size
@@ -273,8 +279,8 @@ END_TO_END = {'4g_like': '4g', '4g_tklb_like': '4g-tklb'}
 
 def run_python(args, cwd):
     """Run a Python script as a user runs it from the repository root; the combined output."""
-    result = subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable] + args, cwd=cwd, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     return output
@@ -289,15 +295,19 @@ def tiny_imagenet(request, tmp_path_factory):
     torch, the official classifier arithmetic): two images right, one whose label is the
     second-best class, one whose label is the worst class -> top-1 50 %, top-5 75 %.
     """
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     case = request.param
     root = tmp_path_factory.mktemp(f'imagenet_{case}')
     checkpoint = root / 'checkpoints' / f'{case}_in1k_mm.pth'
     checkpoint.parent.mkdir()
-    run_python([osp.join('tools', 'model_converters', 'glnet2mm.py'), parity_path(f'{case}.pth'),
-                str(checkpoint)], cwd=REPO_ROOT)
+    run_python([
+        osp.join('tools', 'model_converters', 'glnet2mm.py'),
+        parity_path(f'{case}.pth'),
+        str(checkpoint)
+    ],
+               cwd=REPO_ROOT)
 
     data_root = root / 'imagenet'
     (data_root / 'val').mkdir(parents=True)
@@ -317,8 +327,8 @@ def tiny_imagenet(request, tmp_path_factory):
     logits = config_logits(cfg, str(checkpoint), inputs)
     ranking = logits.argsort(dim=1, descending=True).tolist()
     labels = [ranking[0][0], ranking[1][0], ranking[2][1], ranking[3][-1]]
-    (data_root / 'meta' / 'val.txt').write_text(
-        ''.join(f'{path.name} {label}\n' for path, label in zip(images, labels)))
+    (data_root / 'meta' / 'val.txt').write_text(''.join(f'{path.name} {label}\n'
+                                                        for path, label in zip(images, labels)))
 
     # The released config with the fixture's (small) arch and class count.
     config = root / f'glnet{END_TO_END[case]}_fixture.py'
@@ -331,14 +341,22 @@ def tiny_imagenet(request, tmp_path_factory):
         f'             data_preprocessor=dict(num_classes={num_classes}))\n'
         f'test_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,\n'
         f'                       dataset=dict(data_root={str(data_root)!r}))\n')
-    return dict(case=case, root=root, config=str(config), checkpoint=str(checkpoint),
-                images=images, logits=logits)
+    return dict(
+        case=case,
+        root=root,
+        config=str(config),
+        checkpoint=str(checkpoint),
+        images=images,
+        logits=logits)
 
 
 def test_tools_test_prints_the_official_top1_and_top5(tiny_imagenet):
-    output = run_python(
-        [osp.join('tools', 'test.py'), tiny_imagenet['config'], tiny_imagenet['checkpoint'],
-         '--work-dir', str(tiny_imagenet['root'] / 'work')], cwd=REPO_ROOT)
+    output = run_python([
+        osp.join('tools', 'test.py'), tiny_imagenet['config'], tiny_imagenet['checkpoint'],
+        '--work-dir',
+        str(tiny_imagenet['root'] / 'work')
+    ],
+                        cwd=REPO_ROOT)
     assert 'accuracy/top1: 50.0000' in output, output[-3000:]
     assert 'accuracy/top5: 75.0000' in output, output[-3000:]
 
@@ -348,9 +366,11 @@ def test_mmpretrain_own_test_tool_runs_the_config(tiny_imagenet):
     import mmpretrain
     tool = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'test.py')
     assert osp.isfile(tool), f'mmpretrain {mmpretrain.__version__} ships no {tool}'
-    output = run_python(
-        [tool, tiny_imagenet['config'], tiny_imagenet['checkpoint'],
-         '--work-dir', str(tiny_imagenet['root'] / 'work_mmpretrain')], cwd=REPO_ROOT)
+    output = run_python([
+        tool, tiny_imagenet['config'], tiny_imagenet['checkpoint'], '--work-dir',
+        str(tiny_imagenet['root'] / 'work_mmpretrain')
+    ],
+                        cwd=REPO_ROOT)
     assert 'accuracy/top1: 50.0000' in output, output[-3000:]
     assert 'accuracy/top5: 75.0000' in output, output[-3000:]
 

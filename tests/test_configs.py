@@ -144,7 +144,8 @@ def test_config_inherits_the_recipe(name):
     assert (optim.optimizer.lr, optim.optimizer.weight_decay) == OPTIMIZERS[task]
     assert set(optim.optimizer) == {'type', 'lr', 'betas', 'weight_decay'}  # no SGD leftovers
     assert optim.paramwise_cfg.norm_decay_mult == 0
-    assert {k for k, v in optim.paramwise_cfg.custom_keys.items()
+    assert {k
+            for k, v in optim.paramwise_cfg.custom_keys.items()
             if v == dict(decay_mult=0.)} == NO_DECAY_KEYS
 
 
@@ -171,7 +172,8 @@ def _batch(task, size, with_targets, num_images=1):
                 for i, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
                     masks[i, y1:y2, x1:x2] = 1
                 sample.gt_instances = InstanceData(
-                    bboxes=boxes, labels=torch.tensor([3, 7]),
+                    bboxes=boxes,
+                    labels=torch.tensor([3, 7]),
                     masks=BitmapMasks(masks.numpy(), height, width))
         samples.append(sample)
     return dict(inputs=images, data_samples=samples)
@@ -214,8 +216,7 @@ def test_model_builds_and_runs_with_a_tiny_backbone(name, tiny_arch):
 def test_training_step_uses_every_backbone_parameter(name, tiny_arch):
     task, _ = describe(name)
     model = tiny_model(name, tiny_arch).train()
-    data = model.data_preprocessor(
-        _batch(task, IMAGE_SIZE, with_targets=True, num_images=2), True)
+    data = model.data_preprocessor(_batch(task, IMAGE_SIZE, with_targets=True, num_images=2), True)
     losses = model(data['inputs'], data['data_samples'], mode='loss')
     total, _ = model.parse_losses(losses)
     assert torch.isfinite(total)
@@ -225,9 +226,8 @@ def test_training_step_uses_every_backbone_parameter(name, tiny_arch):
     assert not unused
 
 
-@pytest.mark.parametrize('name', [
-    'detection/mask-rcnn_glnet4g_fpn_1x_coco.py', 'segmentation/upernet_glnet4g_160k.py'
-])
+@pytest.mark.parametrize(
+    'name', ['detection/mask-rcnn_glnet4g_fpn_1x_coco.py', 'segmentation/upernet_glnet4g_160k.py'])
 def test_paramwise_rules_reach_the_glnet_parameters(name, tiny_arch):
     """No decay on norms, slot temperatures, learned slots and layer scales; decay elsewhere."""
     cfg = load(name)
@@ -246,8 +246,8 @@ def test_paramwise_rules_reach_the_glnet_parameters(name, tiny_arch):
     for pname, param in model.named_parameters():
         module_name = pname.rsplit('.', 1)[0]
         module = model.get_submodule(module_name)
-        is_norm = isinstance(module, (torch.nn.modules.batchnorm._BatchNorm,
-                                      torch.nn.LayerNorm, torch.nn.GroupNorm))
+        is_norm = isinstance(
+            module, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm))
         special = next((k for k in NO_DECAY_KEYS if k in pname), None)
         expected = 0. if (is_norm or special) else base_decay
         assert decay[id(param)] == expected, pname

@@ -1,4 +1,4 @@
-"""The generated shapes dataset: deterministic, consistent between layouts, read by the codebases."""
+"""The generated shapes dataset: deterministic, consistent between layouts, read by codebases."""
 import filecmp
 import json
 import os
@@ -7,9 +7,10 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+from mmengine.config import Config
+
 from _support.runs import redirect_data_root
 from _support.shapes_data import SHAPE_CLASSES, write_ade20k_shapes, write_coco_shapes
-from mmengine.config import Config
 from tool_runs import MASK_RCNN, REPO_ROOT, UPERNET
 
 SPLITS = dict(train=5, val=3)
@@ -25,8 +26,7 @@ def roots(tmp_path_factory):
 
 
 def _files(root):
-    return sorted(
-        osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+    return sorted(osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
 
 def test_same_arguments_same_files(roots, tmp_path):
@@ -66,10 +66,11 @@ def test_coco_matches_the_ade20k_masks(roots):
         label = cv2.imread(
             osp.join(roots['ade'], 'annotations', 'training', f'shapes_train_{index:05d}.png'),
             cv2.IMREAD_UNCHANGED)
-        count, components, stats, _ = cv2.connectedComponentsWithStats(
-            (label > 1).astype(np.uint8))
-        shapes = {tuple(int(v) for v in stats[k]): int(label[components == k][0])
-                  for k in range(1, count)}
+        count, components, stats, _ = cv2.connectedComponentsWithStats((label > 1).astype(np.uint8))
+        shapes = {
+            tuple(int(v) for v in stats[k]): int(label[components == k][0])
+            for k in range(1, count)
+        }
         anns = [a for a in coco['annotations'] if a['image_id'] == image['id']]
         assert len(anns) == len(shapes)  # shapes never touch
         for ann in anns:

@@ -6,11 +6,9 @@ iterations on 8 images, 2 images per process per iteration; two processes then t
 import json
 import socket
 
-import pytest
-import torch
-from tool_runs import UPERNET, make_tiny_data, run_tool, write_config
-
 from mmglnet.engine import parameter_digest
+
+from tool_runs import UPERNET, make_tiny_data, run_tool, write_config
 
 
 def _free_port() -> int:
@@ -19,16 +17,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available() or
-                    not torch.distributed.is_gloo_available(),
-                    reason='this torch build has no gloo backend')
 def test_dist_train_two_processes(tmp_path):
     roots = make_tiny_data(str(tmp_path / 'data'))
     work_dir = tmp_path / 'work'
     config = write_config(UPERNET, roots['ade'], str(tmp_path / 'cfg.py'), max_iters=2)
     env = dict(OMP_NUM_THREADS='1')
-    result = run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(work_dir)],
-                      env=dict(env, PORT=str(_free_port())), timeout=600)
+    result = run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+                       str(work_dir)],
+                      env=dict(env, PORT=str(_free_port())),
+                      timeout=600)
     log = result.stdout + result.stderr
     assert 'ReplicaCheckHook: world size 2' in log
     assert 'SyncBN layer config(s) changed to BN' in log
@@ -54,7 +51,11 @@ def test_dist_train_two_processes(tmp_path):
     assert parameter_digest({n: state[n] for n in names}) == ranks[0]['digest']
 
     # Two processes evaluate the checkpoint, 2 of the 4 held-out images each.
-    result = run_tool(['bash', 'tools/dist_test.sh', config, str(work_dir / 'iter_2.pth'), '2',
-                       '--work-dir', str(tmp_path / 'test')],
-                      env=dict(env, PORT=str(_free_port())), timeout=600)
+    result = run_tool([
+        'bash', 'tools/dist_test.sh', config,
+        str(work_dir / 'iter_2.pth'), '2', '--work-dir',
+        str(tmp_path / 'test')
+    ],
+                      env=dict(env, PORT=str(_free_port())),
+                      timeout=600)
     assert 'Iter(test) [2/2]' in result.stdout and 'mIoU' in result.stdout

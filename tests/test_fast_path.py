@@ -18,8 +18,7 @@ CASES = load_cases()
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((actual.float() - expected.float()).abs().max() /
-            expected.float().abs().max()).item()
+    return ((actual.float() - expected.float()).abs().max() / expected.float().abs().max()).item()
 
 
 def fixture_model(name: str, impl: str) -> GLNet:
@@ -114,8 +113,9 @@ def test_slot_methods_agree_between_paths(slot_init):
     with torch.no_grad():
         init = block.initial_slots(x)
         pixels = block.norm1(x).flatten(2)
-        assert relative_error(block.slot_logits(pixels, init.expand(2, -1, -1)),
-                              reference.slot_logits(pixels, init.expand(2, -1, -1))) < 1e-5
+        assert relative_error(
+            block.slot_logits(pixels, init.expand(2, -1, -1)),
+            reference.slot_logits(pixels, init.expand(2, -1, -1))) < 1e-5
         weights = block.dispatch_weights(x)
         assert weights.shape == (2, 64, 12, 10)
         assert relative_error(weights, reference.dispatch_weights(x)) < 1e-5
@@ -178,8 +178,8 @@ def test_float16_slot_logits_stay_bounded_for_extreme_pixels():
     assert logits.dtype == torch.float16 and torch.isfinite(logits).all()
     assert logits.abs().max() <= 5 * (1 + 1e-2)
     assert (logits[0, :, 0] == 0).all()
-    expected = set_impl(copy.deepcopy(block).float(), 'reference').slot_logits(
-        pixels[:, :, 2:].float(), init.float())
+    expected = set_impl(copy.deepcopy(block).float(),
+                        'reference').slot_logits(pixels[:, :, 2:].float(), init.float())
     assert relative_error(logits[:, :, 2:], expected) < 1e-2
 
 

@@ -130,7 +130,9 @@ def test_get_flops_tool_prints_params_and_flops(tmp_path, tiny_arch):
         f'decode_head=dict(in_channels={dims}, channels=32), '
         f'auxiliary_head=dict(in_channels={dims[2]}, channels=16)')
     out = subprocess.run([sys.executable, TOOL, cfg, '--shape', '256', '320'],
-                         capture_output=True, text=True, cwd=str(tmp_path))
+                         capture_output=True,
+                         text=True,
+                         cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     params, flops, shape = parse_report(out.stdout)
     assert shape == '1, 3, 256, 320'

@@ -28,18 +28,22 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import PARAM_SCHEDULERS
-from tool_runs import REPO_ROOT, UPERNET, make_tiny_data, write_config
 
 from mmglnet.engine import checkpoint_problem
 from mmglnet.engine.checkpoint_files import PARTIAL_SUFFIX
 
+from tool_runs import REPO_ROOT, UPERNET, make_tiny_data, write_config
+
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
 MAX_ITERS = 8
 # (how the run is killed, a kill-point moment with its count or an outside trigger)
-KEEP_ALL_CHAIN = ['partial:2', 'renamed:1', 'record_partial:1', 'outside:Saving checkpoint',
-                  'outside:Iter(train)']
-KEEP_ONE_CHAIN = ['partial:2', 'written:1', 'renamed:1', 'record_partial:1', 'recorded:1',
-                  'removed:1', 'outside:Saving checkpoint']
+KEEP_ALL_CHAIN = [
+    'partial:2', 'renamed:1', 'record_partial:1', 'outside:Saving checkpoint', 'outside:Iter(train)'
+]
+KEEP_ONE_CHAIN = [
+    'partial:2', 'written:1', 'renamed:1', 'record_partial:1', 'recorded:1', 'removed:1',
+    'outside:Saving checkpoint'
+]
 
 
 def _iter_of(name: str) -> int:
@@ -48,8 +52,10 @@ def _iter_of(name: str) -> int:
 
 def _checkpoints(work_dir: str) -> dict:
     """{iteration: path} of the files under a checkpoint name."""
-    return {_iter_of(n): osp.join(work_dir, n) for n in os.listdir(work_dir)
-            if re.fullmatch(r'iter_\d+\.pth', n)}
+    return {
+        _iter_of(n): osp.join(work_dir, n)
+        for n in os.listdir(work_dir) if re.fullmatch(r'iter_\d+\.pth', n)
+    }
 
 
 def _named(work_dir: str) -> str:
@@ -60,8 +66,7 @@ def _named(work_dir: str) -> str:
 def _lr_after(cfg: Config, steps: int) -> float:
     base_lr = cfg.optim_wrapper.optimizer.lr
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer))
-                  for s in cfg.param_scheduler]
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
     for _ in range(steps):
         for scheduler in schedulers:
             scheduler.step()
@@ -70,8 +75,10 @@ def _lr_after(cfg: Config, steps: int) -> float:
 
 def _train(config: str, work_dir: str, kill: str, log_path: str) -> subprocess.Popen:
     """One run of tools/train.py --resume, killed as ``kill`` says (None: not killed)."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1',
-               PYTHONPATH=os.pathsep.join([TESTS_DIR, os.environ.get('PYTHONPATH', '')]))
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED='1',
+        PYTHONPATH=os.pathsep.join([TESTS_DIR, os.environ.get('PYTHONPATH', '')]))
     env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     env.setdefault('OMP_NUM_THREADS', '1')  # tiny model: threads only add start-up and contention
     env.pop('MMGLNET_TEST_KILL_AT', None)
@@ -81,8 +88,13 @@ def _train(config: str, work_dir: str, kill: str, log_path: str) -> subprocess.P
     elif kill is not None:
         env['MMGLNET_TEST_KILL_AT'] = kill
     command = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir, '--resume']
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -130,8 +142,12 @@ def test_killed_at_every_save_moment_resumes(tmp_path, keep):
     roots = make_tiny_data(str(tmp_path / 'data'))
     work_dir = str(tmp_path / 'work')
     config = write_config(
-        UPERNET, roots['ade'], str(tmp_path / 'cfg.py'), max_iters=MAX_ITERS,
-        checkpoint_interval=1, **{
+        UPERNET,
+        roots['ade'],
+        str(tmp_path / 'cfg.py'),
+        max_iters=MAX_ITERS,
+        checkpoint_interval=1,
+        **{
             'default_hooks.checkpoint.type': 'KillPointCheckpointHook',
             'default_hooks.checkpoint.max_keep_ckpts': keep,
             'custom_imports.imports': ['mmglnet', 'mmglnet.engine', 'kill_points'],
@@ -145,6 +161,7 @@ def test_killed_at_every_save_moment_resumes(tmp_path, keep):
 
     chain = KEEP_ONE_CHAIN if keep == 1 else KEEP_ALL_CHAIN
     resumed_from = 0
+    expected_resume = None
     for index, kill in enumerate(chain + [None]):
         before = _checkpoints(work_dir) if osp.isdir(work_dir) else {}
         proc = _train(config, work_dir, kill, str(tmp_path / f'run{index}.log'))

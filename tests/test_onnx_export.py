@@ -10,6 +10,7 @@ from mmglnet.models import GLNet
 from mmglnet.models.pooling import (ExportableAdaptiveAvgPool2d, adaptive_avg_pool2d,
                                     averaging_matrix, make_pooling_exportable,
                                     matmul_adaptive_avg_pool2d)
+
 from tool_runs import MASK_RCNN, REPO_ROOT, RETINANET, UPERNET, run_tool
 
 # Traced at 224x224; checked at sizes that no stride (32) or slot grid (8) divides.
@@ -160,6 +161,7 @@ def test_export_demo_detectors_raw_outputs(config, kind, tmp_path):
 def test_tool_exports_a_config_with_its_checkpoint(tmp_path):
     """Config and mm checkpoint through the tool: the file holds the checkpoint's weights."""
     import onnxruntime as ort
+
     from mmglnet.deployment import ExportWrapper
     model = _build(UPERNET).eval()
     with torch.no_grad():

@@ -22,7 +22,9 @@ def build_from_fixture(name: str) -> GLNet:
     """A GLNet with raw stage outputs and the fixture's weights, loaded the user's way."""
     case = CASES[name]
     model = GLNet(
-        arch=case['official_kwargs'], out_norm_cfg=None, weights_key=case['weights_key'],
+        arch=case['official_kwargs'],
+        out_norm_cfg=None,
+        weights_key=case['weights_key'],
         init_cfg=dict(type='Pretrained', checkpoint=parity_path(f'{name}.pth')))
     model.init_weights()
     return model
@@ -86,10 +88,14 @@ def test_every_official_key_loads(arch, manifest, tmp_path):
     """A release-format file with every official key loads with nothing missing or unexpected."""
     shapes = manifest[f'glnet_{arch}']['state_dict']
     generator = torch.Generator().manual_seed(0)
-    weights = {k: torch.randn(s, generator=generator) if s else torch.tensor(3)
-               for k, s in shapes.items()}
-    weights = {k: (v.long() if k.endswith('num_batches_tracked') else v.half())
-               for k, v in weights.items()}
+    weights = {
+        k: torch.randn(s, generator=generator) if s else torch.tensor(3)
+        for k, s in shapes.items()
+    }
+    weights = {
+        k: (v.long() if k.endswith('num_batches_tracked') else v.half())
+        for k, v in weights.items()
+    }
     key = 'model_ema' if arch == '16g' else 'model'
     path = tmp_path / f'glnet_{arch}.pth'
     torch.save({key: weights, 'epoch': 300}, path)
@@ -117,8 +123,11 @@ def test_16g_like_fixture_needs_model_ema():
     """The fixture's `model` and `model_ema` differ; only `model_ema` reproduces the outputs."""
     case = CASES['16g_like']
     expected = torch.load(parity_path('16g_like.expected.pth'), weights_only=True)
-    model = GLNet(arch=case['official_kwargs'], out_norm_cfg=None, weights_key='model',
-                  init_cfg=dict(type='Pretrained', checkpoint=parity_path('16g_like.pth')))
+    model = GLNet(
+        arch=case['official_kwargs'],
+        out_norm_cfg=None,
+        weights_key='model',
+        init_cfg=dict(type='Pretrained', checkpoint=parity_path('16g_like.pth')))
     model.init_weights()
     with torch.no_grad():
         outputs = model.eval()(expected['input'])
@@ -152,8 +161,8 @@ def test_extract_backbone_state_maps_the_official_layout():
 
 def test_batchnorm_output_norm_is_not_loaded_into_a_layernorm(tmp_path):
     """A classifier's BN final norm (saved as backbone.norm3) is skipped by a LN2d backbone."""
-    source = GLNet(arch=CASES['4g_like']['official_kwargs'], out_indices=(3, ),
-                   out_norm_cfg=dict(type='BN'))
+    source = GLNet(
+        arch=CASES['4g_like']['official_kwargs'], out_indices=(3, ), out_norm_cfg=dict(type='BN'))
     with torch.no_grad():
         source.norm3.weight.fill_(7.)
     path = tmp_path / 'classifier.pth'

@@ -66,7 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description='Write the record of the resolved configs.')
     parser.add_argument('--write', required=True, help='JSON file to write')
     parser.add_argument(
-        '--configs', default=osp.join(REPO_ROOT, 'configs'),
+        '--configs',
+        default=osp.join(REPO_ROOT, 'configs'),
         help='configs folder to resolve (default: this repository\'s)')
     args = parser.parse_args()
     with open(args.write, 'w') as f:

@@ -14,9 +14,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import PARAM_SCHEDULERS
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
-from tool_runs import REPO_ROOT, UPERNET, make_tiny_data, run_tool, write_config
 
 from mmglnet.apis import build_model
+
+from tool_runs import REPO_ROOT, UPERNET, make_tiny_data, run_tool, write_config
 
 MAX_ITERS = 16
 
@@ -25,8 +26,7 @@ def _lr_after(cfg: Config, steps: int) -> float:
     """The learning rate the config's schedule gives after ``steps`` iterations."""
     base_lr = cfg.optim_wrapper.optimizer.lr
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer))
-                  for s in cfg.param_scheduler]
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
     for _ in range(steps):
         for scheduler in schedulers:
             scheduler.step()
@@ -40,8 +40,8 @@ def _iter_of(path) -> int:
 def test_sigkill_then_resume(tmp_path):
     roots = make_tiny_data(str(tmp_path / 'data'))
     work_dir = tmp_path / 'work'
-    config = write_config(UPERNET, roots['ade'], str(tmp_path / 'cfg.py'),
-                          max_iters=MAX_ITERS, checkpoint_interval=2)
+    config = write_config(
+        UPERNET, roots['ade'], str(tmp_path / 'cfg.py'), max_iters=MAX_ITERS, checkpoint_interval=2)
     # A learning rate that changes every iteration: warm-up, then poly decay.
     cfg = Config.fromfile(config)
     cfg.param_scheduler[0].end = 6
@@ -52,8 +52,8 @@ def test_sigkill_then_resume(tmp_path):
     command = [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir)]
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     with open(tmp_path / 'killed_run.txt', 'w') as log:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 300
         while not (work_dir / 'last_checkpoint').exists():
             assert proc.poll() is None, (tmp_path / 'killed_run.txt').read_text()[-3000:]

@@ -12,9 +12,9 @@ import sys
 from unittest import mock
 
 import pytest
-from tool_runs import UPERNET, make_tiny_data, run_tool, write_config
 
 from conftest import REPO_ROOT
+from tool_runs import UPERNET, make_tiny_data, run_tool, write_config
 
 KNOWN_NOTICES = ('pkg_resources is deprecated', '``build_loss`` would be deprecated soon',
                  'Default ``avg_non_ignore`` is False', 'The draw is False',

@@ -11,19 +11,22 @@ import pickle
 
 import pytest
 import torch
-from _support.config_checks import (ConfigPathError, check_dataset_paths, check_evaluator_paths,
-                                    check_pretrained_files)
 from mmengine.config import Config
-from tool_runs import MASK_RCNN, RETINANET, UPERNET, make_tiny_data, run_tool, write_config
 
 from mmglnet.apis import build_model
+
+from _support.config_checks import (ConfigPathError, check_dataset_paths, check_evaluator_paths,
+                                    check_pretrained_files)
+from tool_runs import MASK_RCNN, RETINANET, UPERNET, make_tiny_data, run_tool, write_config
 
 MODELS = {
     'upernet': (UPERNET, 'ade', 'mIoU', {}),
     'mask_rcnn': (MASK_RCNN, 'coco', 'coco/bbox_mAP', {}),
     # After 2 iterations RetinaNet's scores are all near its 0.01 prior: keep them all, so
     # that COCO evaluation has detections to score.
-    'retinanet': (RETINANET, 'coco', 'coco/bbox_mAP', {'model.test_cfg.score_thr': 0.}),
+    'retinanet': (RETINANET, 'coco', 'coco/bbox_mAP', {
+        'model.test_cfg.score_thr': 0.
+    }),
 }
 
 
@@ -49,8 +52,8 @@ def _metrics_file(work_dir):
 def test_train_resume_test(name, data_roots, tmp_path):
     config_path, layout, metric, options = MODELS[name]
     work_dir = tmp_path / 'work'
-    config = write_config(config_path, data_roots[layout], str(tmp_path / 'cfg.py'),
-                          max_iters=2, **options)
+    config = write_config(
+        config_path, data_roots[layout], str(tmp_path / 'cfg.py'), max_iters=2, **options)
 
     result = run_tool(['tools/train.py', config, '--work-dir', str(work_dir)])
     first = _checkpoint(work_dir / 'iter_2.pth')
@@ -58,9 +61,11 @@ def test_train_resume_test(name, data_roots, tmp_path):
     assert 'Iter(val) [4/4]' in result.stdout and metric.split('/')[-1] in result.stdout
 
     # --resume without a path: the latest checkpoint of the work dir, then one more iteration.
-    result = run_tool(['tools/train.py', config, '--work-dir', str(work_dir), '--resume',
-                       '--cfg-options', 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-                       'default_hooks.checkpoint.interval=3'])
+    result = run_tool([
+        'tools/train.py', config, '--work-dir',
+        str(work_dir), '--resume', '--cfg-options', 'train_cfg.max_iters=3',
+        'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3'
+    ])
     assert 'resumed epoch: 0, iter: 2' in result.stdout
     assert 'Iter(train) [3/3]' in result.stdout and 'Iter(train) [1/3]' not in result.stdout
     resumed = _checkpoint(work_dir / 'iter_3.pth')
@@ -70,8 +75,12 @@ def test_train_resume_test(name, data_roots, tmp_path):
 
     test_dir = tmp_path / 'test'
     out = tmp_path / 'predictions.pkl'
-    run_tool(['tools/test.py', config, str(work_dir / 'iter_3.pth'), '--work-dir',
-              str(test_dir), '--out', str(out)])
+    run_tool([
+        'tools/test.py', config,
+        str(work_dir / 'iter_3.pth'), '--work-dir',
+        str(test_dir), '--out',
+        str(out)
+    ])
     metrics = _metrics_file(str(test_dir))
     assert metric in metrics, metrics
     with open(out, 'rb') as f:
@@ -85,8 +94,13 @@ def test_test_py_writes_label_maps_and_drawings(data_roots, tmp_path):
     model = build_model(config)
     checkpoint = tmp_path / 'random.pth'
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
-    run_tool(['tools/test.py', config, str(checkpoint), '--work-dir', str(tmp_path / 'test'),
-              '--out', str(tmp_path / 'maps'), '--show-dir', str(tmp_path / 'vis')])
+    run_tool([
+        'tools/test.py', config,
+        str(checkpoint), '--work-dir',
+        str(tmp_path / 'test'), '--out',
+        str(tmp_path / 'maps'), '--show-dir',
+        str(tmp_path / 'vis')
+    ])
     assert len(glob.glob(str(tmp_path / 'maps' / '*.png'))) == 4
     assert len(glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)) == 4
 
@@ -123,23 +137,29 @@ def test_missing_annotation_file_message(data_roots):
 
 
 def test_dataset_layout_help_for_coco_and_ade(tmp_path):
-    coco = dict(test_dataloader=dict(dataset=dict(
-        type='CocoDataset', data_root=str(tmp_path / 'coco'), ann_file='a.json')))
+    coco = dict(
+        test_dataloader=dict(
+            dataset=dict(type='CocoDataset', data_root=str(tmp_path / 'coco'), ann_file='a.json')))
     with pytest.raises(ConfigPathError, match='cocodataset.org') as error:
         check_dataset_paths(coco)
     assert 'instances_train2017.json' in str(error.value)
-    ade = dict(train_dataloader=dict(dataset=dict(
-        type='RepeatDataset', times=2, dataset=dict(
-            type='ADE20KDataset', data_root=str(tmp_path / 'ade')))))
+    ade = dict(
+        train_dataloader=dict(
+            dataset=dict(
+                type='RepeatDataset',
+                times=2,
+                dataset=dict(type='ADE20KDataset', data_root=str(tmp_path / 'ade')))))
     with pytest.raises(ConfigPathError, match='ADEChallengeData2016.zip') as error:
         check_dataset_paths(ade)
     assert 'train_dataloader.dataset.dataset' in str(error.value)
 
 
 def test_missing_pretrained_message(tmp_path):
-    cfg = dict(model=dict(backbone=dict(
-        type='mmglnet.GLNet', init_cfg=dict(type='Pretrained',
-                                            checkpoint='checkpoints/glnet_4g.pth'))))
+    cfg = dict(
+        model=dict(
+            backbone=dict(
+                type='mmglnet.GLNet',
+                init_cfg=dict(type='Pretrained', checkpoint='checkpoints/glnet_4g.pth'))))
     with pytest.raises(ConfigPathError) as error:
         check_pretrained_files(cfg)
     message = str(error.value)
@@ -172,18 +192,21 @@ def test_tools_stop_at_once_on_bad_input(data_roots, tmp_path):
     work = ['--work-dir', str(tmp_path / 'work')]
 
     missing_root = str(tmp_path / 'no_data') + '/'
-    result = run_tool(['tools/train.py', seg, *work, '--cfg-options',
-                       f'train_dataloader.dataset.data_root={missing_root}'], check=False)
+    result = run_tool([
+        'tools/train.py', seg, *work, '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing_root}'
+    ],
+                      check=False)
     _assert_clean_failure(result, missing_root, 'does not exist')
 
-    result = run_tool(['tools/train.py', det, *work, '--cfg-options',
-                       'model.backbone.init_cfg.type=Pretrained',
-                       'model.backbone.init_cfg.checkpoint=checkpoints/glnet_4g.pth'],
+    result = run_tool([
+        'tools/train.py', det, *work, '--cfg-options', 'model.backbone.init_cfg.type=Pretrained',
+        'model.backbone.init_cfg.checkpoint=checkpoints/glnet_4g.pth'
+    ],
                       check=False)
     _assert_clean_failure(result, 'checkpoints/glnet_4g.pth', 'rayleizhu/GLMix')
 
-    result = run_tool(['tools/test.py', det, str(tmp_path / 'missing.pth'), *work],
-                      check=False)
+    result = run_tool(['tools/test.py', det, str(tmp_path / 'missing.pth'), *work], check=False)
     _assert_clean_failure(result, 'missing.pth', 'tools/train.py')
 
     if not torch.cuda.is_available():

@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.apis import build_model, init_model
 from mmglnet.models import GLNet
-from mmglnet.visualization import (cosine_distances, extract_slot_weights, find_glnet,
-                                   glmix_blocks, k_medoids, select_blocks, visualize_image_slots)
+from mmglnet.visualization import (cosine_distances, extract_slot_weights, find_glnet, glmix_blocks,
+                                   k_medoids, select_blocks, visualize_image_slots)
 
 from conftest import REPO_ROOT, TINY_ARCH, load_cases, parity_path
 
@@ -58,10 +58,9 @@ def randomize(backbone, seed=0):
     with torch.no_grad():
         for block in glmix_blocks(backbone).values():
             block.slot_scale.fill_(float(torch.empty(1).uniform_(2, 8, generator=generator)))
-            block.norm1.weight.copy_(1 + 0.5 * torch.randn(block.norm1.weight.shape,
-                                                           generator=generator))
-            block.norm1.bias.copy_(0.2 * torch.randn(block.norm1.bias.shape,
-                                                     generator=generator))
+            block.norm1.weight.copy_(1 + 0.5 *
+                                     torch.randn(block.norm1.weight.shape, generator=generator))
+            block.norm1.bias.copy_(0.2 * torch.randn(block.norm1.bias.shape, generator=generator))
         for module in backbone.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.running_mean.normal_(0, 0.1, generator=generator)
@@ -103,8 +102,12 @@ def paper_dispatch_weights(block, x, num_slots):
         slots = F.adaptive_avg_pool2d(x, side).flatten(2).transpose(1, 2)
     if block.pos_conv is not None:
         conv = block.pos_conv
-        x = x + F.conv2d(x, conv.weight.double(), conv.bias.double(),
-                         padding=conv.kernel_size[0] // 2, groups=channels)
+        x = x + F.conv2d(
+            x,
+            conv.weight.double(),
+            conv.bias.double(),
+            padding=conv.kernel_size[0] // 2,
+            groups=channels)
     mean = x.mean(dim=1, keepdim=True)
     var = x.var(dim=1, unbiased=False, keepdim=True)
     normed = (x - mean) / torch.sqrt(var + 1e-6)
@@ -121,7 +124,8 @@ def paramslot_backbone():
     """The official-format STL paramslot fixture (learned slots, random trained-like weights)."""
     case = load_cases()['stl_paramslot_like']
     return GLNet(
-        arch=case['official_kwargs'], out_norm_cfg=None,
+        arch=case['official_kwargs'],
+        out_norm_cfg=None,
         init_cfg=dict(type='Pretrained', checkpoint=parity_path('stl_paramslot_like.pth')))
 
 
@@ -138,8 +142,7 @@ def hook_snapshot(model):
 def test_k_medoids_finds_groups_with_distinct_medoids():
     generator = torch.Generator().manual_seed(0)
     centres = torch.rand(3, 50, generator=generator)
-    maps = torch.cat([centre + 0.05 * torch.rand(7, 50, generator=generator)
-                      for centre in centres])
+    maps = torch.cat([centre + 0.05 * torch.rand(7, 50, generator=generator) for centre in centres])
     medoids, labels = k_medoids(cosine_distances(maps), 3)
     assert len(set(medoids.tolist())) == 3
     # Every group of 7 ends up in one cluster around a medoid of that group.
@@ -182,8 +185,7 @@ def test_weights_equal_the_paper_formula_and_sum_to_one(variant):
         got = weights[name]
         assert got.shape == (2, backbone.num_slots) + tuple(x.shape[-2:])
         torch.testing.assert_close(got.double(), expected, rtol=0, atol=2e-5)
-        torch.testing.assert_close(got.sum(dim=1), torch.ones(got[:, 0].shape), rtol=0,
-                                   atol=1e-5)
+        torch.testing.assert_close(got.sum(dim=1), torch.ones(got[:, 0].shape), rtol=0, atol=1e-5)
         # The maps are not trivial: the weights vary over the pixels.
         assert float((got.amax(dim=(2, 3)) - got.amin(dim=(2, 3))).max()) > 1e-3
 
@@ -203,6 +205,7 @@ def test_visualizing_leaves_no_hook_and_does_not_change_the_model():
     modes = {name: m.training for name, m in backbone.named_modules()}
     maps = visualize_image_slots(backbone, image[..., ::-1], size=None, blocks='all', k=3)
     assert [m.name for m in maps] == list(glmix_blocks(backbone))
+
     # A forward that fails half-way (after block 1.0, before block 2.0) removes them too.
 
     def fail(module, args, output):
@@ -256,24 +259,33 @@ def test_tool_official_file_on_photographs_of_odd_sizes(tmp_path):
     """A config with the official-format paramslot fixture, on three odd-size photographs."""
     case = load_cases()['stl_paramslot_like']
     config = tmp_path / 'glnet_paramslot.py'
-    Config(dict(model=dict(type='mmglnet.GLNet', arch=case['official_kwargs'],
-                           out_norm_cfg=None))).dump(str(config))
+    Config(dict(
+        model=dict(type='mmglnet.GLNet', arch=case['official_kwargs'], out_norm_cfg=None))).dump(
+            str(config))
     tool = load_tool('visualize_slots')
     for name, shape in PHOTOS.items():
         path = str(tmp_path / f'{name}.png')
         mmcv.imwrite(photo_rgb(name, shape)[..., ::-1], path)
-        tool.main([path, str(config), parity_path('stl_paramslot_like.pth'), '--blocks', 'all',
-                   '--k', '3', '--size', '96', '--out-dir', str(tmp_path / 'out')])
-        check_written_maps(str(tmp_path / 'out'), f'{name}_', shape, ['0.0', '1.0', '2.0', '2.1'],
-                           3)
+        tool.main([
+            path,
+            str(config),
+            parity_path('stl_paramslot_like.pth'), '--blocks', 'all', '--k', '3', '--size', '96',
+            '--out-dir',
+            str(tmp_path / 'out')
+        ])
+        check_written_maps(
+            str(tmp_path / 'out'), f'{name}_', shape, ['0.0', '1.0', '2.0', '2.1'], 3)
 
 
 def test_tool_exact_odd_network_size_and_mm_checkpoint(tmp_path):
     """--size 0 --size-divisor 1 feeds the odd image as it is; an mm checkpoint loads."""
     backbone = randomize(GLNet(arch=TINY_ARCH))
     checkpoint = str(tmp_path / 'glnet.pth')
-    torch.save(dict(state_dict={f'backbone.{k}': v
-                                for k, v in backbone.state_dict().items()}), checkpoint)
+    torch.save(
+        dict(state_dict={
+            f'backbone.{k}': v
+            for k, v in backbone.state_dict().items()
+        }), checkpoint)
     config = tmp_path / 'glnet_tiny.py'
     Config(dict(model=dict(type='mmglnet.GLNet', arch=TINY_ARCH))).dump(str(config))
     model = init_model(str(config), checkpoint)
@@ -284,8 +296,10 @@ def test_tool_exact_odd_network_size_and_mm_checkpoint(tmp_path):
     path = str(tmp_path / 'coffee.png')
     mmcv.imwrite(photo_rgb('coffee', shape)[..., ::-1], path)
     load_tool('visualize_slots').main([
-        path, str(config), checkpoint, '--blocks', '1.0', '--k', '5', '--size', '0',
-        '--size-divisor', '1', '--out-dir', str(tmp_path / 'out'), '--prefix', 'c_'
+        path,
+        str(config), checkpoint, '--blocks', '1.0', '--k', '5', '--size', '0', '--size-divisor',
+        '1', '--out-dir',
+        str(tmp_path / 'out'), '--prefix', 'c_'
     ])
     check_written_maps(str(tmp_path / 'out'), 'c_', shape, ['1.0'], 5)
 
@@ -295,8 +309,10 @@ def test_tool_preset_without_checkpoint_warns(tmp_path):
     mmcv.imwrite(photo_rgb('chelsea')[..., ::-1], path)
     tool = load_tool('visualize_slots')
     with pytest.warns(UserWarning, match='random weights'):
-        tool.main([path, '4g', '--blocks', '0.0', '2.16', '--k', '2', '--size', '64',
-                   '--out-dir', str(tmp_path)])
+        tool.main([
+            path, '4g', '--blocks', '0.0', '2.16', '--k', '2', '--size', '64', '--out-dir',
+            str(tmp_path)
+        ])
     check_written_maps(str(tmp_path), 'chelsea_', (300, 451), ['0.0', '2.16'], 2)
     with pytest.raises(FileNotFoundError, match="'stl_paramslot'"):
         tool.main([path, '5g', '--out-dir', str(tmp_path)])
@@ -317,16 +333,24 @@ def segmentor_config():
             data_preprocessor=dict(type='SegDataPreProcessor', size_divisor=32, **MEAN_STD),
             backbone=dict(type='mmglnet.GLNet', arch=TINY_ARCH),
             decode_head=dict(
-                type='FCNHead', in_channels=128, in_index=3, channels=32, num_convs=1,
-                num_classes=4, norm_cfg=dict(type='BN', requires_grad=True),
+                type='FCNHead',
+                in_channels=128,
+                in_index=3,
+                channels=32,
+                num_convs=1,
+                num_classes=4,
+                norm_cfg=dict(type='BN', requires_grad=True),
                 loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
             train_cfg=dict(),
             test_cfg=dict(mode='whole')),
-        test_dataloader=dict(dataset=dict(type='ADE20KDataset', pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='Resize', scale=(160, 96), keep_ratio=True),
-            dict(type='PackSegInputs')
-        ])),
+        test_dataloader=dict(
+            dataset=dict(
+                type='ADE20KDataset',
+                pipeline=[
+                    dict(type='LoadImageFromFile'),
+                    dict(type='Resize', scale=(160, 96), keep_ratio=True),
+                    dict(type='PackSegInputs')
+                ])),
         visualizer=dict(type='SegLocalVisualizer', name='seg_demo_visualizer'))
 
 
@@ -340,21 +364,35 @@ def detector_config():
             backbone=dict(type='mmglnet.GLNet', arch=TINY_ARCH, out_indices=(1, 2, 3)),
             neck=dict(type='FPN', in_channels=[64, 96, 128], out_channels=32, num_outs=3),
             bbox_head=dict(
-                type='RetinaHead', num_classes=3, in_channels=32, stacked_convs=1,
+                type='RetinaHead',
+                num_classes=3,
+                in_channels=32,
+                stacked_convs=1,
                 feat_channels=32,
-                anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                                      scales_per_octave=1, ratios=[1.0], strides=[8, 16, 32]),
-                bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.] * 4,
-                                target_stds=[1.] * 4),
+                anchor_generator=dict(
+                    type='AnchorGenerator',
+                    octave_base_scale=4,
+                    scales_per_octave=1,
+                    ratios=[1.0],
+                    strides=[8, 16, 32]),
+                bbox_coder=dict(
+                    type='DeltaXYWHBBoxCoder', target_means=[0.] * 4, target_stds=[1.] * 4),
                 loss_cls=dict(type='FocalLoss', use_sigmoid=True, loss_weight=1.0),
                 loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
-            test_cfg=dict(nms_pre=100, min_bbox_size=0, score_thr=0.05,
-                          nms=dict(type='nms', iou_threshold=0.5), max_per_img=20)),
-        test_dataloader=dict(dataset=dict(type='CocoDataset', pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='Resize', scale=(160, 128), keep_ratio=True),
-            dict(type='PackDetInputs')
-        ])),
+            test_cfg=dict(
+                nms_pre=100,
+                min_bbox_size=0,
+                score_thr=0.05,
+                nms=dict(type='nms', iou_threshold=0.5),
+                max_per_img=20)),
+        test_dataloader=dict(
+            dataset=dict(
+                type='CocoDataset',
+                pipeline=[
+                    dict(type='LoadImageFromFile'),
+                    dict(type='Resize', scale=(160, 128), keep_ratio=True),
+                    dict(type='PackDetInputs')
+                ])),
         visualizer=dict(type='DetLocalVisualizer', name='det_demo_visualizer'))
 
 
@@ -364,9 +402,11 @@ def save_random_model(tmp_path, name, cfg_dict, classes):
     model = build_model(config)
     randomize(find_glnet(model))
     checkpoint = str(tmp_path / f'{name}.pth')
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=classes, palette=[(255, 0, 0)] *
-                                                len(classes)))), checkpoint)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=classes, palette=[(255, 0, 0)] * len(classes)))),
+        checkpoint)
     return config, checkpoint, model
 
 
@@ -397,11 +437,14 @@ def test_tool_on_a_segmentor_uses_its_preprocessor(tmp_path):
     maps = visualize_image_slots(loaded, image[..., ::-1], size=64, k=2)
     # The segmentor's preprocessor (BGR->RGB, ImageNet statistics) gives the same weights as
     # normalising by hand.
-    expected = extract_slot_weights(find_glnet(model).eval(), normalized_batch(
-        mmcv.imresize(image, (64, 96))), ['0.0'])['0.0']
-    got = extract_slot_weights(find_glnet(loaded), loaded.data_preprocessor(
-        dict(inputs=[torch.from_numpy(mmcv.imresize(image, (64, 96))[..., ::-1].copy())
-                     .permute(2, 0, 1)]), False)['inputs'], ['0.0'])['0.0']
+    expected = extract_slot_weights(
+        find_glnet(model).eval(), normalized_batch(mmcv.imresize(image, (64, 96))), ['0.0'])['0.0']
+    got = extract_slot_weights(
+        find_glnet(loaded),
+        loaded.data_preprocessor(
+            dict(inputs=[
+                torch.from_numpy(mmcv.imresize(image, (64, 96))[..., ::-1].copy()).permute(2, 0, 1)
+            ]), False)['inputs'], ['0.0'])['0.0']
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     assert [m.assignment.shape for m in maps] == [(101, 77, 3)] * 3
     assert all(len(set(m.slots)) == 2 for m in maps)
@@ -414,8 +457,7 @@ class PhotoDataset(Dataset):
     """Photographs packed as dataset pipelines pack them: uint8 (3, H, W) BGR tensors."""
 
     def __init__(self):
-        self.images = [mmcv.imresize(photo_rgb(name), (96, 64))[..., ::-1]
-                       for name in PHOTOS]
+        self.images = [mmcv.imresize(photo_rgb(name), (96, 64))[..., ::-1] for name in PHOTOS]
 
     def __len__(self):
         return len(self.images)
@@ -464,8 +506,14 @@ def test_hook_writes_slot_maps_through_the_visualizer(tmp_path):
         default_hooks=dict(checkpoint=None),
         custom_hooks=[
             dict(type='mmglnet.SlotVisualizationHook', num_images=2, k=2),
-            dict(type='mmglnet.SlotVisualizationHook', image_paths=[photo], size=64, k=3,
-                 blocks=['1.0'], name='file', interval=2),
+            dict(
+                type='mmglnet.SlotVisualizationHook',
+                image_paths=[photo],
+                size=64,
+                k=3,
+                blocks=['1.0'],
+                name='file',
+                interval=2),
         ],
         visualizer=dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]))
     runner.train()
@@ -476,8 +524,10 @@ def test_hook_writes_slot_maps_through_the_visualizer(tmp_path):
     # Two evaluations for the dataset images, the second only (interval 2) for the file.
     assert names == sorted([f'slots_{i}_{e * iters_per_epoch}.png' for i in (0, 1)
                             for e in (1, 2)] + [f'file_0_{2 * iters_per_epoch}.png'])
-    rows = {name: mmcv.imread(path) for name, path in zip(
-        (osp.basename(p) for p in written), written)}
+    rows = {
+        name: mmcv.imread(path)
+        for name, path in zip((osp.basename(p) for p in written), written)
+    }
     # Three GLMix blocks (three rows of 256-pixel tiles) for the default blocks, one row for
     # '1.0'; tiles side by side: image, assignment and k heat maps.
     slots = rows['slots_0_2.png']

@@ -39,13 +39,15 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MARKER = '.mmglnet-demo'
 TASKS = {
-    'seg': dict(
+    'seg':
+    dict(
         title='UperNet + GLNet (semantic segmentation, ADE20K layout)',
         config='configs/demo/upernet_glnet-tiny_shapes-ade-128x128.py',
         data='ade',
         metrics=[('mIoU', 'mIoU', 1.0), ('aAcc', 'aAcc', 1.0)],
         target=('mIoU', 50.0)),
-    'det': dict(
+    'det':
+    dict(
         title='Mask R-CNN + GLNet (instance segmentation, COCO layout)',
         config='configs/demo/mask-rcnn_glnet-tiny_fpn_shapes-coco-128x128.py',
         data='coco',
@@ -63,20 +65,36 @@ def parse_args():
         description='Generate a shapes dataset, train GLNet UperNet and Mask R-CNN on the '
         'CPU, re-test the checkpoints and compare them with the untrained models.')
     parser.add_argument(
-        '--work-dir', default='work_dirs/demo',
+        '--work-dir',
+        default='work_dirs/demo',
         help='where data, logs, checkpoints and results go (default: work_dirs/demo)')
-    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS),
-                        help='which parts to run (default: seg det)')
-    parser.add_argument('--data-only', action='store_true',
-                        help='only generate the datasets')
-    parser.add_argument('--train-images', type=int, default=240,
-                        help='generated training images per dataset (default: 240)')
-    parser.add_argument('--val-images', type=int, default=40,
-                        help='generated held-out images per dataset (default: 40)')
-    parser.add_argument('--seg-iters', type=int, default=None,
-                        help='training iterations of the segmentor (default: the config\'s)')
-    parser.add_argument('--det-iters', type=int, default=None,
-                        help='training iterations of the detector (default: the config\'s)')
+    parser.add_argument(
+        '--tasks',
+        nargs='+',
+        choices=list(TASKS),
+        default=list(TASKS),
+        help='which parts to run (default: seg det)')
+    parser.add_argument('--data-only', action='store_true', help='only generate the datasets')
+    parser.add_argument(
+        '--train-images',
+        type=int,
+        default=240,
+        help='generated training images per dataset (default: 240)')
+    parser.add_argument(
+        '--val-images',
+        type=int,
+        default=40,
+        help='generated held-out images per dataset (default: 40)')
+    parser.add_argument(
+        '--seg-iters',
+        type=int,
+        default=None,
+        help='training iterations of the segmentor (default: the config\'s)')
+    parser.add_argument(
+        '--det-iters',
+        type=int,
+        default=None,
+        help='training iterations of the detector (default: the config\'s)')
     return parser.parse_args()
 
 
@@ -144,8 +162,8 @@ def show_progress(line: str) -> None:
 
 def run_demo_tool(args: list, log_path: str, progress: bool = True) -> None:
     """Run a tool; show its progress lines, keep its whole output in ``log_path``."""
-    result = run_tool(args, check=False, log_path=log_path,
-                      on_line=show_progress if progress else None)
+    result = run_tool(
+        args, check=False, log_path=log_path, on_line=show_progress if progress else None)
     if result.returncode != 0:
         with open(log_path) as f:
             tail = f.read().splitlines()[-40:]
@@ -165,8 +183,8 @@ def latest_metrics(work_dir: str) -> dict:
 
 def write_task_config(task: dict, data_root: str, out_dir: str, iters) -> str:
     """The task's config on the generated data; ``iters`` stretches its schedule."""
-    return write_shrunk_config(task['config'], data_root,
-                               osp.join(out_dir, osp.basename(task['config'])), max_iters=iters)
+    return write_shrunk_config(
+        task['config'], data_root, osp.join(out_dir, osp.basename(task['config'])), max_iters=iters)
 
 
 def save_untrained(config_path: str, out_path: str) -> None:
@@ -177,6 +195,7 @@ def save_untrained(config_path: str, out_path: str) -> None:
     from mmengine.runner import set_random_seed
 
     from mmglnet.apis import build_model
+
     # A quiet current logger: init_weights would list every parameter at INFO level.
     name = f'mmglnet_demo_{osp.basename(config_path)}'
     if not MMLogger.check_instance_created(name):
@@ -185,8 +204,9 @@ def save_untrained(config_path: str, out_path: str) -> None:
     set_random_seed(cfg.get('randomness', {}).get('seed', 0))
     model = build_model(cfg)
     model.init_weights()
-    torch.save(dict(meta=dict(note='untrained, random initialisation'),
-                    state_dict=model.state_dict()), out_path)
+    torch.save(
+        dict(meta=dict(note='untrained, random initialisation'), state_dict=model.state_dict()),
+        out_path)
 
 
 def run_task(name: str, task: dict, data_root: str, work_dir: str, iters) -> dict:
@@ -212,7 +232,8 @@ def run_task(name: str, task: dict, data_root: str, work_dir: str, iters) -> dic
         say(f'  re-testing the {label} model with tools/test.py on the held-out images')
         test_dir = osp.join(task_dir, f'test_{label}')
         run_demo_tool(['tools/test.py', config, ckpt, '--work-dir', test_dir],
-                      osp.join(task_dir, f'test_{label}_output.txt'), progress=False)
+                      osp.join(task_dir, f'test_{label}_output.txt'),
+                      progress=False)
         results[label] = latest_metrics(test_dir)
     results['config'] = config
     return results
@@ -220,8 +241,7 @@ def run_task(name: str, task: dict, data_root: str, work_dir: str, iters) -> dic
 
 def latest_metrics_in_train(task_dir: str) -> dict:
     """The validation metrics logged at the end of training (vis_data/scalars.json)."""
-    files = sorted(glob.glob(osp.join(task_dir, '*', 'vis_data', 'scalars.json')),
-                   key=osp.getmtime)
+    files = sorted(glob.glob(osp.join(task_dir, '*', 'vis_data', 'scalars.json')), key=osp.getmtime)
     found = {}
     if files:
         with open(files[-1]) as f:
@@ -249,10 +269,10 @@ def report(results: dict) -> bool:
     for name, result in results.items():
         task = TASKS[name]
         for label, key, scale in task['metrics']:
-            values = [metric_value(result[k], key, scale)
-                      for k in ('untrained', 'trained', 'during')]
-            cells = ''.join(f'{v:>11.3f}' if v is not None else f'{"n/a":>11}'
-                            for v in values[:2])
+            values = [
+                metric_value(result[k], key, scale) for k in ('untrained', 'trained', 'during')
+            ]
+            cells = ''.join(f'{v:>11.3f}' if v is not None else f'{"n/a":>11}' for v in values[:2])
             cells += f'{values[2]:>14.3f}' if values[2] is not None else f'{"n/a":>14}'
             model = 'UperNet-GLNet' if name == 'seg' else 'Mask R-CNN-GLNet'
             say(f'  {model:<28}{label:<13}{cells}')
@@ -276,9 +296,12 @@ def visualize_slots(results: dict, data_roots: dict, work_dir: str) -> None:
     images = sorted(glob.glob(osp.join(data_roots['ade'], 'images', 'validation', '*.jpg')))
     out_dir = osp.abspath(osp.join(work_dir, 'slots'))
     say('\n== Slot maps of the trained UperNet (tools/visualize_slots.py)')
-    run_demo_tool(['tools/visualize_slots.py', images[0], results['seg']['config'],
-                   results['seg']['checkpoint'], '--out-dir', out_dir],
-                  osp.join(work_dir, 'visualize_slots_output.txt'), progress=False)
+    run_demo_tool([
+        'tools/visualize_slots.py', images[0], results['seg']['config'],
+        results['seg']['checkpoint'], '--out-dir', out_dir
+    ],
+                  osp.join(work_dir, 'visualize_slots_output.txt'),
+                  progress=False)
     pngs = sorted(glob.glob(osp.join(out_dir, '**', '*.png'), recursive=True))
     say(f'  {len(pngs)} PNG file(s) in {out_dir}')
 
@@ -287,8 +310,8 @@ def draw_curves(results: dict, work_dir: str) -> None:
     """Loss and metric curves of the training runs (tools/analysis_tools/plot_curves.py)."""
     logs, names = [], []
     for name in results:
-        found = sorted(glob.glob(osp.join(work_dir, name, '*', 'vis_data', 'scalars.json')),
-                       key=osp.getmtime)
+        found = sorted(
+            glob.glob(osp.join(work_dir, name, '*', 'vis_data', 'scalars.json')), key=osp.getmtime)
         if found:
             logs.append(osp.abspath(found[-1]))
             names.append('UperNet-GLNet' if name == 'seg' else 'Mask R-CNN-GLNet')
@@ -298,9 +321,12 @@ def draw_curves(results: dict, work_dir: str) -> None:
     say('\n== Training curves (tools/analysis_tools/plot_curves.py)')
     # The metrics of the results table; every loss.
     metrics = [key for name in results for _, key, _ in TASKS[name]['metrics']]
-    run_demo_tool(['tools/analysis_tools/plot_curves.py', *logs, '--names', *names,
-                   '--metrics', *metrics, '--out', out],
-                  osp.join(work_dir, 'plot_curves_output.txt'), progress=False)
+    run_demo_tool([
+        'tools/analysis_tools/plot_curves.py', *logs, '--names', *names, '--metrics', *metrics,
+        '--out', out
+    ],
+                  osp.join(work_dir, 'plot_curves_output.txt'),
+                  progress=False)
     say(f'  {shown(out)}')
 
 
@@ -316,8 +342,8 @@ def main():
     results = {}
     for name in args.tasks:
         iters = args.seg_iters if name == 'seg' else args.det_iters
-        results[name] = run_task(name, TASKS[name], data_roots[TASKS[name]['data']],
-                                 work_dir, iters)
+        results[name] = run_task(name, TASKS[name], data_roots[TASKS[name]['data']], work_dir,
+                                 iters)
     ok = report(results)
     visualize_slots(results, data_roots, work_dir)
     draw_curves(results, work_dir)

@@ -18,7 +18,6 @@ import sys
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 import mmcv
 import numpy as np
 import torch
@@ -28,12 +27,15 @@ import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.apis import build_model
 from mmglnet.checkpoint import CheckpointFileError, UntrustedCheckpointError
 from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
-from mmglnet.visualization import (make_panel, save_slot_maps, visualize_image_slots,
-                                   write_image)
+from mmglnet.visualization import make_panel, save_slot_maps, visualize_image_slots, write_image
+
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 
 TASKS = ('mmdet', 'mmseg')
-TASK_NAMES = dict(mmdet='detection (mmdet)', mmseg='segmentation (mmseg)',
-                  mmpretrain='classification (mmpretrain)')
+TASK_NAMES = dict(
+    mmdet='detection (mmdet)',
+    mmseg='segmentation (mmseg)',
+    mmpretrain='classification (mmpretrain)')
 # Entries of a config's model that are no sub-module with weights.
 NOT_MODULES = ('type', 'data_preprocessor', 'train_cfg', 'test_cfg', 'init_cfg', 'pretrained')
 
@@ -49,25 +51,37 @@ def parse_args(argv=None):
     parser.add_argument('config', help='mmdet or mmseg config of a model with a GLNet.')
     parser.add_argument('checkpoint', help='Checkpoint of that model.')
     parser.add_argument('--out-file', default='result.jpg', help='Where to save the drawing.')
-    parser.add_argument('--with-slots', action='store_true',
-                        help='Put the GLMix slot assignment maps beside the result and save '
-                        'the full slot maps in --slots-dir.')
-    parser.add_argument('--slots-dir', default=None,
-                        help='Folder for the full slot maps (with --with-slots). Defaults to '
-                        '<out-file name>_slots beside --out-file.')
-    parser.add_argument('--blocks', nargs='+', default=None,
-                        help="GLMix blocks for --with-slots, as stage.block or 'all'. "
-                        'Defaults to the last GLMix block of each stage.')
-    parser.add_argument('--k', type=int, default=4,
-                        help='Representative slots per block in the full slot maps.')
-    parser.add_argument('--slot-size', type=int, default=512,
-                        help='Shorter side of the network input for the slot maps.')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='Detection: minimum score of drawn boxes.')
-    parser.add_argument('--opacity', type=float, default=0.6,
-                        help='Segmentation: opacity of the drawn mask.')
-    parser.add_argument('--device', default=None,
-                        help='Device, e.g. cpu or cuda:0. Defaults to cuda:0 when available.')
+    parser.add_argument(
+        '--with-slots',
+        action='store_true',
+        help='Put the GLMix slot assignment maps beside the result and save '
+        'the full slot maps in --slots-dir.')
+    parser.add_argument(
+        '--slots-dir',
+        default=None,
+        help='Folder for the full slot maps (with --with-slots). Defaults to '
+        '<out-file name>_slots beside --out-file.')
+    parser.add_argument(
+        '--blocks',
+        nargs='+',
+        default=None,
+        help="GLMix blocks for --with-slots, as stage.block or 'all'. "
+        'Defaults to the last GLMix block of each stage.')
+    parser.add_argument(
+        '--k', type=int, default=4, help='Representative slots per block in the full slot maps.')
+    parser.add_argument(
+        '--slot-size',
+        type=int,
+        default=512,
+        help='Shorter side of the network input for the slot maps.')
+    parser.add_argument(
+        '--score-thr', type=float, default=0.3, help='Detection: minimum score of drawn boxes.')
+    parser.add_argument(
+        '--opacity', type=float, default=0.6, help='Segmentation: opacity of the drawn mask.')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='Device, e.g. cpu or cuda:0. Defaults to cuda:0 when available.')
     return parser.parse_args(argv)
 
 
@@ -91,10 +105,11 @@ def check_checkpoint_matches(checkpoint: str, cfg: Config, config: str) -> None:
             f'the checkpoint that was trained with this config, or the config the checkpoint '
             'was trained with (its meta.cfg holds it).')
     state = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
-    prefixes = {str(key).split('.')[1 if str(key).startswith('module.') else 0]
-                for key in state}
-    parts = [key for key, value in cfg.model.items()
-             if key not in NOT_MODULES and isinstance(value, dict) and 'type' in value]
+    prefixes = {str(key).split('.')[1 if str(key).startswith('module.') else 0] for key in state}
+    parts = [
+        key for key, value in cfg.model.items()
+        if key not in NOT_MODULES and isinstance(value, dict) and 'type' in value
+    ]
     missing = [part for part in parts if part not in prefixes]
     if missing:
         raise CheckpointMismatch(
@@ -114,6 +129,7 @@ class BuiltByMMGLNet:
 
     def _init_model(self, cfg: Config, weights: str, device: str = 'cpu'):
         from mmengine.runner.checkpoint import _load_checkpoint
+
         # As mmengine's inferencers: no pretrained backbone file is read for inference.
         options = {'model.pretrained': None} if cfg.model.get('pretrained') else None
         model = build_model(cfg, options)
@@ -129,8 +145,7 @@ def build_inferencer(config: str, checkpoint: str, device: str, cfg: Config = No
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
         inferencer = type('DetInferencer', (BuiltByMMGLNet, DetInferencer), {})
-        return inferencer(model=cfg, weights=checkpoint, device=device,
-                          show_progress=False), scope
+        return inferencer(model=cfg, weights=checkpoint, device=device, show_progress=False), scope
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
         inferencer = type('MMSegInferencer', (BuiltByMMGLNet, MMSegInferencer), {})
@@ -176,8 +191,8 @@ def main(argv=None):
         drawn = drawn[0] if isinstance(drawn, list) else drawn
 
     if args.with_slots:
-        maps = visualize_image_slots(inferencer.model, image, size=args.slot_size,
-                                     blocks=args.blocks, k=args.k)
+        maps = visualize_image_slots(
+            inferencer.model, image, size=args.slot_size, blocks=args.blocks, k=args.k)
         height = min(drawn.shape[0], 512)
         drawn = make_panel([drawn] + [m.assignment for m in maps],
                            ['prediction'] + [f'slots of block {m.name}' for m in maps], height)

@@ -23,30 +23,29 @@ import sys
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
-from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
-                                    check_evaluator_paths)
-from _support.runtime import setup_cpu_distributed
 from mmengine.config import Config, ConfigDict, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
 from mmglnet.apis import register_codebase
 from mmglnet.utils import ConfigFileError, load_config
 
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
+                                    check_evaluator_paths)
+from _support.runtime import setup_cpu_distributed
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir', help='the dir to save the log and the file with the metrics')
+    parser.add_argument('--work-dir', help='the dir to save the log and the file with the metrics')
     parser.add_argument(
         '--out',
         help='dump predictions to this .pkl file (mmseg configs: or to this folder as PNG '
         'label maps)')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
-    parser.add_argument(
-        '--show-dir', help='save images with the predictions drawn to this folder')
+    parser.add_argument('--show-dir', help='save images with the predictions drawn to this folder')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='seconds each image is shown (--show)')
     parser.add_argument(
@@ -95,9 +94,8 @@ def add_dump(cfg: Config, out: str) -> None:
             metric['keep_results'] = True
         return
     dump_type = 'mmdet.DumpDetResults' if scope == 'mmdet' else 'mmengine.DumpResults'
-    cfg.test_evaluator = _metrics(cfg.get('test_evaluator')) + [
-        ConfigDict(type=dump_type, out_file_path=out)
-    ]
+    cfg.test_evaluator = _metrics(
+        cfg.get('test_evaluator')) + [ConfigDict(type=dump_type, out_file_path=out)]
 
 
 def add_visualization(cfg: Config, args) -> None:

@@ -17,16 +17,17 @@ import sys
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
-from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
-                                    check_evaluator_paths, check_pretrained_files)
-from _support.runtime import enable_amp, setup_cpu_distributed
 from mmengine.config import Config, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
 from mmglnet.apis import register_codebase
 from mmglnet.engine import check_resume_file, checkpoint_layout, find_resume_checkpoint
 from mmglnet.utils import ConfigFileError, load_config
+
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
+                                    check_evaluator_paths, check_pretrained_files)
+from _support.runtime import enable_amp, setup_cpu_distributed
 
 
 def parse_args():
@@ -40,10 +41,10 @@ def parse_args():
         const='auto',
         help='resume from this checkpoint; without a path, from the latest checkpoint in '
         'the work dir')
+    parser.add_argument('--amp', action='store_true', help='mixed-precision training (needs a GPU)')
     parser.add_argument(
-        '--amp', action='store_true', help='mixed-precision training (needs a GPU)')
-    parser.add_argument(
-        '--auto-scale-lr', action='store_true',
+        '--auto-scale-lr',
+        action='store_true',
         help='scale the learning rate by the actual batch size (config auto_scale_lr)')
     parser.add_argument(
         '--cfg-options',
@@ -98,8 +99,8 @@ def prepare_config(args) -> Config:
         folders, templates = checkpoint_layout(cfg)
         # Every process decides the same (the work dir is not written yet); one says so.
         rank = os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0'))
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir, folders, templates,
-                                               logger='current' if rank == '0' else 'silent')
+        cfg.load_from = find_resume_checkpoint(
+            cfg.work_dir, folders, templates, logger='current' if rank == '0' else 'silent')
         cfg.resume = cfg.load_from is not None
 
     if args.auto_scale_lr:

@@ -18,18 +18,19 @@ import sys
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 import mmcv
 from mmengine.config import DictAction
 from mmengine.runner import set_random_seed
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
+from mmglnet.apis import init_model
 from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 UntrustedCheckpointError)
 from mmglnet.models import ARCH_SETTINGS
-from mmglnet.apis import init_model
 from mmglnet.utils import read_image
 from mmglnet.visualization import save_slot_maps, visualize_image_slots
+
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 
 
 def parse_args(argv=None):
@@ -37,38 +38,58 @@ def parse_args(argv=None):
         description='Draw GLNet semantic-slot assignment maps and representative slots.')
     parser.add_argument('image', help='Image file.')
     parser.add_argument(
-        'config', metavar='CONFIG_OR_PRESET',
+        'config',
+        metavar='CONFIG_OR_PRESET',
         help='A config whose model contains a GLNet (classification, detection, '
         f'segmentation), or a preset name for the bare backbone: {sorted(ARCH_SETTINGS)}.')
     parser.add_argument(
-        'checkpoint', nargs='?', default=None,
+        'checkpoint',
+        nargs='?',
+        default=None,
         help='An mm checkpoint or an official GLNet release file. Without one the weights are '
         'random (a warning says so).')
     parser.add_argument(
-        '--blocks', nargs='+', default=None,
+        '--blocks',
+        nargs='+',
+        default=None,
         help="GLMix blocks as stage.block (e.g. 0.0 2.4), or 'all'. Defaults to the last "
         'GLMix block of each stage.')
     parser.add_argument('--out-dir', default='slot_maps', help='Output folder.')
-    parser.add_argument('--k', type=int, default=4,
-                        help='Number of representative slots (k-medoids) per block.')
     parser.add_argument(
-        '--size', type=int, nargs='+', default=[512],
+        '--k', type=int, default=4, help='Number of representative slots (k-medoids) per block.')
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs='+',
+        default=[512],
         help='Network input size: one value sets the shorter side, two set H W; 0 keeps the '
         'image size. Sides are then rounded to multiples of --size-divisor.')
-    parser.add_argument('--size-divisor', type=int, default=32,
-                        help='Round the network input sides to multiples of this (1: exact).')
-    parser.add_argument('--alpha', type=float, default=0.6,
-                        help='Blending weight of colours and heat maps over the image.')
-    parser.add_argument('--panel-height', type=int, default=256,
-                        help='Tile height in the panel and overview images.')
-    parser.add_argument('--prefix', default=None,
-                        help='File name prefix. Defaults to the image name and "_".')
+    parser.add_argument(
+        '--size-divisor',
+        type=int,
+        default=32,
+        help='Round the network input sides to multiples of this (1: exact).')
+    parser.add_argument(
+        '--alpha',
+        type=float,
+        default=0.6,
+        help='Blending weight of colours and heat maps over the image.')
+    parser.add_argument(
+        '--panel-height',
+        type=int,
+        default=256,
+        help='Tile height in the panel and overview images.')
+    parser.add_argument(
+        '--prefix', default=None, help='File name prefix. Defaults to the image name and "_".')
     parser.add_argument('--device', default='cpu', help='Device, e.g. cpu or cuda:0.')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='Seed of the random initialisation (used where no checkpoint '
-                        'gives every weight).')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='Override config settings, key=value.')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='Seed of the random initialisation (used where no checkpoint '
+        'gives every weight).')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='Override config settings, key=value.')
     args = parser.parse_args(argv)
     if len(args.size) > 2 or any(s < 0 for s in args.size) or \
             (0 in args.size and args.size != [0]):
@@ -83,13 +104,18 @@ def main(argv=None):
     set_random_seed(args.seed)
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
     size = None if args.size == [0] else (args.size[0] if len(args.size) == 1 else args.size)
-    maps = visualize_image_slots(model, image, size=size, size_divisor=args.size_divisor,
-                                 blocks=args.blocks, k=args.k, alpha=args.alpha)
+    maps = visualize_image_slots(
+        model,
+        image,
+        size=size,
+        size_divisor=args.size_divisor,
+        blocks=args.blocks,
+        k=args.k,
+        alpha=args.alpha)
     prefix = args.prefix
     if prefix is None:
         prefix = osp.splitext(osp.basename(args.image))[0] + '_'
-    written = save_slot_maps(args.out_dir, mmcv.bgr2rgb(image), maps, prefix,
-                             args.panel_height)
+    written = save_slot_maps(args.out_dir, mmcv.bgr2rgb(image), maps, prefix, args.panel_height)
     for block in maps:
         print(f'block {block.name}: representative slots {block.slots} '
               f'(group sizes {block.group_sizes})')

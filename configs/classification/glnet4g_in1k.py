@@ -14,8 +14,7 @@ default_hooks = dict(checkpoint=dict(type='mmglnet.AtomicCheckpointHook'))
 model = dict(
     type='ImageClassifier',
     # The official final BatchNorm is the backbone's output norm of the last stage.
-    backbone=dict(
-        type='mmglnet.GLNet', arch='4g', out_indices=(3, ), out_norm_cfg=dict(type='BN')),
+    backbone=dict(type='mmglnet.GLNet', arch='4g', out_indices=(3, ), out_norm_cfg=dict(type='BN')),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',

@@ -31,8 +31,7 @@ model = dict(
             num_classes=len(_base_.classes))),
     # Few objects per small image: fewer proposals and RoI samples than on COCO.
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=500, max_per_img=100),
-        rcnn=dict(sampler=dict(num=64))),
+        rpn_proposal=dict(nms_pre=500, max_per_img=100), rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100)))
 
 # Masks as well as boxes: annotations, and the segm metric.
@@ -60,14 +59,18 @@ test_evaluator = val_evaluator
 max_iters = 120
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, betas=(0.9, 0.999),
-                   weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.),
     clip_grad=dict(max_norm=10., norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
-    dict(type='CosineAnnealingLR', T_max=max_iters - 30, eta_min=1e-5, by_epoch=False,
-         begin=30, end=max_iters)
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_iters - 30,
+        eta_min=1e-5,
+        by_epoch=False,
+        begin=30,
+        end=max_iters)
 ]
 train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)

@@ -23,14 +23,18 @@ model = dict(
 max_iters = 300
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, betas=(0.9, 0.999),
-                   weight_decay=1e-4),
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4),
     paramwise_cfg=dict(norm_decay_mult=0.),
     clip_grad=dict(max_norm=10., norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
-    dict(type='CosineAnnealingLR', T_max=max_iters - 30, eta_min=1e-5, by_epoch=False,
-         begin=30, end=max_iters)
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_iters - 30,
+        eta_min=1e-5,
+        by_epoch=False,
+        begin=30,
+        end=max_iters)
 ]
 train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)

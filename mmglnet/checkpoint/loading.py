@@ -49,7 +49,8 @@ def is_body_key(key: str) -> bool:
     return key.startswith(BODY_PREFIXES) and not _is_counter(key)
 
 
-def extract_backbone_state(checkpoint: Any, weights_key: Optional[str] = 'model',
+def extract_backbone_state(checkpoint: Any,
+                           weights_key: Optional[str] = 'model',
                            prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """The backbone's tensors from an official release file or an mm checkpoint.
 
@@ -132,7 +133,9 @@ def _mismatch(key: str, saved: torch.Tensor, own: torch.Tensor) -> str:
     return f'{key}: file {tuple(saved.shape)} vs model {tuple(own.shape)}'
 
 
-def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[str] = None,
+def load_pretrained_backbone(backbone: nn.Module,
+                             path: str,
+                             prefix: Optional[str] = None,
                              weights_key: Optional[str] = 'model',
                              allow_partial: bool = False) -> Dict[str, list]:
     """Load an official release file or an mm checkpoint into a GLNet backbone.
@@ -180,8 +183,8 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
         norm = getattr(backbone, f'norm{index}', None)
         saved = sorted(k for k in state if k.startswith(f'norm{index}.'))
         saved_as_bn = f'norm{index}.running_mean' in state
-        if saved and (norm is None or (saved_as_bn and not isinstance(
-                norm, nn.modules.batchnorm._BatchNorm))):
+        if saved and (norm is None or
+                      (saved_as_bn and not isinstance(norm, nn.modules.batchnorm._BatchNorm))):
             skipped += saved
     for key in skipped:
         state.pop(key)
@@ -221,8 +224,8 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
             "init_cfg=dict(type='Pretrained', checkpoint=..., allow_partial=True).")
     backbone.load_state_dict(loadable, strict=False)
     logger.info(f'Loaded {len(loadable)}/{len(own)} GLNet backbone tensors from {path} ({what}).')
-    for title, keys in (('missing', missing), ('unexpected', unexpected),
-                        ('mismatched', mismatched)):
+    for title, keys in (('missing', missing), ('unexpected', unexpected), ('mismatched',
+                                                                           mismatched)):
         if keys:
             logger.warning(f'{len(keys)} {title} key(s) loading {path} (allow_partial=True): '
                            f'{_short(keys, 20)}')
@@ -233,8 +236,13 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, prefix: Optional[st
     if skipped:
         logger.info(f'Skipped {_short(skipped, 20)}: a saved output norm (the classifier\'s '
                     'final norm) this backbone has no BatchNorm output norm for.')
-    return dict(loaded=sorted(loadable), missing=missing, unexpected=unexpected,
-                mismatched=mismatched, skipped=skipped, initialized=initialized)
+    return dict(
+        loaded=sorted(loadable),
+        missing=missing,
+        unexpected=unexpected,
+        mismatched=mismatched,
+        skipped=skipped,
+        initialized=initialized)
 
 
 def model_state_from_checkpoint(checkpoint: Any) -> Dict[str, torch.Tensor]:
@@ -273,10 +281,9 @@ def check_checkpoint_fits_model(model: nn.Module, checkpoint: Any, name: str) ->
     matched = sorted(k for k, v in state.items() if k in own and v.shape == own[k].shape)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(_mismatch(k, v, own[k]) for k, v in state.items()
-                        if k in own and v.shape != own[k].shape)
-    report = dict(matched=matched, missing=missing, unexpected=unexpected,
-                  mismatched=mismatched)
+    mismatched = sorted(
+        _mismatch(k, v, own[k]) for k, v in state.items() if k in own and v.shape != own[k].shape)
+    report = dict(matched=matched, missing=missing, unexpected=unexpected, mismatched=mismatched)
     if not (missing or unexpected or mismatched):
         return report
     problems = []

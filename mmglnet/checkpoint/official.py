@@ -99,7 +99,8 @@ def _unwrap(weights: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], 
     return weights, None
 
 
-def choose_weights_key(checkpoint: Any, weights_key: Optional[str] = None,
+def choose_weights_key(checkpoint: Any,
+                       weights_key: Optional[str] = None,
                        arch: Optional[str] = None) -> Tuple[str, str]:
     """Which entry of an official file holds the weights to use, and why.
 
@@ -146,8 +147,8 @@ def choose_weights_key(checkpoint: Any, weights_key: Optional[str] = None,
         known = f'the {arch} preset' if isinstance(arch, str) else None
     wanted = OFFICIAL_WEIGHTS_KEYS.get(arch, 'model') if isinstance(arch, str) else 'model'
     if wanted in entries:
-        why = (f'the official evaluation of {known} reads it' if known and wanted != 'model'
-               else 'the official evaluation reads it')
+        why = (f'the official evaluation of {known} reads it'
+               if known and wanted != 'model' else 'the official evaluation reads it')
         others = [k for k in entries if k != wanted]
         if others:
             why += f'; the file also holds {others}'
@@ -156,9 +157,10 @@ def choose_weights_key(checkpoint: Any, weights_key: Optional[str] = None,
                         f'using {entries[0]!r}')
 
 
-def filter_official_checkpoint(checkpoint: Any, weights_key: Optional[str] = None,
-                               arch: Optional[str] = None
-                               ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+def filter_official_checkpoint(
+        checkpoint: Any,
+        weights_key: Optional[str] = None,
+        arch: Optional[str] = None) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """Map an official GLNet release file (or its state dict) to GLNet's backbone keys.
 
     A pure function: it neither reads files nor changes its input (the tensors are shared).
@@ -187,9 +189,9 @@ def filter_official_checkpoint(checkpoint: Any, weights_key: Optional[str] = Non
         raise ValueError(
             f'An official GLNet checkpoint is a dict, this one is a {type(checkpoint).__name__}.')
     tensors = tensor_items(checkpoint)
-    bare = weights_key is None and any(k.startswith(BODY_PREFIXES) or
-                                       k.startswith(WRAPPER_PREFIX + BODY_PREFIXES[0])
-                                       for k in tensors)
+    bare = weights_key is None and any(
+        k.startswith(BODY_PREFIXES) or k.startswith(WRAPPER_PREFIX + BODY_PREFIXES[0])
+        for k in tensors)
     if bare:
         key, reason, raw = None, 'a bare state dict', checkpoint
     else:

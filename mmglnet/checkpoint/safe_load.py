@@ -23,7 +23,6 @@ the bytes read for loading have a trusted digest. A file replaced after it was t
 symlink re-pointed, is untrusted again. The bytes are read once, hashed, and loaded from memory,
 so what is checked is what is loaded.
 """
-import _compat_pickle
 import hashlib
 import io
 import os
@@ -34,6 +33,7 @@ import zipfile
 from collections import OrderedDict
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
+import _compat_pickle
 import torch
 
 TRUSTED_ENV = 'MMGLNET_TRUSTED_CHECKPOINTS'
@@ -241,7 +241,9 @@ def read_checkpoint_tensors(path: str, map_location: str = 'cpu') -> Any:
     check_checkpoint_format(path)
     try:
         return torch.load(
-            path, map_location=map_location, pickle_module=_TensorOnlyPickleModule,
+            path,
+            map_location=map_location,
+            pickle_module=_TensorOnlyPickleModule,
             weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         raise _load_failed(path, error) from error
@@ -287,6 +289,7 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
     allow-listing ``getattr`` itself would allow attribute access on any allowed object.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
+
     # The built-in statistics, plus any registered since (the class table fills only once a
     # buffer exists, so a fresh process has it empty).
     known = set(HISTORY_BUFFER_STATISTICS) | set(HistoryBuffer._statistics_methods)
@@ -308,9 +311,10 @@ def allow_mmengine_types() -> None:
     if not hasattr(torch.serialization, 'add_safe_globals'):
         return
     from mmengine.logging.history_buffer import HistoryBuffer
-    torch.serialization.add_safe_globals(
-        [HistoryBuffer, (_history_buffer_statistic, 'builtins.getattr'),
-         (_history_buffer_statistic, '__builtin__.getattr')] + _numpy_globals())
+    torch.serialization.add_safe_globals([
+        HistoryBuffer, (_history_buffer_statistic,
+                        'builtins.getattr'), (_history_buffer_statistic, '__builtin__.getattr')
+    ] + _numpy_globals())
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,8 +396,7 @@ def _split_env(value: str) -> List[str]:
     # Entries are separated by os.pathsep, which may also separate "sha256" from its digest.
     parts, entries = value.split(os.pathsep), []
     for part in parts:
-        if entries and (entries[-1].lower().endswith('@sha256')
-                        or entries[-1].lower() == 'sha256'):
+        if entries and (entries[-1].lower().endswith('@sha256') or entries[-1].lower() == 'sha256'):
             entries[-1] += ':' + part
         elif part:
             entries.append(part)
@@ -424,8 +427,10 @@ def _trust_entries() -> List[TrustedCheckpoint]:
 
 def _entries_for(path: str) -> List[TrustedCheckpoint]:
     absolute, real = osp.abspath(path), osp.realpath(path)
-    return [e for e in _trust_entries()
-            if e.path is None or e.path in (absolute, real) or e.real_path in (absolute, real)]
+    return [
+        e for e in _trust_entries()
+        if e.path is None or e.path in (absolute, real) or e.real_path in (absolute, real)
+    ]
 
 
 def is_trusted(path: str) -> bool:
@@ -497,10 +502,11 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
         what = match.group(1) if match else 'an object that is not allow-listed'
         if match and '.' not in what:  # torch names builtins without their module
             what = f'builtins.{what}'
-        opt_in = (broken_trust or
-                  'If you trust this file, opt in for its current contents alone with the '
-                  f'environment variable {TRUSTED_ENV}={filename} or '
-                  'mmglnet.checkpoint.trust_checkpoint(path) (README, "Checkpoint safety").')
+        opt_in = (
+            broken_trust
+            or 'If you trust this file, opt in for its current contents alone with the '
+            f'environment variable {TRUSTED_ENV}={filename} or '
+            'mmglnet.checkpoint.trust_checkpoint(path) (README, "Checkpoint safety").')
         raise UntrustedCheckpointError(
             f'Checkpoint {filename!r} holds {what}, which is not a tensor or one of the types '
             f'mmengine writes, so it is not loaded: unpickling it could run code. {opt_in} An '

@@ -129,14 +129,17 @@ def find_resume_checkpoint(work_dir: str,
             print_log(
                 f'Resuming from {path}, the newest complete checkpoint in '
                 f'{", ".join(checkpoint_dirs)}: {found}{note}.',
-                logger=logger, level=logging.WARNING)
+                logger=logger,
+                level=logging.WARNING)
             return path
         skipped.append(f'{path} {problem}')
     note = f' ({"; ".join(skipped)})' if skipped else ''
     print_log(
         f'Nothing to resume from: {found}, and {", ".join(checkpoint_dirs)} holds no complete '
         f'checkpoint named like {" or ".join(templates)}{note}. Training starts from the '
-        'beginning.', logger=logger, level=logging.WARNING)
+        'beginning.',
+        logger=logger,
+        level=logging.WARNING)
     return None
 
 
@@ -163,12 +166,14 @@ def check_resume_file(path: str) -> None:
     if problem is None:
         return
     folder = osp.dirname(osp.abspath(path))
-    candidates = [p for _, p in list_checkpoints(folder)
-                  if osp.abspath(p) != osp.abspath(path) and checkpoint_problem(p) is None]
+    candidates = [
+        p for _, p in list_checkpoints(folder)
+        if osp.abspath(p) != osp.abspath(path) and checkpoint_problem(p) is None
+    ]
     hint = (f'The newest complete checkpoint beside it is {candidates[0]}; give that one, or '
             'give --resume without a path (resume=True, load_from=None) to resume from the '
-            'newest complete checkpoint of the work dir.' if candidates else
-            'Give another checkpoint, or --resume without a path (resume=True, '
+            'newest complete checkpoint of the work dir.'
+            if candidates else 'Give another checkpoint, or --resume without a path (resume=True, '
             'load_from=None) to resume from the newest complete checkpoint of the work dir '
             '(or start from the beginning when there is none).')
     raise ResumeCheckpointError(

@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (ConvFFN, LayerNorm, LayerNorm2d, ResidualDWConv, TokenFFN,
-                     make_drop_path, make_layer_scale)
+from .layers import (ConvFFN, LayerNorm, LayerNorm2d, ResidualDWConv, TokenFFN, make_drop_path,
+                     make_layer_scale)
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -65,8 +65,12 @@ class TokenMHSABlock(nn.Module):
         layerscale (float): Initial layer scale; <= 0 disables it. Defaults to -1.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4.,
-                 drop_path: float = 0., layerscale: float = -1.) -> None:
+    def __init__(self,
+                 embed_dim: int,
+                 num_heads: int,
+                 mlp_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 layerscale: float = -1.) -> None:
         super().__init__()
         self.norm1 = LayerNorm(embed_dim, eps=1e-6)
         self.mha_op = MultiheadSelfAttention(embed_dim, num_heads)
@@ -100,8 +104,13 @@ class ChannelFirstMHSABlock(nn.Module):
         layerscale (float): Initial layer scale; <= 0 disables it. Defaults to -1.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4.,
-                 drop_path: float = 0., cpe_ks: int = 0, mlp_dw: bool = False,
+    def __init__(self,
+                 embed_dim: int,
+                 num_heads: int,
+                 mlp_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 cpe_ks: int = 0,
+                 mlp_dw: bool = False,
                  layerscale: float = -1.) -> None:
         super().__init__()
         # ``x + pos_conv(x)``; its weight and bias are the official ``pos_conv`` ones.

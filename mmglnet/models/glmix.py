@@ -114,10 +114,17 @@ class GLMixBlock(nn.Module):
         layerscale (float): Initial layer scale; <= 0 disables it. Defaults to -1.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int,
-                 num_slots: Union[int, Sequence[int]] = 64, slot_init: str = 'ada_avgpool',
-                 local_dw_ks: int = 5, mlp_ratio: float = 4., drop_path: float = 0.,
-                 cpe_ks: int = 0, mlp_dw: bool = False, layerscale: float = -1.) -> None:
+    def __init__(self,
+                 embed_dim: int,
+                 num_heads: int,
+                 num_slots: Union[int, Sequence[int]] = 64,
+                 slot_init: str = 'ada_avgpool',
+                 local_dw_ks: int = 5,
+                 mlp_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 cpe_ks: int = 0,
+                 mlp_dw: bool = False,
+                 layerscale: float = -1.) -> None:
         super().__init__()
         if slot_init not in SLOT_INITS:
             raise ValueError(f'slot_init={slot_init!r} is not one of {SLOT_INITS}.')
@@ -141,8 +148,8 @@ class GLMixBlock(nn.Module):
         self.relation_mha = MultiheadSelfAttention(embed_dim, num_heads)
         self.feature_conv = nn.Sequential(
             nn.Conv2d(embed_dim, embed_dim, 1),
-            nn.Conv2d(embed_dim, embed_dim, local_dw_ks, padding=local_dw_ks // 2,
-                      groups=embed_dim),
+            nn.Conv2d(
+                embed_dim, embed_dim, local_dw_ks, padding=local_dw_ks // 2, groups=embed_dim),
             nn.Conv2d(embed_dim, embed_dim, 1),
         ) if local_dw_ks > 0 else nn.Identity()  # the official adds the normed input at 0
         self.norm2 = LayerNorm2d(embed_dim)

@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
 from mmglnet.registry import MODELS
+
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm
@@ -125,8 +126,10 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
         if mode not in MIXING_MODES:
             raise ValueError(f'Unknown mixing mode {mode!r} in arch mixing_modes='
                              f"{settings['mixing_modes']}; choose from {MIXING_MODES}.")
-    choices = dict(downsample_style=DOWNSAMPLE_STYLES, transition_layout=TRANSITION_LAYOUTS,
-                   norm_layer=STEM_NORMS)
+    choices = dict(
+        downsample_style=DOWNSAMPLE_STYLES,
+        transition_layout=TRANSITION_LAYOUTS,
+        norm_layer=STEM_NORMS)
     for key, allowed in choices.items():
         if settings[key] not in allowed:
             raise ValueError(f'arch {key}={settings[key]!r} is not one of {allowed}.')
@@ -179,7 +182,9 @@ class GLNetStage(nn.Module):
         with_cp (bool): Checkpoint each block to save memory. Defaults to False.
     """
 
-    def __init__(self, blocks: Sequence[nn.Module], token_layout: bool,
+    def __init__(self,
+                 blocks: Sequence[nn.Module],
+                 token_layout: bool,
                  with_cp: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
@@ -213,9 +218,13 @@ def build_stage(arch: dict, index: int, drop_path_rates: Sequence[float],
 
     def glmix(rate):
         return GLMixBlock(
-            num_slots=arch['num_slots'], slot_init=arch['slot_init'],
-            local_dw_ks=arch['local_dw_ks'][index], drop_path=rate, cpe_ks=arch['cpe_ks'],
-            mlp_dw=arch['mlp_dw'], **common)
+            num_slots=arch['num_slots'],
+            slot_init=arch['slot_init'],
+            local_dw_ks=arch['local_dw_ks'][index],
+            drop_path=rate,
+            cpe_ks=arch['cpe_ks'],
+            mlp_dw=arch['mlp_dw'],
+            **common)
 
     def mha_nchw(rate):
         return ChannelFirstMHSABlock(
@@ -237,8 +246,7 @@ ZOO_PREFIXES = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'mmcls://', '
                 'modelzoo://')
 
 
-def pretrained_to_init_cfg(pretrained: Optional[str],
-                           init_cfg: Optional[dict]) -> Optional[dict]:
+def pretrained_to_init_cfg(pretrained: Optional[str], init_cfg: Optional[dict]) -> Optional[dict]:
     """The ``init_cfg`` for a backbone given the deprecated ``pretrained`` argument.
 
     mmseg's ``EncoderDecoder`` passes its ``model.pretrained`` to the backbone. As mmseg's own
@@ -272,10 +280,9 @@ def pretrained_to_init_cfg(pretrained: Optional[str],
         raise ValueError(
             f'GLNet got both pretrained={pretrained!r} (model.pretrained in mmseg configs) and '
             f'init_cfg={init_cfg!r}: keep one, preferably init_cfg (set model.pretrained=None).')
-    warnings.warn(
-        f'GLNet pretrained={pretrained!r} is deprecated (as in mmseg\'s backbones): use '
-        f"backbone init_cfg=dict(type='Pretrained', checkpoint={pretrained!r}) and "
-        'model.pretrained=None.')
+    warnings.warn(f'GLNet pretrained={pretrained!r} is deprecated (as in mmseg\'s backbones): use '
+                  f"backbone init_cfg=dict(type='Pretrained', checkpoint={pretrained!r}) and "
+                  'model.pretrained=None.')
     return dict(type='Pretrained', checkpoint=pretrained)
 
 

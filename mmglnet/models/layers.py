@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 # torch >= 2.4 tells the autocast state per device type.
 _DEVICE_AUTOCAST_API = hasattr(torch, 'get_autocast_dtype') and hasattr(
     torch.amp, 'is_autocast_available')
@@ -32,9 +31,8 @@ def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     return torch.get_autocast_dtype(device_type)
 
 
-def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int],
-               weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-               eps: float) -> torch.Tensor:
+def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int], weight: Optional[torch.Tensor],
+               bias: Optional[torch.Tensor], eps: float) -> torch.Tensor:
     """:func:`torch.nn.functional.layer_norm` whose output stays in autocast's dtype.
 
     On CUDA, autocast runs ``layer_norm`` in float32: a float16 input is cast up, the output
@@ -103,8 +101,8 @@ def residual_dw_conv(x: torch.Tensor, conv: nn.Conv2d, identity: torch.Tensor) -
     Returns:
         Tensor: ``x + conv(x)``.
     """
-    return F.conv2d(x, conv.weight + identity, conv.bias, conv.stride, conv.padding,
-                    conv.dilation, conv.groups)
+    return F.conv2d(x, conv.weight + identity, conv.bias, conv.stride, conv.padding, conv.dilation,
+                    conv.groups)
 
 
 class ResidualDWConv(nn.Conv2d):
@@ -122,8 +120,7 @@ class ResidualDWConv(nn.Conv2d):
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size={kernel_size} must be odd for a same-size '
                              'residual depth-wise convolution.')
-        super().__init__(
-            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
         # Not saved: a constant of the computation, not a weight of the checkpoint.
         self.register_buffer(
             'identity', identity_dw_kernel(channels, kernel_size), persistent=False)
@@ -220,8 +217,7 @@ class TokenFFN(nn.Sequential):
 
     def __init__(self, channels: int, mlp_ratio: float) -> None:
         hidden = int(mlp_ratio * channels)
-        super().__init__(
-            nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels))
+        super().__init__(nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels))
 
 
 NORM_TYPES = ('LN2d', 'LN', 'BN', 'BN2d', 'SyncBN', 'GN')

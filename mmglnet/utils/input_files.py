@@ -51,8 +51,8 @@ def _local_bases(path: str, seen: Optional[set] = None) -> List[str]:
         return []
     found = []
     for node in tree.body:
-        if not (isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets)):
+        if not (isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets)):
             continue
         try:
             value = ast.literal_eval(node.value)

@@ -35,7 +35,8 @@ def slot_palette(num_colors: int) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
 
 
-def upsample_weights(weights: torch.Tensor, input_shape: Tuple[int, int],
+def upsample_weights(weights: torch.Tensor,
+                     input_shape: Tuple[int, int],
                      valid_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
     """Resize one image's (S, h, w) weights to the network input and crop the padding.
 
@@ -55,8 +56,11 @@ def upsample_weights(weights: torch.Tensor, input_shape: Tuple[int, int],
     return resized
 
 
-def draw_assignment(image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
-                    alpha: float = 0.6, boundaries: bool = True) -> np.ndarray:
+def draw_assignment(image: np.ndarray,
+                    labels: np.ndarray,
+                    palette: np.ndarray,
+                    alpha: float = 0.6,
+                    boundaries: bool = True) -> np.ndarray:
     """Colour every pixel by its slot and blend the colours over the image.
 
     Args:
@@ -93,8 +97,9 @@ def draw_heatmap(image: np.ndarray, weight_map: torch.Tensor, alpha: float = 0.5
     Returns:
         np.ndarray: (H, W, 3) uint8 RGB image.
     """
-    featmap = F.interpolate(weight_map[None, None].float(), size=image.shape[:2],
-                            mode='bilinear', align_corners=False)[0]
+    featmap = F.interpolate(
+        weight_map[None, None].float(), size=image.shape[:2], mode='bilinear',
+        align_corners=False)[0]
     return Visualizer.draw_featmap(featmap, overlaid_image=image, alpha=alpha)
 
 
@@ -142,9 +147,13 @@ class BlockSlotMaps:
     heatmaps: List[np.ndarray] = field(default_factory=list)
 
 
-def render_block(name: str, image: np.ndarray, weights: torch.Tensor,
-                 input_shape: Tuple[int, int], valid_shape: Optional[Tuple[int, int]] = None,
-                 k: int = 4, alpha: float = 0.6) -> BlockSlotMaps:
+def render_block(name: str,
+                 image: np.ndarray,
+                 weights: torch.Tensor,
+                 input_shape: Tuple[int, int],
+                 valid_shape: Optional[Tuple[int, int]] = None,
+                 k: int = 4,
+                 alpha: float = 0.6) -> BlockSlotMaps:
     """Draw the assignment map and the k representative slots' heat maps of one block.
 
     Args:
@@ -175,8 +184,9 @@ def render_block(name: str, image: np.ndarray, weights: torch.Tensor,
 
 def _titled(tile: np.ndarray, title: str, height: int) -> np.ndarray:
     scale = height / tile.shape[0]
-    tile = cv2.resize(tile, (max(1, round(tile.shape[1] * scale)), height),
-                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    tile = cv2.resize(
+        tile, (max(1, round(tile.shape[1] * scale)), height),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     font = cv2.FONT_HERSHEY_SIMPLEX
     font_scale = max(0.35, height / 500)
     text_width = cv2.getTextSize(title, font, font_scale, 1)[0][0]
@@ -189,7 +199,9 @@ def _titled(tile: np.ndarray, title: str, height: int) -> np.ndarray:
     return np.concatenate([band, tile], axis=0)
 
 
-def make_panel(tiles: Sequence[np.ndarray], titles: Sequence[str], height: int = 256,
+def make_panel(tiles: Sequence[np.ndarray],
+               titles: Sequence[str],
+               height: int = 256,
                gap: int = 4) -> np.ndarray:
     """Put images side by side at one height, each under a title band.
 
@@ -229,6 +241,8 @@ def stack_rows(rows: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
     padded = []
     for row in rows:
         pad = np.full((row.shape[0], width - row.shape[1], 3), 255, dtype=np.uint8)
-        padded += [np.concatenate([row, pad], axis=1),
-                   np.full((gap, width, 3), 255, dtype=np.uint8)]
+        padded += [
+            np.concatenate([row, pad], axis=1),
+            np.full((gap, width, 3), 255, dtype=np.uint8)
+        ]
     return np.concatenate(padded[:-1], axis=0)

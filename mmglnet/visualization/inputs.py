@@ -17,7 +17,8 @@ def imagenet_data_preprocessor() -> ImgDataPreprocessor:
     return ImgDataPreprocessor(mean=IMAGENET_MEAN, std=IMAGENET_STD, bgr_to_rgb=True)
 
 
-def network_size(shape: Tuple[int, int], size: Optional[Union[int, Sequence[int]]] = 512,
+def network_size(shape: Tuple[int, int],
+                 size: Optional[Union[int, Sequence[int]]] = 512,
                  size_divisor: int = 32) -> Tuple[int, int]:
     """The (H, W) an image of ``shape`` is resized to before the backbone.
 
@@ -50,7 +51,8 @@ def network_size(shape: Tuple[int, int], size: Optional[Union[int, Sequence[int]
     return tuple(max(size_divisor, int(round(s / size_divisor)) * size_divisor) for s in target)
 
 
-def prepare_inputs(image: np.ndarray, data_preprocessor: Optional[nn.Module] = None,
+def prepare_inputs(image: np.ndarray,
+                   data_preprocessor: Optional[nn.Module] = None,
                    size: Optional[Union[int, Sequence[int]]] = 512,
                    size_divisor: int = 32) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Resize a BGR image and run it through a model's data preprocessor.

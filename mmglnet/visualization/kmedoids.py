@@ -24,7 +24,8 @@ def cosine_distances(maps: torch.Tensor) -> torch.Tensor:
     return distances
 
 
-def k_medoids(distances: torch.Tensor, k: int,
+def k_medoids(distances: torch.Tensor,
+              k: int,
               max_iter: int = 100) -> Tuple[torch.Tensor, torch.Tensor]:
     """Partition items into ``k`` clusters around ``k`` distinct medoid items (PAM).
 

@@ -54,8 +54,7 @@ def default_block_names(backbone: GLNet) -> list:
     return list(last.values())
 
 
-def select_blocks(backbone: GLNet,
-                  names: Optional[Union[str, Sequence[str]]] = None) -> list:
+def select_blocks(backbone: GLNet, names: Optional[Union[str, Sequence[str]]] = None) -> list:
     """Validate block names against the backbone.
 
     Args:
@@ -91,9 +90,10 @@ class _AllCaptured(Exception):
 
 
 @torch.no_grad()
-def extract_slot_weights(backbone: GLNet, inputs: torch.Tensor,
-                         names: Optional[Union[str, Sequence[str]]] = None
-                         ) -> 'OrderedDict[str, torch.Tensor]':
+def extract_slot_weights(
+        backbone: GLNet,
+        inputs: torch.Tensor,
+        names: Optional[Union[str, Sequence[str]]] = None) -> 'OrderedDict[str, torch.Tensor]':
     """Dispatching weights of the chosen GLMix blocks for a batch of preprocessed images.
 
     Runs ``backbone(inputs)`` with forward pre-hooks on the chosen blocks that keep each
@@ -142,5 +142,4 @@ def extract_slot_weights(backbone: GLNet, inputs: torch.Tensor,
         raise RuntimeError(f'GLMix block(s) {missing} were not called through their forward '
                            'during the backbone forward, so their inputs could not be captured.')
     return OrderedDict(
-        (name, blocks[name].dispatch_weights(captured.pop(name)).float().cpu())
-        for name in names)
+        (name, blocks[name].dispatch_weights(captured.pop(name)).float().cpu()) for name in names)

@@ -13,9 +13,12 @@ from .inputs import prepare_inputs
 from .slot_maps import extract_slot_weights, find_glnet
 
 
-def visualize_slots(model: nn.Module, inputs: torch.Tensor, images: Sequence[np.ndarray],
+def visualize_slots(model: nn.Module,
+                    inputs: torch.Tensor,
+                    images: Sequence[np.ndarray],
                     valid_shapes: Optional[Sequence[Tuple[int, int]]] = None,
-                    blocks: Optional[Union[str, Sequence[str]]] = None, k: int = 4,
+                    blocks: Optional[Union[str, Sequence[str]]] = None,
+                    k: int = 4,
                     alpha: float = 0.6) -> List[List[BlockSlotMaps]]:
     """Slot maps of the GLNet in ``model`` for a preprocessed batch.
 
@@ -53,10 +56,12 @@ def visualize_slots(model: nn.Module, inputs: torch.Tensor, images: Sequence[np.
     return results
 
 
-def visualize_image_slots(model: nn.Module, image: np.ndarray,
+def visualize_image_slots(model: nn.Module,
+                          image: np.ndarray,
                           size: Optional[Union[int, Sequence[int]]] = 512,
                           size_divisor: int = 32,
-                          blocks: Optional[Union[str, Sequence[str]]] = None, k: int = 4,
+                          blocks: Optional[Union[str, Sequence[str]]] = None,
+                          k: int = 4,
                           alpha: float = 0.6) -> List[BlockSlotMaps]:
     """Slot maps of one photograph, drawn at the photograph's own size.
 
@@ -91,8 +96,11 @@ def write_image(path: str, image: np.ndarray) -> None:
     put(encoded.tobytes(), path)
 
 
-def save_slot_maps(out_dir: str, image: np.ndarray, maps: Sequence[BlockSlotMaps],
-                   prefix: str = '', panel_height: int = 256) -> List[str]:
+def save_slot_maps(out_dir: str,
+                   image: np.ndarray,
+                   maps: Sequence[BlockSlotMaps],
+                   prefix: str = '',
+                   panel_height: int = 256) -> List[str]:
     """Write the slot maps of one image as PNG files.
 
     Files, for every block ``S.B``: ``{prefix}input.png``, ``{prefix}block{S.B}_assignment.png``,

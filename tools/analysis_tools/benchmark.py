@@ -82,6 +82,7 @@ def build_glnet(arch: str, impl: str) -> Callable[[int], nn.Module]:
 
         from mmglnet.apis import build_model
         from mmglnet.testing import set_impl
+
         # The last stage with its output norm, as detection/segmentation configs use it.
         backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ))
         return set_impl(build_model(Config(dict(model=backbone))), impl)
@@ -105,8 +106,12 @@ def build_timm(name: str, takes_image_size: bool) -> Callable[[int], nn.Module]:
 def build_mmdet_swin(image_size: int) -> nn.Module:
     from mmdet.models.backbones import SwinTransformer
     return SwinTransformer(
-        embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7,
-        drop_path_rate=0., out_indices=(3, ))
+        embed_dims=96,
+        depths=(2, 2, 6, 2),
+        num_heads=(3, 6, 12, 24),
+        window_size=7,
+        drop_path_rate=0.,
+        out_indices=(3, ))
 
 
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.
@@ -121,12 +126,30 @@ for _arch in GLNET_ARCHS:
 
 # Defaults that differ between devices (a 2-core CPU runs far smaller problems).
 DEVICE_DEFAULTS = {
-    'cuda': dict(batch_size=128, infer_precision=['fp32', 'fp16'], train_size=512,
-                 train_batch_size=16, train_precision='fp16', latency_sizes=[448, 896, 1792],
-                 latency_precision='fp16', warmup=10, iters=30, repeats=5),
-    'cpu': dict(batch_size=8, infer_precision=['fp32'], train_size=224, train_batch_size=4,
-                train_precision='fp32', latency_sizes=[448], latency_precision='fp32',
-                warmup=2, iters=3, repeats=5),
+    'cuda':
+    dict(
+        batch_size=128,
+        infer_precision=['fp32', 'fp16'],
+        train_size=512,
+        train_batch_size=16,
+        train_precision='fp16',
+        latency_sizes=[448, 896, 1792],
+        latency_precision='fp16',
+        warmup=10,
+        iters=30,
+        repeats=5),
+    'cpu':
+    dict(
+        batch_size=8,
+        infer_precision=['fp32'],
+        train_size=224,
+        train_batch_size=4,
+        train_precision='fp32',
+        latency_sizes=[448],
+        latency_precision='fp32',
+        warmup=2,
+        iters=3,
+        repeats=5),
 }
 
 
@@ -134,50 +157,91 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Benchmark GLNet against peer backbones, all in the same mode.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=['glnet_4g', 'glnet_4g_reference'],
-                        help=f'models to compare; choices: {", ".join(MODEL_BUILDERS)}')
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        default=['glnet_4g', 'glnet_4g_reference'],
+        help=f'models to compare; choices: {", ".join(MODEL_BUILDERS)}')
     parser.add_argument('--modes', nargs='+', default=['infer'], choices=MODES)
-    parser.add_argument('--device', default=None,
-                        help="'cuda' or 'cpu'; defaults to cuda where there is one")
-    parser.add_argument('--precision', nargs='+', choices=list(PRECISIONS), default=None,
-                        help='inference precisions (fp16/bf16 = autocast); '
-                        'default: fp32 and fp16 on CUDA, fp32 on the CPU')
-    parser.add_argument('--train-precision', choices=list(PRECISIONS), default=None,
-                        help='training-step precision; default fp16 on CUDA, fp32 on the CPU')
-    parser.add_argument('--latency-precision', choices=list(PRECISIONS), default=None,
-                        help='batch-1 latency precision; default fp16 on CUDA, fp32 on the CPU')
-    parser.add_argument('--batch-size', type=int, default=None,
-                        help='inference batch; default 128 on CUDA, 8 on the CPU')
+    parser.add_argument(
+        '--device', default=None, help="'cuda' or 'cpu'; defaults to cuda where there is one")
+    parser.add_argument(
+        '--precision',
+        nargs='+',
+        choices=list(PRECISIONS),
+        default=None,
+        help='inference precisions (fp16/bf16 = autocast); '
+        'default: fp32 and fp16 on CUDA, fp32 on the CPU')
+    parser.add_argument(
+        '--train-precision',
+        choices=list(PRECISIONS),
+        default=None,
+        help='training-step precision; default fp16 on CUDA, fp32 on the CPU')
+    parser.add_argument(
+        '--latency-precision',
+        choices=list(PRECISIONS),
+        default=None,
+        help='batch-1 latency precision; default fp16 on CUDA, fp32 on the CPU')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='inference batch; default 128 on CUDA, 8 on the CPU')
     parser.add_argument('--infer-size', type=int, default=224)
-    parser.add_argument('--train-size', type=int, default=None,
-                        help='training input side; default 512 on CUDA, 224 on the CPU')
-    parser.add_argument('--train-batch-size', type=int, default=None,
-                        help='training batch; default 16 on CUDA, 4 on the CPU')
-    parser.add_argument('--latency-sizes', type=int, nargs='+', default=None,
-                        help='batch-1 input sides; default 448 896 1792 on CUDA, 448 on CPU')
-    parser.add_argument('--channels-last', action='store_true',
-                        help='model and input in the channels-last memory format (all models)')
+    parser.add_argument(
+        '--train-size',
+        type=int,
+        default=None,
+        help='training input side; default 512 on CUDA, 224 on the CPU')
+    parser.add_argument(
+        '--train-batch-size',
+        type=int,
+        default=None,
+        help='training batch; default 16 on CUDA, 4 on the CPU')
+    parser.add_argument(
+        '--latency-sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help='batch-1 input sides; default 448 896 1792 on CUDA, 448 on CPU')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='model and input in the channels-last memory format (all models)')
     parser.add_argument('--compile', action='store_true', help='torch.compile every model')
-    parser.add_argument('--compile-mode', default=None,
-                        help="torch.compile mode, e.g. 'max-autotune'; with --cuda-graphs "
-                        "the default is 'reduce-overhead'")
-    parser.add_argument('--cuda-graphs', action='store_true',
-                        help='replay CUDA graphs: captured eager forward passes for infer and '
-                        "latency, or with --compile the 'reduce-overhead' mode (all modes)")
+    parser.add_argument(
+        '--compile-mode',
+        default=None,
+        help="torch.compile mode, e.g. 'max-autotune'; with --cuda-graphs "
+        "the default is 'reduce-overhead'")
+    parser.add_argument(
+        '--cuda-graphs',
+        action='store_true',
+        help='replay CUDA graphs: captured eager forward passes for infer and '
+        "latency, or with --compile the 'reduce-overhead' mode (all modes)")
     parser.add_argument('--warmup', type=int, default=None, help='warm-up iterations')
     parser.add_argument('--iters', type=int, default=None, help='iterations per measurement')
-    parser.add_argument('--repeats', type=int, default=None,
-                        help='measurements per model (models take turns); medians reported')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=None,
+        help='measurements per model (models take turns); medians reported')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads for torch')
-    parser.add_argument('--baseline', default=None,
-                        help='model the ratios refer to; default the first non-GLNet model')
-    parser.add_argument('--out', default=None,
-                        help='JSON output; default work_dirs/benchmarks/<device>_<time>.json')
-    parser.add_argument('--git-commit', default=None,
-                        help='commit to record where the working tree has no .git')
-    parser.add_argument('--profile', action='store_true',
-                        help='after timing, profile one step of every model (torch.profiler) '
-                        'and write the top operators next to the JSON output')
+    parser.add_argument(
+        '--baseline',
+        default=None,
+        help='model the ratios refer to; default the first non-GLNet model')
+    parser.add_argument(
+        '--out',
+        default=None,
+        help='JSON output; default work_dirs/benchmarks/<device>_<time>.json')
+    parser.add_argument(
+        '--git-commit', default=None, help='commit to record where the working tree has no .git')
+    parser.add_argument(
+        '--profile',
+        action='store_true',
+        help='after timing, profile one step of every model (torch.profiler) '
+        'and write the top operators next to the JSON output')
     parser.add_argument('--note', default='', help='free text stored with the results')
     args = parser.parse_args(argv)
 
@@ -202,13 +266,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.baseline is not None and args.baseline not in args.models:
         parser.error(f'--baseline {args.baseline!r} is not among --models {args.models}')
     defaults = DEVICE_DEFAULTS[args.device]
-    fill = dict(precision=defaults['infer_precision'], batch_size=defaults['batch_size'],
-                train_size=defaults['train_size'],
-                train_batch_size=defaults['train_batch_size'],
-                train_precision=defaults['train_precision'],
-                latency_sizes=defaults['latency_sizes'],
-                latency_precision=defaults['latency_precision'], warmup=defaults['warmup'],
-                iters=defaults['iters'], repeats=defaults['repeats'])
+    fill = dict(
+        precision=defaults['infer_precision'],
+        batch_size=defaults['batch_size'],
+        train_size=defaults['train_size'],
+        train_batch_size=defaults['train_batch_size'],
+        train_precision=defaults['train_precision'],
+        latency_sizes=defaults['latency_sizes'],
+        latency_precision=defaults['latency_precision'],
+        warmup=defaults['warmup'],
+        iters=defaults['iters'],
+        repeats=defaults['repeats'])
     for key, value in fill.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -240,8 +308,11 @@ def as_tuple(outputs) -> tuple:
 
 def autocast(device: str, precision: str, cache_enabled: bool = True):
     dtype = PRECISIONS[precision]
-    return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None,
-                          cache_enabled=cache_enabled)
+    return torch.autocast(
+        device,
+        dtype=dtype or torch.float32,
+        enabled=dtype is not None,
+        cache_enabled=cache_enabled)
 
 
 def prepare_model(name: str, image_size: int, args) -> nn.Module:
@@ -345,8 +416,7 @@ def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
     if cuda:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    result = dict(seconds_per_iter=elapsed / iters,
-                  median_iter_seconds=statistics.median(times))
+    result = dict(seconds_per_iter=elapsed / iters, median_iter_seconds=statistics.median(times))
     if cuda:
         extra = torch.cuda.max_memory_allocated() - base
         result['step_mem_mib'] = extra / 2**20
@@ -366,8 +436,7 @@ def profile_table(runner: Runner, args, rows: int = 30) -> str:
             torch.cuda.synchronize()
     sort_by = 'self_cuda_time_total' if args.device == 'cuda' else 'self_cpu_time_total'
     return prof.key_averages(group_by_input_shape=True).table(
-        sort_by=sort_by, row_limit=rows, max_name_column_width=60,
-        max_shapes_column_width=70)
+        sort_by=sort_by, row_limit=rows, max_name_column_width=60, max_shapes_column_width=70)
 
 
 def release(runners: List[Runner]) -> None:
@@ -411,9 +480,12 @@ def run_case(case: dict, args) -> List[dict]:
         runs = samples[runner.name]
         key = 'median_iter_seconds' if mode == 'latency' else 'seconds_per_iter'
         seconds = [run[key] for run in runs]
-        row = dict(case, model=runner.name, samples_ms=[round(s * 1e3, 3) for s in seconds],
-                   ms=statistics.median(seconds) * 1e3,
-                   warmup_s=round(runner.warmup_seconds, 2))
+        row = dict(
+            case,
+            model=runner.name,
+            samples_ms=[round(s * 1e3, 3) for s in seconds],
+            ms=statistics.median(seconds) * 1e3,
+            warmup_s=round(runner.warmup_seconds, 2))
         row['images_per_s'] = batch / statistics.median(seconds)
         if 'peak_mem_mib' in runs[0]:
             row['peak_mem_mib'] = max(run['peak_mem_mib'] for run in runs)
@@ -429,14 +501,22 @@ def benchmark_cases(args) -> List[dict]:
     cases = []
     for mode in args.modes:
         if mode == 'infer':
-            cases += [dict(mode=mode, batch=args.batch_size, size=args.infer_size, precision=p)
-                      for p in args.precision]
+            cases += [
+                dict(mode=mode, batch=args.batch_size, size=args.infer_size, precision=p)
+                for p in args.precision
+            ]
         elif mode == 'train':
-            cases.append(dict(mode=mode, batch=args.train_batch_size, size=args.train_size,
-                              precision=args.train_precision))
+            cases.append(
+                dict(
+                    mode=mode,
+                    batch=args.train_batch_size,
+                    size=args.train_size,
+                    precision=args.train_precision))
         else:
-            cases += [dict(mode=mode, batch=1, size=s, precision=args.latency_precision)
-                      for s in args.latency_sizes]
+            cases += [
+                dict(mode=mode, batch=1, size=s, precision=args.latency_precision)
+                for s in args.latency_sizes
+            ]
     return cases
 
 
@@ -444,12 +524,18 @@ def git_state(override: Optional[str]) -> dict:
     if override:
         return dict(commit=override, dirty=None)
     try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO_ROOT, check=True,
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'],
+                                cwd=REPO_ROOT,
+                                check=True,
+                                capture_output=True,
+                                text=True).stdout.strip()
         # Uncommitted changes to what is measured: the models and this tool.
         status = subprocess.run(
             ['git', 'status', '--porcelain', '--', 'mmglnet/models', 'tools/analysis_tools'],
-            cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout.strip()
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            text=True).stdout.strip()
         return dict(commit=commit, dirty=bool(status))
     except (OSError, subprocess.CalledProcessError):
         return dict(commit='unknown', dirty=None)
@@ -478,12 +564,18 @@ def package_versions() -> dict:
 
 
 def environment(args) -> dict:
-    env = dict(torch=torch.__version__, python=platform.python_version(),
-               packages=package_versions(), threads=torch.get_num_threads(),
-               cpu=cpu_name(), cpu_count=os.cpu_count())
+    env = dict(
+        torch=torch.__version__,
+        python=platform.python_version(),
+        packages=package_versions(),
+        threads=torch.get_num_threads(),
+        cpu=cpu_name(),
+        cpu_count=os.cpu_count())
     if args.device == 'cuda':
-        env.update(device=torch.cuda.get_device_name(), cuda=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version())
+        env.update(
+            device=torch.cuda.get_device_name(),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version())
     else:
         threads = env['threads']
         env['device'] = (f'{env["cpu"]} ({env["cpu_count"]} cores, {threads} torch '
@@ -528,23 +620,38 @@ def main(argv: Optional[List[str]] = None) -> dict:
         torch.set_num_threads(args.threads)
     if args.device == 'cuda':
         torch.backends.cudnn.benchmark = True
-    command = 'python ' + shlex.join(
-        [osp.relpath(osp.abspath(sys.argv[0]), REPO_ROOT) if argv is None else
-         'tools/analysis_tools/benchmark.py'] + (sys.argv[1:] if argv is None else argv))
+    command = 'python ' + shlex.join([
+        osp.relpath(osp.abspath(sys.argv[0]), REPO_ROOT) if argv is
+        None else 'tools/analysis_tools/benchmark.py'
+    ] + (sys.argv[1:] if argv is None else argv))
     record = dict(
-        schema=SCHEMA_VERSION, command=command, git=git_state(args.git_commit),
+        schema=SCHEMA_VERSION,
+        command=command,
+        git=git_state(args.git_commit),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        environment=environment(args), note=args.note, baseline=args.baseline,
-        settings=dict(models=args.models, modes=args.modes, compile=args.compile,
-                      compile_mode=args.compile_mode, cuda_graphs=args.cuda_graphs,
-                      channels_last=args.channels_last, warmup=args.warmup, iters=args.iters,
-                      repeats=args.repeats),
-        load_average_start=load_average(), results=[])
-    print(f'{record["environment"]["device"]}, torch {torch.__version__}, '
-          f'commit {record["git"]["commit"][:12]}', flush=True)
+        environment=environment(args),
+        note=args.note,
+        baseline=args.baseline,
+        settings=dict(
+            models=args.models,
+            modes=args.modes,
+            compile=args.compile,
+            compile_mode=args.compile_mode,
+            cuda_graphs=args.cuda_graphs,
+            channels_last=args.channels_last,
+            warmup=args.warmup,
+            iters=args.iters,
+            repeats=args.repeats),
+        load_average_start=load_average(),
+        results=[])
+    print(
+        f'{record["environment"]["device"]}, torch {torch.__version__}, '
+        f'commit {record["git"]["commit"][:12]}',
+        flush=True)
     for case in benchmark_cases(args):
-        print(f'[{case["mode"]} {case["precision"]} {case["size"]}px batch {case["batch"]}]',
-              flush=True)
+        print(
+            f'[{case["mode"]} {case["precision"]} {case["size"]}px batch {case["batch"]}]',
+            flush=True)
         record['results'] += run_case(case, args)
     record['load_average_end'] = load_average()
     print(format_table(record['results'], args.baseline))
@@ -553,8 +660,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         'work_dirs', 'benchmarks',
         f'{args.device}_{datetime.datetime.now().strftime("%Y%m%d_%H%M%S")}.json')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    profiles = [row.pop('profile') + '\n' if 'profile' in row else None
-                for row in record['results']]
+    profiles = [
+        row.pop('profile') + '\n' if 'profile' in row else None for row in record['results']
+    ]
     if any(profiles):
         profile_path = osp.splitext(out)[0] + '_profile.txt'
         with open(profile_path, 'w') as f:

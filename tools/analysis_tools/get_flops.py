@@ -13,10 +13,11 @@ import sys
 
 if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:  # tools/
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from mmengine.config import Config, DictAction
 
 from mmglnet.analysis import config_complexity
+
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 
 # Default input sizes, those the codebases' papers report at: (height, width).
 DEFAULT_SHAPES = {'mmdet': (1280, 800), 'mmseg': (512, 2048), 'mmpretrain': (224, 224)}

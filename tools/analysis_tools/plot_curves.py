@@ -17,9 +17,9 @@ import sys
 
 if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:  # tools/
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
-
 from mmglnet.visualization.curves import plot_curves  # noqa: E402
+
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 
 
 def parse_args(argv=None):

@@ -25,34 +25,95 @@ TEMPLATE = osp.join(REPO_ROOT, 'docs', 'templates', 'benchmark.md')
 # ``threshold``; a None threshold is only reported. ``settings`` must match the run's.
 CUDA_EAGER = dict(device='cuda', compile=False, cuda_graphs=False)
 TARGETS = [
-    dict(title='GLNet-4G fp16 inference 224², batch 128, eager', model='glnet_4g',
-         peer='swin_t', mode='infer', precision='fp16', size=224, batch=128,
-         settings=CUDA_EAGER, compare='speed', threshold=0.8),
-    dict(title='GLNet-4G fp16 inference 224², batch 128, compiled', model='glnet_4g',
-         peer='swin_t', mode='infer', precision='fp16', size=224, batch=128,
-         settings=dict(device='cuda', compile=True, cuda_graphs=False), compare='speed',
-         threshold=0.8),
-    dict(title='GLNet-STL fp16 inference 224², batch 128, eager', model='glnet_stl',
-         peer='swin_t', mode='infer', precision='fp16', size=224, batch=128,
-         settings=CUDA_EAGER, compare='speed', threshold=1.3),
-    dict(title='GLNet-4G fp16 training step 512², batch 16', model='glnet_4g', peer='swin_t',
-         mode='train', precision='fp16', size=512, batch=16, settings=CUDA_EAGER,
-         compare='speed', threshold=0.8),
-    dict(title='GLNet-4G batch-1 latency 1792², eager', model='glnet_4g', peer='convnext_t',
-         mode='latency', precision='fp16', size=1792, batch=1, settings=CUDA_EAGER,
-         compare='time', threshold=2.0),
-    dict(title='GLNet-4G batch-1 latency 1792², CUDA graphs', model='glnet_4g',
-         peer='convnext_t', mode='latency', precision='fp16', size=1792, batch=1,
-         settings=dict(device='cuda', cuda_graphs=True), compare='time', threshold=2.0),
-    dict(title='CPU: GLNet-4G forward 224², batch 8, eager, fast vs reference path',
-         model='glnet_4g', peer='glnet_4g_reference', mode='infer', precision='fp32',
-         size=224, batch=8, settings=dict(device='cpu', compile=False), compare='speed',
-         threshold=1.0),
-    dict(title="CPU: GLNet-4G forward 224², batch 8, eager, vs mmdet's Swin-T",
-         model='glnet_4g', peer='swin_t_mmdet', mode='infer', precision='fp32', size=224,
-         batch=8,         settings=dict(device='cpu', compile=False), compare='speed', threshold=None),
+    dict(
+        title='GLNet-4G fp16 inference 224², batch 128, eager',
+        model='glnet_4g',
+        peer='swin_t',
+        mode='infer',
+        precision='fp16',
+        size=224,
+        batch=128,
+        settings=CUDA_EAGER,
+        compare='speed',
+        threshold=0.8),
+    dict(
+        title='GLNet-4G fp16 inference 224², batch 128, compiled',
+        model='glnet_4g',
+        peer='swin_t',
+        mode='infer',
+        precision='fp16',
+        size=224,
+        batch=128,
+        settings=dict(device='cuda', compile=True, cuda_graphs=False),
+        compare='speed',
+        threshold=0.8),
+    dict(
+        title='GLNet-STL fp16 inference 224², batch 128, eager',
+        model='glnet_stl',
+        peer='swin_t',
+        mode='infer',
+        precision='fp16',
+        size=224,
+        batch=128,
+        settings=CUDA_EAGER,
+        compare='speed',
+        threshold=1.3),
+    dict(
+        title='GLNet-4G fp16 training step 512², batch 16',
+        model='glnet_4g',
+        peer='swin_t',
+        mode='train',
+        precision='fp16',
+        size=512,
+        batch=16,
+        settings=CUDA_EAGER,
+        compare='speed',
+        threshold=0.8),
+    dict(
+        title='GLNet-4G batch-1 latency 1792², eager',
+        model='glnet_4g',
+        peer='convnext_t',
+        mode='latency',
+        precision='fp16',
+        size=1792,
+        batch=1,
+        settings=CUDA_EAGER,
+        compare='time',
+        threshold=2.0),
+    dict(
+        title='GLNet-4G batch-1 latency 1792², CUDA graphs',
+        model='glnet_4g',
+        peer='convnext_t',
+        mode='latency',
+        precision='fp16',
+        size=1792,
+        batch=1,
+        settings=dict(device='cuda', cuda_graphs=True),
+        compare='time',
+        threshold=2.0),
+    dict(
+        title='CPU: GLNet-4G forward 224², batch 8, eager, fast vs reference path',
+        model='glnet_4g',
+        peer='glnet_4g_reference',
+        mode='infer',
+        precision='fp32',
+        size=224,
+        batch=8,
+        settings=dict(device='cpu', compile=False),
+        compare='speed',
+        threshold=1.0),
+    dict(
+        title="CPU: GLNet-4G forward 224², batch 8, eager, vs mmdet's Swin-T",
+        model='glnet_4g',
+        peer='swin_t_mmdet',
+        mode='infer',
+        precision='fp32',
+        size=224,
+        batch=8,
+        settings=dict(device='cpu', compile=False),
+        compare='speed',
+        threshold=None),
 ]
-
 
 # One command per comparison; each fits a 10-minute limit on one H100/H200. Add
 # ``--out docs/benchmarks/<name>.json`` (and ``--git-commit`` where the tree has no .git).
@@ -103,8 +164,8 @@ def matches(run: dict, settings: dict) -> bool:
 def find_row(run: dict, model: str, mode: str, precision: str, size: int,
              batch: int) -> Optional[dict]:
     for row in run['results']:
-        if (row['model'], row['mode'], row['precision'], row['size'], row['batch']) == (
-                model, mode, precision, size, batch) and 'ms' in row:
+        if (row['model'], row['mode'], row['precision'], row['size'],
+                row['batch']) == (model, mode, precision, size, batch) and 'ms' in row:
             return row
     return None
 
@@ -169,11 +230,13 @@ def run_section(run: dict) -> List[str]:
     dirty = ' (with uncommitted changes to the models or the tool)' if git.get('dirty') else ''
     packages = ', '.join(f'{k} {v}' for k, v in env['packages'].items() if v)
     lines = [
-        f'<a id="{anchor(run)}"></a>', '',
-        f'### {osp.basename(run["file"])}', '',
-        f'- device: {env["device"]}; torch {env["torch"]}'
-        + (f', CUDA {env["cuda"]}, cuDNN {env["cudnn"]}' if env.get('cuda') else '')
-        + f'; {packages}',
+        f'<a id="{anchor(run)}"></a>',
+        '',
+        f'### {osp.basename(run["file"])}',
+        '',
+        f'- device: {env["device"]}; torch {env["torch"]}' +
+        (f', CUDA {env["cuda"]}, cuDNN {env["cudnn"]}' if env.get('cuda') else '') +
+        f'; {packages}',
         f'- commit: `{git["commit"]}`{dirty}; date: {run["date"]}',
         f'- mode: {", ".join(flags) if flags else "eager"}; warm-up {settings["warmup"]}, '
         f'{settings["iters"]} iterations × {settings["repeats"]} repeats (models take turns; '
@@ -194,9 +257,11 @@ def run_section(run: dict) -> List[str]:
     baseline = run['baseline']
     for label, rows in groups.items():
         base = next((r for r in rows if r['model'] == baseline and 'ms' in r), None)
-        lines += [f'**{label}**', '',
-                  f'| model | img/s | ms / iteration | vs {baseline} | peak memory (MiB) '
-                  '| step memory per megapixel (MiB) |', '|---|---|---|---|---|---|']
+        lines += [
+            f'**{label}**', '',
+            f'| model | img/s | ms / iteration | vs {baseline} | peak memory (MiB) '
+            '| step memory per megapixel (MiB) |', '|---|---|---|---|---|---|'
+        ]
         for row in rows:
             if 'error' in row:
                 lines.append(f'| {row["model"]} | failed: {row["error"][:80]} | | | | |')
@@ -232,11 +297,15 @@ def render(runs: List[dict], template_path: str = TEMPLATE) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--inputs', default=osp.join(REPO_ROOT, 'docs', 'benchmarks', '*.json'),
-                        help='glob of benchmark JSON files')
+    parser.add_argument(
+        '--inputs',
+        default=osp.join(REPO_ROOT, 'docs', 'benchmarks', '*.json'),
+        help='glob of benchmark JSON files')
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'docs', 'benchmark.md'))
-    parser.add_argument('--check', action='store_true',
-                        help='do not write; exit 1 if the page differs from the JSON files')
+    parser.add_argument(
+        '--check',
+        action='store_true',
+        help='do not write; exit 1 if the page differs from the JSON files')
     args = parser.parse_args(argv)
     text = render(load_runs(args.inputs))
     if args.check:

@@ -21,7 +21,6 @@ import sys
 
 if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:  # tools/
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import set_random_seed  # noqa: E402
 
@@ -32,6 +31,8 @@ from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
 from mmglnet.deployment import default_check_shape, export_and_check  # noqa: E402
 from mmglnet.models import ARCH_SETTINGS  # noqa: E402
 from mmglnet.visualization import find_glnet  # noqa: E402
+
+import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 
 
 def parse_args(argv=None):

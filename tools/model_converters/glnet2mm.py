@@ -31,7 +31,8 @@ def parse_args(argv=None):
     parser.add_argument('src', help='official file, e.g. checkpoints/glnet_4g.pth')
     parser.add_argument('dst', help='mm checkpoint to write, e.g. checkpoints/glnet4g_in1k_mm.pth')
     parser.add_argument(
-        '--key', default=None,
+        '--key',
+        default=None,
         help="entry of the official file holding the weights (default: what the official "
         "evaluation uses: 'model', or 'model_ema' when the weights are the 16G preset)")
     return parser.parse_args(argv)
@@ -74,8 +75,8 @@ def main(argv=None):
     if 'also holds' in reason:
         reason += ', selected with --key'
     print(f"weights:  '{report['weights_key']}' ({reason})")
-    print(f'variant:  {variant}'
-          + (', token labeling (tklb_aux_head)' if report['token_labeling'] else ''))
+    print(f'variant:  {variant}' +
+          (', token labeling (tklb_aux_head)' if report['token_labeling'] else ''))
     print(f"tensors:  {report['num_backbone']} backbone, {report['num_head']} head "
           f"({report['num_classes']} classes), {len(state_dict)} in all")
     if report['ignored_entries']:

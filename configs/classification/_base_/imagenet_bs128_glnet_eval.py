@@ -18,10 +18,9 @@ dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
 test_pipeline = [
     # Like torchvision's loader: Pillow decoding, EXIF orientation not applied.
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         color_type='color_ignore_orientation'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='LoadImageFromFile', imdecode_backend='pillow', color_type='color_ignore_orientation'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]

@@ -2,10 +2,7 @@
 # images). Model, data and schedule come from mmdet's Mask R-CNN R-50 1x config; this file swaps
 # the backbone and the optimizer. The variant configs beside it set arch, drop-path rate,
 # pretrained file and FPN input channels.
-_base_ = [
-    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
-    '../../_base_/glnet_paramwise_cfg.py'
-]
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '../../_base_/glnet_paramwise_cfg.py']
 
 custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)
 # Checkpoints written atomically and resumed from the newest complete one (docs/training.md).

@@ -3,10 +3,7 @@
 # the backbone and the optimizer. FPN gets only the stages it uses (strides 8, 16, 32), so no
 # parameter goes unused; the variant configs beside it set arch, drop-path rate, pretrained file
 # and FPN input channels.
-_base_ = [
-    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
-    '../../_base_/glnet_paramwise_cfg.py'
-]
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '../../_base_/glnet_paramwise_cfg.py']
 
 custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)
 # Checkpoints written atomically and resumed from the newest complete one (docs/training.md).

@@ -5,8 +5,7 @@
 # learning-rate schedule. The variant configs beside it set arch, drop-path rate, pretrained
 # file and the heads' input channels.
 _base_ = [
-    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
-    '../../_base_/glnet_paramwise_cfg.py'
+    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../../_base_/glnet_paramwise_cfg.py'
 ]
 
 custom_imports = dict(imports=['mmglnet'], allow_failed_imports=False)

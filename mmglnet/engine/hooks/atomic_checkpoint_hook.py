@@ -8,8 +8,8 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from mmglnet.registry import HOOKS
-from ..checkpoint_files import atomic_write_text, commit_file, partial_path, \
-    remove_partial_files
+
+from ..checkpoint_files import atomic_write_text, commit_file, partial_path, remove_partial_files
 from ..resume import (LAST_CHECKPOINT, ResumeCheckpointError, check_resume_file,
                       find_resume_checkpoint)
 
@@ -133,8 +133,8 @@ class AtomicCheckpointHook(CheckpointHook):
         if is_main_process():
             for step in pending:
                 if step not in kept:
-                    self._remove_checkpoint(
-                        runner, osp.join(self.out_dir, self.filename_tmpl.format(step)))
+                    self._remove_checkpoint(runner,
+                                            osp.join(self.out_dir, self.filename_tmpl.format(step)))
         runner.message_hub.update_info(REMOVED_CKPT_IDS, [])
 
     # ------------------------------------------------------------------- writing, removing
@@ -147,8 +147,8 @@ class AtomicCheckpointHook(CheckpointHook):
         final = osp.join(self.out_dir, filename)
         temporary = partial_path(final)
         try:
-            runner.save_checkpoint(self.out_dir, osp.basename(temporary),
-                                   backend_args=self.backend_args, **kwargs)
+            runner.save_checkpoint(
+                self.out_dir, osp.basename(temporary), backend_args=self.backend_args, **kwargs)
             if is_main_process():
                 self._commit(temporary, final)
         except BaseException:
@@ -170,8 +170,7 @@ class AtomicCheckpointHook(CheckpointHook):
         if not self._atomic:
             return super()._save_checkpoint_with_step(runner, step, meta)
         obsolete = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                            and self.keep_ckpt_ids[-1] == step):
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
                 obsolete.append(self.keep_ckpt_ids.popleft())
             self.keep_ckpt_ids.append(step)
@@ -185,7 +184,8 @@ class AtomicCheckpointHook(CheckpointHook):
         self.last_ckpt = osp.join(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         self._write_checkpoint(
-            runner, ckpt_filename,
+            runner,
+            ckpt_filename,
             save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler,
             meta=meta,
@@ -196,8 +196,8 @@ class AtomicCheckpointHook(CheckpointHook):
         self._write_last_checkpoint(runner)
         for old_step in self._removed_ckpt_ids:
             if old_step != step:
-                self._remove_checkpoint(
-                    runner, osp.join(self.out_dir, self.filename_tmpl.format(old_step)))
+                self._remove_checkpoint(runner,
+                                        osp.join(self.out_dir, self.filename_tmpl.format(old_step)))
         self._removed_ckpt_ids = []
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
@@ -225,8 +225,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.best_ckpt_path_dict[key_indicator]
             best_score = runner.message_hub.runtime_info.get(best_score_key,
                                                              self.init_value_map[rule])
-            if key_score is None or not self.is_better_than[key_indicator](key_score,
-                                                                            best_score):
+            if key_score is None or not self.is_better_than[key_indicator](key_score, best_score):
                 continue
             best_ckpt_updated = True
             best_score = key_score
@@ -241,14 +240,14 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.message_hub.update_info(runtime_best_ckpt_key, best_path)
             # The new best first; the previous one is deleted only once this one is complete.
             self._write_checkpoint(
-                runner, best_ckpt_name,
+                runner,
+                best_ckpt_name,
                 save_optimizer=False,
                 save_param_scheduler=False,
                 meta=meta,
                 by_epoch=False)
-            runner.logger.info(
-                f'The best checkpoint with {best_score:0.4f} {key_indicator} '
-                f'at {cur_time} {cur_type} is saved to {best_ckpt_name}.')
+            runner.logger.info(f'The best checkpoint with {best_score:0.4f} {key_indicator} '
+                               f'at {cur_time} {cur_type} is saved to {best_ckpt_name}.')
             if previous and previous != best_path and is_main_process() and \
                     osp.isfile(previous):
                 os.remove(previous)

@@ -69,7 +69,8 @@ class ReplicaCheckHook(Hook):
 
     priority = 'VERY_LOW'
 
-    def __init__(self, out_file: str = 'replica_check.json',
+    def __init__(self,
+                 out_file: str = 'replica_check.json',
                  raise_on_mismatch: bool = True) -> None:
         self.out_file = out_file
         self.raise_on_mismatch = raise_on_mismatch
@@ -86,7 +87,10 @@ class ReplicaCheckHook(Hook):
         self._per_pass = -(-length // world_size) if length else None
         runner.logger.info(f'ReplicaCheckHook: world size {world_size}, rank {rank}.')
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Optional[dict] = None,
                          outputs: Optional[dict] = None) -> None:
         full = self._per_pass is not None and len(self._seen) >= self._per_pass
         if isinstance(data_batch, dict) and not full:
@@ -99,16 +103,22 @@ class ReplicaCheckHook(Hook):
             return
         model: nn.Module = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
-        report = dict(rank=rank, digest=parameter_digest(dict(model.named_parameters())),
-                      iter=runner.iter, samples=self._seen)
+        report = dict(
+            rank=rank,
+            digest=parameter_digest(dict(model.named_parameters())),
+            iter=runner.iter,
+            samples=self._seen)
         reports = all_gather_object(report)
         if not is_main_process():
             return
         digests = {r['digest'] for r in reports}
         sets = [set(r['samples']) for r in reports]
         shared = sum(len(a & b) for i, a in enumerate(sets) for b in sets[i + 1:])
-        summary = dict(world_size=world_size, identical_parameters=len(digests) == 1,
-                       shared_samples=shared, ranks=reports)
+        summary = dict(
+            world_size=world_size,
+            identical_parameters=len(digests) == 1,
+            shared_samples=shared,
+            ranks=reports)
         with open(osp.join(runner.log_dir, self.out_file), 'w') as f:
             json.dump(summary, f, indent=1)
         runner.logger.info(

@@ -59,5 +59,4 @@ class TokenLabelingClsHead(ClsHead):
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """(N, num_classes) scores from the backbone's (or neck's) outputs."""
-        return token_labeling_logits(self.pre_logits(feats), self.fc, self.aux_fc,
-                                     self.aux_weight)
+        return token_labeling_logits(self.pre_logits(feats), self.fc, self.aux_fc, self.aux_weight)
