@@ -27,12 +27,11 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import PARAM_SCHEDULERS
 
 from mmglnet.engine import checkpoint_problem
 from mmglnet.engine.checkpoint_files import PARTIAL_SUFFIX
 
-from tool_runs import REPO_ROOT, UPERNET, make_tiny_data, write_config
+from tool_runs import REPO_ROOT, UPERNET, lr_after, make_tiny_data, write_config
 
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
 MAX_ITERS = 8
@@ -61,16 +60,6 @@ def _checkpoints(work_dir: str) -> dict:
 def _named(work_dir: str) -> str:
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
-
-
-def _lr_after(cfg: Config, steps: int) -> float:
-    base_lr = cfg.optim_wrapper.optimizer.lr
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
-    for _ in range(steps):
-        for scheduler in schedulers:
-            scheduler.step()
-    return optimizer.param_groups[0]['lr']
 
 
 def _train(config: str, work_dir: str, kill: str, log_path: str) -> subprocess.Popen:
@@ -191,6 +180,6 @@ def test_killed_at_every_save_moment_resumes(tmp_path, keep):
     # AdamW counted every iteration once: its state went through every kill.
     steps = {int(s['step']) for s in final['optimizer']['state'].values()}
     assert steps == {MAX_ITERS}, steps
-    expected_lr = _lr_after(cfg, MAX_ITERS)
+    expected_lr = lr_after(cfg, MAX_ITERS)
     lrs = {g['lr'] for g in final['optimizer']['param_groups']}
     assert all(abs(lr - expected_lr) <= 1e-6 * expected_lr for lr in lrs), (lrs, expected_lr)

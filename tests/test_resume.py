@@ -10,27 +10,14 @@ import subprocess
 import sys
 import time
 
-import torch
 from mmengine.config import Config
-from mmengine.registry import PARAM_SCHEDULERS
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 
 from mmglnet.apis import build_model
 
-from tool_runs import REPO_ROOT, UPERNET, make_tiny_data, run_tool, write_config
+from tool_runs import REPO_ROOT, UPERNET, lr_after, make_tiny_data, run_tool, write_config
 
 MAX_ITERS = 16
-
-
-def _lr_after(cfg: Config, steps: int) -> float:
-    """The learning rate the config's schedule gives after ``steps`` iterations."""
-    base_lr = cfg.optim_wrapper.optimizer.lr
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
-    for _ in range(steps):
-        for scheduler in schedulers:
-            scheduler.step()
-    return optimizer.param_groups[0]['lr']
 
 
 def _iter_of(path) -> int:
@@ -82,11 +69,11 @@ def test_sigkill_then_resume(tmp_path):
     assert steps == {MAX_ITERS}, steps
     # The learning rate followed the schedule through the kill.
     lrs = {g['lr'] for g in final['optimizer']['param_groups']}
-    expected = _lr_after(cfg, MAX_ITERS)
+    expected = lr_after(cfg, MAX_ITERS)
     assert all(abs(lr - expected) <= 1e-12 + 1e-6 * expected for lr in lrs), (lrs, expected)
     resumed_from = _load_checkpoint(last, map_location='cpu')
     lr_then = resumed_from['optimizer']['param_groups'][0]['lr']
-    assert abs(lr_then - _lr_after(cfg, killed_at)) <= 1e-6 * lr_then
+    assert abs(lr_then - lr_after(cfg, killed_at)) <= 1e-6 * lr_then
 
     # Every checkpoint written before the kill still loads, strictly, into the model.
     model = build_model(cfg)

@@ -6,11 +6,16 @@ module adds the tests' tiny data and short schedules.
 import os.path as osp
 from typing import Optional
 
+import torch
+from mmengine.config import Config
+from mmengine.registry import PARAM_SCHEDULERS
+
 from _support.runs import REPO_ROOT, run_tool, write_shrunk_config
 from _support.shapes_data import write_ade20k_shapes, write_coco_shapes
 
 __all__ = [
-    'MASK_RCNN', 'REPO_ROOT', 'RETINANET', 'UPERNET', 'make_tiny_data', 'run_tool', 'write_config'
+    'MASK_RCNN', 'REPO_ROOT', 'RETINANET', 'UPERNET', 'lr_after', 'make_tiny_data', 'run_tool',
+    'write_config'
 ]
 
 UPERNET = 'configs/demo/upernet_glnet-tiny_shapes-ade-128x128.py'
@@ -49,3 +54,14 @@ def write_config(config: str,
         checkpoint_interval=checkpoint_interval,
         log_interval=1,
         **options)
+
+
+def lr_after(cfg: Config, steps: int) -> float:
+    """The learning rate the config's schedule gives after ``steps`` iterations."""
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
+    for _ in range(steps):
+        for scheduler in schedulers:
+            scheduler.step()
+    return optimizer.param_groups[0]['lr']
