@@ -59,13 +59,15 @@ def slot_grid_size(num_slots: Union[int, Sequence[int]]) -> Tuple[int, int]:
 
 
 def inverse_norm(x: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
-    """``1 / max(||x||, eps)`` over ``dim`` (kept), accumulated in float32, cast to ``dtype``.
+    """``1 / max(||x||, eps)`` over ``dim`` (kept), accumulated in float32 (float64 for a
+    float64 ``x``), cast to ``dtype``.
 
     The eps is that of :func:`torch.nn.functional.normalize` (1e-12), or float16's smallest
     normal number when ``dtype`` is float16, so that the inverse is finite in ``dtype``.
     """
     eps = torch.finfo(torch.float16).tiny if dtype == torch.float16 else NORM_EPS
-    norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=torch.float32)
+    accumulate = torch.promote_types(x.dtype, torch.float32)
+    norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=accumulate)
     return norm.clamp_min(eps).reciprocal().to(dtype)
 
 
@@ -173,7 +175,8 @@ class GLMixBlock(nn.Module):
         pixel norms applied to the (N, S, L) product, so the pixels are read once by the
         norm and once by the product and never rewritten normalised.
         """
-        slot_weights = self.slot_scale * inverse_norm(init_slots, -1, torch.float32)
+        slot_weights = self.slot_scale * inverse_norm(
+            init_slots, -1, torch.promote_types(init_slots.dtype, torch.float32))
         slots = (init_slots * slot_weights).to(init_slots.dtype)
         logits = torch.matmul(slots, pixels)  # (N, S, L)
         return logits * inverse_norm(pixels, 1, logits.dtype)

@@ -18,6 +18,7 @@ from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
 from mmglnet.registry import MODELS
 
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
+from .block_compile import compiled_run_block, compiling_disallowed, resolve_compile_cfg
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm
 
@@ -180,33 +181,48 @@ class GLNetStage(nn.Module):
         blocks (list[nn.Module]): The blocks.
         token_layout (bool): Whether the blocks take (N, L, C) tokens (mode ``'mha'``).
         with_cp (bool): Checkpoint each block to save memory. Defaults to False.
+        compile_cfg (dict, optional): :func:`torch.compile` keywords to run every block
+            compiled (see :mod:`mmglnet.models.block_compile`); None runs them eagerly.
+            Defaults to None.
     """
 
     def __init__(self,
                  blocks: Sequence[nn.Module],
                  token_layout: bool,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False,
+                 compile_cfg: Optional[dict] = None) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.token_layout = token_layout
         self.with_cp = with_cp
+        self.compile_cfg = compile_cfg
+
+    def _block_runner(self):
+        """``fn(block, x)``: compiled where configured and allowed now, else eager."""
+        if self.compile_cfg is None or compiling_disallowed():
+            return lambda block, x: block(x)
+        return compiled_run_block(self.compile_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
         if self.token_layout:
             x = x.flatten(2).transpose(1, 2)
+        run = self._block_runner()
         for block in self.blocks:
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
+                x = cp.checkpoint(run, block, x, use_reentrant=False)
             else:
-                x = block(x)
+                x = run(block, x)
         if self.token_layout:
             x = x.transpose(1, 2).reshape(batch, channels, height, width)
         return x
 
 
-def build_stage(arch: dict, index: int, drop_path_rates: Sequence[float],
-                with_cp: bool) -> GLNetStage:
+def build_stage(arch: dict,
+                index: int,
+                drop_path_rates: Sequence[float],
+                with_cp: bool,
+                compile_cfg: Optional[dict] = None) -> GLNetStage:
     """Build stage ``index`` of ``arch`` with one drop-path rate per block."""
     dim = arch['embed_dim'][index]
     mode = arch['mixing_modes'][index]
@@ -238,7 +254,8 @@ def build_stage(arch: dict, index: int, drop_path_rates: Sequence[float],
             blocks.append(TokenMHSABlock(drop_path=rate, **common))
         else:
             blocks.append(mha_nchw(rate))
-    return GLNetStage(blocks, token_layout=(mode == 'mha'), with_cp=with_cp)
+    return GLNetStage(
+        blocks, token_layout=(mode == 'mha'), with_cp=with_cp, compile_cfg=compile_cfg)
 
 
 # Model-zoo names of other backbones' checkpoints (mmcv's ``open-mmlab://resnet50_v1c``...).
@@ -309,6 +326,11 @@ class GLNet(BaseModule):
             (with their transitions and output norms): no grad and eval mode. Defaults to -1.
         norm_eval (bool): Keep every BatchNorm in eval mode while training. Defaults to False.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        compile_blocks (bool | dict): Run every block through :func:`torch.compile`
+            (regional compilation: blocks of one kind and shape share a graph; the rest of
+            the model stays eager). True uses torch's defaults, a dict gives its keywords,
+            e.g. ``dict(dynamic=False)`` for fixed input sizes. Blocks run eagerly while
+            tracing or exporting. Defaults to False.
         weights_key (str, optional): Entry of an official release file that holds the weights
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
             evaluation uses: ``'model_ema'`` for ``'16g'``, else ``'model'``. Defaults to None.
@@ -333,6 +355,7 @@ class GLNet(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 compile_blocks: Union[bool, dict] = False,
                  weights_key: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -376,13 +399,15 @@ class GLNet(BaseModule):
             weights_key = OFFICIAL_WEIGHTS_KEYS.get(self.arch_name, 'model')
         self.weights_key = weights_key
 
+        self.compile_cfg = resolve_compile_cfg(compile_blocks)
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']
         total = sum(depths)
         # Plain floats (not torch.linspace) so that the model can be built on the meta device.
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList(
-            build_stage(settings, i, rates[sum(depths[:i]):sum(depths[:i + 1])], with_cp)
+            build_stage(settings, i, rates[sum(depths[:i]):sum(depths[:i + 1])], with_cp,
+                        self.compile_cfg)
             for i in range(NUM_STAGES))
 
         self.out_norm_cfg = out_norm_cfg

@@ -151,7 +151,11 @@ class LayerScale(nn.Module):
 class DropPath(nn.Module):
     """Stochastic depth: drops the whole residual branch per sample during training.
 
-    mmcv has the same brick, but mmglnet's core depends on torch and mmengine only.
+    mmcv has the same brick, but mmglnet's core depends on torch and mmengine only. The keep
+    probability is also held as a tensor (a buffer, not saved) and the forward reads only that
+    and the training flag: under ``torch.compile`` it is then an input, not a constant, and
+    blocks with different rates share one compiled graph (see
+    :mod:`mmglnet.models.block_compile`).
 
     Args:
         drop_prob (float): Probability of dropping a sample's branch. Defaults to 0.
@@ -159,13 +163,16 @@ class DropPath(nn.Module):
 
     def __init__(self, drop_prob: float = 0.) -> None:
         super().__init__()
+        if not 0 <= drop_prob < 1:
+            raise ValueError(f'drop_prob={drop_prob} must be in [0, 1).')
         self.drop_prob = drop_prob
+        self.register_buffer('keep_prob', torch.tensor(1. - drop_prob), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0. or not self.training:
+        if not self.training:
             return x
-        keep_prob = 1 - self.drop_prob
         mask_shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+        keep_prob = self.keep_prob.to(x.dtype)
         mask = x.new_empty(mask_shape).bernoulli_(keep_prob).div_(keep_prob)
         return x * mask  # one pass over x: the (N, 1, ...) mask carries 1 / keep_prob
 

@@ -20,7 +20,9 @@ the JSON files committed under ``docs/benchmarks/``.
 
 Models: ``glnet_<arch>`` (``stl``, ``stl_paramslot``, ``4g``, ``9g``, ``16g``) with the fast
 implementation, ``glnet_<arch>_reference`` with the reference one
-(:mod:`mmglnet.testing.reference`); ``swin_t`` and ``convnext_t`` from timm
+(:mod:`mmglnet.testing.reference`), ``glnet_<arch>_compile_blocks`` with the fast one and the
+backbone's ``compile_blocks`` option (every block compiled; not compiled again by
+``--compile``); ``swin_t`` and ``convnext_t`` from timm
 (``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
 SwinTransformer with the Swin-T settings). Every model runs up to its last stage, with the
 norm its detection/segmentation use applies there, and no classifier.
@@ -61,6 +63,9 @@ MODES = ('infer', 'train', 'latency')
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 GLNET_ARCHS = ('stl', 'stl_paramslot', '4g', '9g', '16g')
 SCHEMA_VERSION = 1
+# Model-name suffix of a GLNet built with compile_blocks (regional torch.compile), as a
+# config would set it; such a model is not compiled again by --compile.
+COMPILED_BLOCKS_SUFFIX = '_compile_blocks'
 
 
 class Features(nn.Module):
@@ -75,7 +80,7 @@ class Features(nn.Module):
         return self.fn(self.model, x)
 
 
-def build_glnet(arch: str, impl: str) -> Callable[[int], nn.Module]:
+def build_glnet(arch: str, impl: str, compile_blocks: bool = False) -> Callable[[int], nn.Module]:
 
     def build(image_size: int) -> nn.Module:
         from mmengine.config import Config
@@ -85,6 +90,8 @@ def build_glnet(arch: str, impl: str) -> Callable[[int], nn.Module]:
 
         # The last stage with its output norm, as detection/segmentation configs use it.
         backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ))
+        if compile_blocks:  # the backbone's own option, fixed input size
+            backbone['compile_blocks'] = dict(dynamic=False)
         return set_impl(build_model(Config(dict(model=backbone))), impl)
 
     return build
@@ -123,6 +130,8 @@ MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
 for _arch in GLNET_ARCHS:
     MODEL_BUILDERS[f'glnet_{_arch}'] = build_glnet(_arch, 'fast')
     MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(_arch, 'reference')
+    MODEL_BUILDERS[f'glnet_{_arch}{COMPILED_BLOCKS_SUFFIX}'] = build_glnet(
+        _arch, 'fast', compile_blocks=True)
 
 # Defaults that differ between devices (a 2-core CPU runs far smaller problems).
 DEVICE_DEFAULTS = {
@@ -322,7 +331,9 @@ def prepare_model(name: str, image_size: int, args) -> nn.Module:
     return model
 
 
-def compile_model(model: nn.Module, args) -> Callable:
+def compile_model(name: str, model: nn.Module, args) -> Callable:
+    if name.endswith(COMPILED_BLOCKS_SUFFIX):
+        return model  # its blocks are compiled already
     mode = args.compile_mode
     if mode is None and args.cuda_graphs:
         mode = 'reduce-overhead'
@@ -356,7 +367,7 @@ def inference_runner(name: str, batch: int, size: int, precision: str, args) -> 
     model = prepare_model(name, size, args)
     model.eval()  # not chained: some backbones' train() returns None
     x = make_input(batch, size, args)
-    fn = compile_model(model, args) if args.compile else model
+    fn = compile_model(name, model, args) if args.compile else model
     graphed = args.cuda_graphs and not args.compile
 
     def forward(inputs):
@@ -379,7 +390,7 @@ def train_runner(name: str, batch: int, size: int, precision: str, args) -> Runn
     model = prepare_model(name, size, args)
     model.train()
     x = make_input(batch, size, args)
-    fn = compile_model(model, args) if args.compile else model
+    fn = compile_model(name, model, args) if args.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     scaler = torch.amp.GradScaler(args.device, enabled=precision == 'fp16')
 

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Every GPU comparison of docs/benchmark.md in one command, sized to finish inside one 10-minute call.
+# Every GPU comparison of docs/benchmark.md, in two parts that each finish inside one
+# 10-minute call.
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
 #
-# Runs tools/analysis_tools/benchmark.py five times (fp16 inference eager and compiled, the fp16
-# training step with its profile, batch-1 latency eager and with CUDA graphs), each JSON written to
-# OUT_DIR (default: $OUT where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite.log.
+# Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at
+# 512² batch 16 with its operator profile and peak memory, batch-1 latency at 448², 896²,
+# 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled): fp16 inference and
+# the training step with every model compiled (GLNet through its compile_blocks option, the
+# peers with torch.compile), and the training step of GLNet with compile_blocks against the
+# eager peers. SUITE_PART=all (the default) runs both. Each comparison is one run of
+# tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT where set, else
+# work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Commit the JSON files under docs/benchmarks/ and regenerate docs/benchmark.md with
 # tools/analysis_tools/render_benchmark_docs.py.
 #
@@ -14,9 +20,14 @@
 # OpenMMLab packages"): they are installed into a private folder first.
 #
 # Environment:
-#   SUITE_MODELS   GLNet models to compare (default: "glnet_4g glnet_stl"); each gets its reference
-#                  path too (the stand-in for the official code) where the mode compares them.
+#   SUITE_PART     eager, compiled or all (default).
+#   SUITE_MODELS   GLNet models compared in every mode (default: "glnet_4g glnet_stl"); each
+#                  gets its reference path too (the stand-in for the official code) where the
+#                  mode compares them.
+#   SUITE_EXTRA    GLNet models added to the eager inference and training comparisons only
+#                  (default: "glnet_9g").
 #   SUITE_LIMIT    seconds allowed per comparison (default: 150).
+#   SUITE_ITERS    "WARMUP ITERS REPEATS" (default: "5 10 3").
 #   SUITE_DRY_RUN  1: tiny sizes and few iterations, on the CPU, to check the script end to end.
 set -uo pipefail
 
@@ -24,7 +35,10 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
 OUT_DIR="${1:-${OUT:-work_dirs/benchmarks}}"
 mkdir -p "$OUT_DIR"
-LOG="$OUT_DIR/suite.log"
+PART="${SUITE_PART:-all}"
+case "$PART" in eager|compiled|all) ;; *)
+    echo "SUITE_PART=$PART is not one of eager, compiled, all" >&2; exit 2;; esac
+LOG="$OUT_DIR/suite_$PART.log"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
 
@@ -37,11 +51,17 @@ else
 fi
 
 GLNETS=(${SUITE_MODELS:-glnet_4g glnet_stl})
+EXTRA=(${SUITE_EXTRA-glnet_9g})
 WITH_REFERENCE=()
-for model in "${GLNETS[@]}"; do WITH_REFERENCE+=("$model" "${model}_reference"); done
+COMPILED_BLOCKS=()
+for model in "${GLNETS[@]}"; do
+    WITH_REFERENCE+=("$model" "${model}_reference")
+    COMPILED_BLOCKS+=("${model}_compile_blocks")
+done
 PEERS=(swin_t convnext_t)
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-SIZES=()
+read -r WARMUP ITERS REPEATS <<< "${SUITE_ITERS:-5 10 3}"
+SIZES=(--warmup "$WARMUP" --iters "$ITERS" --repeats "$REPEATS")
 if [ "${SUITE_DRY_RUN:-0}" = 1 ]; then
     SIZES=(--device cpu --batch-size 2 --infer-size 64 --train-size 64 --train-batch-size 2
            --latency-sizes 64 --warmup 1 --iters 1 --repeats 1 --precision fp32
@@ -49,7 +69,7 @@ if [ "${SUITE_DRY_RUN:-0}" = 1 ]; then
 fi
 
 {
-    echo "# gpu_suite: commit $COMMIT, $(date -u +%FT%TZ)"
+    echo "# gpu_suite part $PART: commit $COMMIT, $(date -u +%FT%TZ)"
     "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
         torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
     command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm \
@@ -59,7 +79,7 @@ fi
 status=0
 compare() {
     local name="$1"; shift
-    echo "## $name: benchmark.py $*" | tee -a "$LOG"
+    echo "## $name: benchmark.py $* ($(date -u +%T))" | tee -a "$LOG"
     if [ "${SUITE_DRY_RUN:-0}" = 1 ] && [[ " $* " == *" --cuda-graphs "* ]]; then
         echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
         return
@@ -68,15 +88,25 @@ compare() {
         --git-commit "$COMMIT" --out "$OUT_DIR/$name.json" 2>&1 | tee -a "$LOG"
     local code="${PIPESTATUS[0]}"
     [ "$code" = 0 ] || { echo "## $name failed with exit code $code" | tee -a "$LOG"; status=1; }
+    echo "## $name done ($(date -u +%T))" | tee -a "$LOG"
 }
 
-compare gpu_infer_fp16 --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes infer \
-    --precision fp16 --channels-last
-compare gpu_infer_fp16_compile --models "${GLNETS[@]}" "${PEERS[@]}" --modes infer \
-    --precision fp16 --channels-last --compile
-compare gpu_train_fp16 --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes train \
-    --channels-last --profile
-compare gpu_latency --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes latency --channels-last
-compare gpu_latency_cuda_graphs --models "${GLNETS[@]}" "${PEERS[@]}" --modes latency \
-    --channels-last --cuda-graphs
+if [ "$PART" != compiled ]; then
+    compare gpu_infer_fp16 --models "${WITH_REFERENCE[@]}" "${EXTRA[@]}" "${PEERS[@]}" \
+        --modes infer --precision fp16 --channels-last
+    compare gpu_train_fp16 --models "${WITH_REFERENCE[@]}" "${EXTRA[@]}" "${PEERS[@]}" \
+        --modes train --channels-last --profile
+    compare gpu_latency --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes latency \
+        --channels-last
+    compare gpu_latency_cuda_graphs --models "${GLNETS[@]}" "${PEERS[@]}" --modes latency \
+        --channels-last --cuda-graphs
+fi
+if [ "$PART" != eager ]; then
+    compare gpu_train_fp16_compile --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" --modes train \
+        --channels-last --compile
+    compare gpu_train_fp16_compile_blocks --models "${COMPILED_BLOCKS[@]}" "${GLNETS[@]}" \
+        "${PEERS[@]}" --modes train --channels-last --baseline swin_t
+    compare gpu_infer_fp16_compile --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
+        --modes infer --precision fp16 --channels-last --compile
+fi
 exit "$status"
