@@ -26,8 +26,11 @@
 #                  mode compares them.
 #   SUITE_EXTRA    GLNet models added to the eager inference and training comparisons only
 #                  (default: "glnet_9g").
-#   SUITE_LIMIT    seconds allowed per comparison (default: 150).
+#   SUITE_LIMIT    seconds allowed per comparison (default: 150; LIMIT=... before a compare
+#                  line below sets one comparison's own).
 #   SUITE_ITERS    "WARMUP ITERS REPEATS" (default: "5 10 3").
+#   SUITE_COMMIT   the commit to record (default: git rev-parse HEAD); give it where the copy
+#                  of the tree that runs has no .git or a stale one.
 #   SUITE_DRY_RUN  1: tiny sizes and few iterations, on the CPU, to check the script end to end.
 set -uo pipefail
 
@@ -59,7 +62,7 @@ for model in "${GLNETS[@]}"; do
     COMPILED_BLOCKS+=("${model}_compile_blocks")
 done
 PEERS=(swin_t convnext_t)
-COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+COMMIT="${SUITE_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 read -r WARMUP ITERS REPEATS <<< "${SUITE_ITERS:-5 10 3}"
 SIZES=(--warmup "$WARMUP" --iters "$ITERS" --repeats "$REPEATS")
 if [ "${SUITE_DRY_RUN:-0}" = 1 ]; then
@@ -84,7 +87,7 @@ compare() {
         echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
         return
     fi
-    timeout "${SUITE_LIMIT:-150}" "$PY" tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" \
+    timeout "${LIMIT:-${SUITE_LIMIT:-150}}" "$PY" tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" \
         --git-commit "$COMMIT" --out "$OUT_DIR/$name.json" 2>&1 | tee -a "$LOG"
     local code="${PIPESTATUS[0]}"
     [ "$code" = 0 ] || { echo "## $name failed with exit code $code" | tee -a "$LOG"; status=1; }
@@ -102,11 +105,17 @@ if [ "$PART" != compiled ]; then
         --channels-last --cuda-graphs
 fi
 if [ "$PART" != eager ]; then
-    compare gpu_train_fp16_compile --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" --modes train \
-        --channels-last --compile
-    compare gpu_train_fp16_compile_blocks --models "${COMPILED_BLOCKS[@]}" "${GLNETS[@]}" \
-        "${PEERS[@]}" --modes train --channels-last --baseline swin_t
-    compare gpu_infer_fp16_compile --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
+    # GLNet with compile_blocks (as a config sets it) against the eager peers and paths.
+    LIMIT=140 compare gpu_train_fp16_compile_blocks --models "${COMPILED_BLOCKS[@]}" \
+        "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes train --channels-last --profile
+    LIMIT=110 compare gpu_infer_fp16_compile --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
         --modes infer --precision fp16 --channels-last --compile
+    LIMIT=60 compare gpu_latency_compile_blocks --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
+        --modes latency --channels-last --latency-sizes 1792
+    LIMIT=50 compare gpu_latency_compile_blocks_cuda_graphs --models "${COMPILED_BLOCKS[@]}" \
+        "${PEERS[@]}" --modes latency --channels-last --cuda-graphs --latency-sizes 1792
+    # Last, as the longest to compile: the training step with every model compiled.
+    LIMIT=120 compare gpu_train_fp16_compile --models "${COMPILED_BLOCKS[@]}" swin_t --modes train \
+        --channels-last --compile
 fi
 exit "$status"
