@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiheadSelfAttention
-from .layers import (ConvFFN, LayerNorm2d, ResidualDWConv, autocast_dtype, make_drop_path,
+from .layers import (ConvFFN, LayerNorm2d, ResidualDWConv, eager_autocast_dtype, make_drop_path,
                      make_layer_scale)
 from .pooling import adaptive_avg_pool2d
 
@@ -76,9 +76,10 @@ def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
 
     The kernels accumulate in float32 whatever the dtype, and the slot logits lie within
     +-|slot_scale|, so a float16 softmax is safe here; it saves casting the (N, S, L) logits
-    up and the weights back down for the products that follow.
+    up and the weights back down for the products that follow. Under :func:`torch.compile`
+    it is the plain softmax (see :func:`~mmglnet.models.layers.eager_autocast_dtype`).
     """
-    if autocast_dtype(x.device.type) is None:
+    if eager_autocast_dtype(x.device.type) is None:
         return x.softmax(dim)
     with torch.autocast(x.device.type, enabled=False):
         return x.softmax(dim)

@@ -407,8 +407,7 @@ class GLNet(BaseModule):
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList(
             build_stage(settings, i, rates[sum(depths[:i]):sum(depths[:i + 1])], with_cp,
-                        self.compile_cfg)
-            for i in range(NUM_STAGES))
+                        self.compile_cfg) for i in range(NUM_STAGES))
 
         self.out_norm_cfg = out_norm_cfg
         if out_norm_cfg is not None:

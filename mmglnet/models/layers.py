@@ -14,17 +14,32 @@ _DEVICE_AUTOCAST_API = hasattr(torch, 'get_autocast_dtype') and hasattr(
     torch.amp, 'is_autocast_available')
 
 
-def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
-    """The lower-precision dtype of the autocast region active for ``device_type``, or None.
+def is_compiling() -> bool:
+    """Whether :func:`torch.compile` is tracing the code now."""
+    compiler = getattr(torch, 'compiler', None)
+    return compiler is not None and hasattr(compiler, 'is_compiling') and compiler.is_compiling()
+
+
+def eager_autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The autocast dtype that eager code should keep by hand for ``device_type``, or None.
+
+    Inside an autocast region, some ops (``layer_norm``, ``softmax`` on CUDA) run in float32
+    and every consumer casts their output back down: in eager mode that is an extra pass
+    over a large tensor, which :func:`layer_norm` and the GLMix softmax avoid by computing in
+    the autocast dtype. Under :func:`torch.compile` the casts are fused into neighbouring
+    kernels and cost nothing, and torch < 2.12 cannot trace the autocast queries (each would
+    break the graph), so this returns None there and the plain ops run.
 
     Args:
         device_type (str): ``'cuda'``, ``'cpu'``...
 
     Returns:
-        torch.dtype | None: e.g. ``torch.float16``; None outside autocast (or on a torch
-        too old to tell).
+        torch.dtype | None: e.g. ``torch.float16``; None outside autocast, while compiling,
+        or on a torch too old to tell.
     """
-    if not _DEVICE_AUTOCAST_API or not torch.amp.is_autocast_available(device_type):
+    if is_compiling() or not _DEVICE_AUTOCAST_API:
+        return None
+    if not torch.amp.is_autocast_available(device_type):
         return None
     if not torch.is_autocast_enabled(device_type):
         return None
@@ -38,9 +53,10 @@ def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int], weight: Optiona
     On CUDA, autocast runs ``layer_norm`` in float32: a float16 input is cast up, the output
     is float32 and every consumer casts it down again. The kernels accumulate in float32
     either way, so within an autocast region this computes in the autocast dtype instead
-    (one read, one half-size write). Outside autocast it is ``F.layer_norm``.
+    (one read, one half-size write). Outside autocast, and under :func:`torch.compile`, it is
+    ``F.layer_norm`` (see :func:`eager_autocast_dtype`).
     """
-    dtype = autocast_dtype(x.device.type)
+    dtype = eager_autocast_dtype(x.device.type)
     if dtype is None:
         return F.layer_norm(x, normalized_shape, weight, bias, eps)
     if weight is not None:

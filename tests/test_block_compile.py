@@ -1,0 +1,138 @@
+"""GLNet under torch.compile: whole-backbone graphs and ``compile_blocks`` (regional).
+
+Compiled with dynamo's ``eager``/``aot_eager`` backends (tracing and autograd as in real
+compilation, without generating kernels) so that the checks stay quick on the CPU.
+"""
+import copy
+
+import pytest
+import torch
+from conftest import TINY_ARCH, TINY_STL_ARCH
+
+from mmglnet.models import GLNet
+from mmglnet.models.block_compile import resolve_compile_cfg
+
+ARCHS = dict(g_series=TINY_ARCH, stl=TINY_STL_ARCH)
+
+
+class CountingBackend:
+    """A dynamo backend that runs the captured graphs eagerly and counts graphs and runs."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+        self.runs = 0
+
+    def __call__(self, graph_module, example_inputs):
+        self.graphs += 1
+
+        def run(*args):
+            self.runs += 1
+            return graph_module(*args)
+
+        return run
+
+
+def num_blocks(model: GLNet) -> int:
+    return sum(len(stage.blocks) for stage in model.stages)
+
+
+@pytest.mark.parametrize('arch_name', sorted(ARCHS))
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('training', [True, False])
+def test_backbone_compiles_without_graph_breaks(arch_name, precision, training):
+    """fullgraph=True fails on any graph break: eager-mode detours (autocast queries, export
+    checks) must stay out of traced code, or a compiled model runs as many small graphs."""
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(ARCHS[arch_name]), drop_path_rate=0.).train(training)
+    x = torch.randn(2, 3, 64, 64)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend='eager', fullgraph=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
+        outputs = compiled(x)
+        expected = model(x)
+    for out, ref in zip(outputs, expected):
+        torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize('arch_name', sorted(ARCHS))
+def test_compile_blocks_runs_every_block_compiled(arch_name):
+    """Every block goes through a compiled graph, in training and in eval mode, with drop path
+    rates that differ per block; no block falls back to eager at dynamo's recompile limit, and
+    graphs are shared by the blocks of a stage (a per-block constant would multiply them)."""
+    arch = dict(ARCHS[arch_name], depth=[1, 1, 6, 1])
+    backend = CountingBackend()
+    model = GLNet(arch=arch, drop_path_rate=0.2, compile_blocks=dict(backend=backend, dynamic=False))
+    blocks = num_blocks(model)
+    # What a graph is specialised to: stage (shape), block class, drop path or not.
+    kinds = {(index, type(block), type(block.drop_path))
+             for index, stage in enumerate(model.stages) for block in stage.blocks}
+    x = torch.randn(2, 3, 64, 64)
+    torch._dynamo.reset()
+    for training in (True, False, True):
+        backend.runs = 0
+        model.train(training)
+        model(x)
+        assert backend.runs == blocks, (training, backend.runs, blocks)
+    assert backend.graphs <= 2 * len(kinds) < blocks + 2, (backend.graphs, kinds)
+
+
+def test_compile_blocks_matches_eager_with_gradients():
+    torch.manual_seed(0)
+    eager = GLNet(arch=dict(TINY_ARCH)).double()
+    compiled = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(backend='aot_eager')).double()
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    torch._dynamo.reset()
+    for model in (eager, compiled):
+        model.zero_grad()
+        sum((out * out).sum() for out in model(x)).backward()
+    eager_params = dict(eager.named_parameters())
+    for name, param in compiled.named_parameters():
+        torch.testing.assert_close(param.grad, eager_params[name].grad, msg=name)
+
+
+def test_compile_blocks_leaves_state_and_copies_alone():
+    """The option stores nothing in the model: same state dict keys, and a deep copy (as EMA
+    makes) computes with its own weights."""
+    torch.manual_seed(0)
+    plain = GLNet(arch=dict(TINY_ARCH))
+    model = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(backend='eager')).eval()
+    assert list(model.state_dict()) == list(plain.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        before = model(x)[-1]
+        twin = copy.deepcopy(model)
+        for param in twin.parameters():
+            param.mul_(0.5)
+        assert not torch.allclose(twin(x)[-1], before)
+        torch.testing.assert_close(model(x)[-1], before)
+
+
+def test_compile_blocks_runs_eagerly_while_tracing():
+    """JIT tracing (mmengine's FLOP counter) sees the plain blocks."""
+    backend = CountingBackend()
+    model = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(backend=backend)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, check_trace=False)
+        assert backend.runs == 0
+        torch.testing.assert_close(traced(x)[-1], model(x)[-1])
+
+
+@pytest.mark.parametrize('value, error, words', [
+    (dict(mode='default', dynamics=False), ValueError, "unknown key(s) ['dynamics']"),
+    ('max-autotune', TypeError, 'must be a bool or a dict'),
+])
+def test_compile_blocks_bad_values(value, error, words):
+    with pytest.raises(error) as info:
+        GLNet(arch=dict(TINY_ARCH), compile_blocks=value)
+    assert words in str(info.value)
+
+
+def test_resolve_compile_cfg():
+    assert resolve_compile_cfg(False) is None
+    assert resolve_compile_cfg(None) is None
+    assert resolve_compile_cfg(True) == {}
+    assert resolve_compile_cfg(dict(dynamic=False)) == dict(dynamic=False)
