@@ -76,12 +76,19 @@ def test_mmseg_fpn_r50_base_refuses_resnet_pretrained(tiny_arch):
         _build(cfg, 'mmseg')
 
 
-def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch):
+@pytest.mark.parametrize('compile_blocks', [False, dict(backend='aot_eager')])
+def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch, compile_blocks):
+    """Also with the backbone's blocks compiled from the config (dynamo and autograd as in
+    real compilation; the aot_eager backend generates no kernels)."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+    from torch._dynamo.utils import counters
     cfg = _seg_config(tiny_arch, pretrained=None)
+    cfg.model.backbone.compile_blocks = compile_blocks
     model = _build(cfg, 'mmseg')
     assert isinstance(model.backbone, GLNet)
+    torch._dynamo.reset()
+    counters.clear()
     samples = []
     for _ in range(2):
         sample = SegDataSample(
@@ -93,6 +100,7 @@ def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch):
         data_samples=samples)
     losses = _train_step(model, data)
     assert 'decode.loss_ce' in losses
+    assert (counters['stats']['unique_graphs'] > 0) == bool(compile_blocks)
 
 
 def test_mmdet_faster_rcnn_base_trains_a_step(tiny_arch):

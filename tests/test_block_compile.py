@@ -7,10 +7,11 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY_ARCH, TINY_STL_ARCH
 
 from mmglnet.models import GLNet
 from mmglnet.models.block_compile import resolve_compile_cfg
+
+from conftest import TINY_ARCH, TINY_STL_ARCH
 
 ARCHS = dict(g_series=TINY_ARCH, stl=TINY_STL_ARCH)
 
@@ -61,11 +62,13 @@ def test_compile_blocks_runs_every_block_compiled(arch_name):
     graphs are shared by the blocks of a stage (a per-block constant would multiply them)."""
     arch = dict(ARCHS[arch_name], depth=[1, 1, 6, 1])
     backend = CountingBackend()
-    model = GLNet(arch=arch, drop_path_rate=0.2, compile_blocks=dict(backend=backend, dynamic=False))
+    model = GLNet(
+        arch=arch, drop_path_rate=0.2, compile_blocks=dict(backend=backend, dynamic=False))
     blocks = num_blocks(model)
     # What a graph is specialised to: stage (shape), block class, drop path or not.
     kinds = {(index, type(block), type(block.drop_path))
-             for index, stage in enumerate(model.stages) for block in stage.blocks}
+             for index, stage in enumerate(model.stages)
+             for block in stage.blocks}
     x = torch.randn(2, 3, 64, 64)
     torch._dynamo.reset()
     for training in (True, False, True):

@@ -20,99 +20,69 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The page's prose, with $targets, $reproduce and $runs where the generated parts go.
 TEMPLATE = osp.join(REPO_ROOT, 'docs', 'templates', 'benchmark.md')
 
-# The targets the runs are checked against. ``compare`` 'speed': images/s of ``model`` over
-# images/s of ``peer`` >= ``threshold``; 'time': time of ``model`` over time of ``peer`` <=
-# ``threshold``; a None threshold is only reported. ``settings`` must match the run's.
+# The targets the runs are checked against, each on every run whose settings match:
+# ``compare`` 'speed': images/s of the model over images/s of ``peer`` >= ``threshold``;
+# 'time': time of the model over time of ``peer`` <= ``threshold``; 'memory': step memory per
+# megapixel of the model at ``size`` over that at ``peer_size`` <= ``threshold`` (1 when
+# memory grows linearly with pixels). ``models`` are the candidates (e.g. GLNet eager and with
+# compile_blocks), each reported where the run has it; a None threshold is only reported.
 CUDA_EAGER = dict(device='cuda', compile=False, cuda_graphs=False)
+CUDA_COMPILED = dict(device='cuda', compile=True, cuda_graphs=False)
+CUDA_GRAPHS = dict(device='cuda', cuda_graphs=True)
+GLNET_4G = ('glnet_4g', 'glnet_4g_compile_blocks')
+INFER = dict(mode='infer', precision='fp16', size=224, batch=128)
+TRAIN = dict(mode='train', precision='fp16', size=512, batch=16)
+LATENCY = dict(mode='latency', precision='fp16', size=1792, batch=1)
+
+
+def target(title: str, models, peer: str, case: dict, settings: dict, compare: str,
+           threshold: Optional[float], **extra) -> dict:
+    models = (models, ) if isinstance(models, str) else tuple(models)
+    return dict(
+        title=title,
+        models=models,
+        peer=peer,
+        settings=settings,
+        compare=compare,
+        threshold=threshold,
+        **case,
+        **extra)
+
+
 TARGETS = [
-    dict(
-        title='GLNet-4G fp16 inference 224², batch 128, eager',
-        model='glnet_4g',
-        peer='swin_t',
-        mode='infer',
-        precision='fp16',
-        size=224,
-        batch=128,
-        settings=CUDA_EAGER,
-        compare='speed',
-        threshold=0.8),
-    dict(
-        title='GLNet-4G fp16 inference 224², batch 128, compiled',
-        model='glnet_4g',
-        peer='swin_t',
-        mode='infer',
-        precision='fp16',
-        size=224,
-        batch=128,
-        settings=dict(device='cuda', compile=True, cuda_graphs=False),
-        compare='speed',
-        threshold=0.8),
-    dict(
-        title='GLNet-STL fp16 inference 224², batch 128, eager',
-        model='glnet_stl',
-        peer='swin_t',
-        mode='infer',
-        precision='fp16',
-        size=224,
-        batch=128,
-        settings=CUDA_EAGER,
-        compare='speed',
-        threshold=1.3),
-    dict(
-        title='GLNet-4G fp16 training step 512², batch 16',
-        model='glnet_4g',
-        peer='swin_t',
-        mode='train',
-        precision='fp16',
-        size=512,
-        batch=16,
-        settings=CUDA_EAGER,
-        compare='speed',
-        threshold=0.8),
-    dict(
-        title='GLNet-4G batch-1 latency 1792², eager',
-        model='glnet_4g',
-        peer='convnext_t',
-        mode='latency',
-        precision='fp16',
-        size=1792,
-        batch=1,
-        settings=CUDA_EAGER,
-        compare='time',
-        threshold=2.0),
-    dict(
-        title='GLNet-4G batch-1 latency 1792², CUDA graphs',
-        model='glnet_4g',
-        peer='convnext_t',
-        mode='latency',
-        precision='fp16',
-        size=1792,
-        batch=1,
-        settings=dict(device='cuda', cuda_graphs=True),
-        compare='time',
-        threshold=2.0),
-    dict(
-        title='CPU: GLNet-4G forward 224², batch 8, eager, fast vs reference path',
-        model='glnet_4g',
-        peer='glnet_4g_reference',
-        mode='infer',
-        precision='fp32',
-        size=224,
-        batch=8,
-        settings=dict(device='cpu', compile=False),
-        compare='speed',
-        threshold=1.0),
-    dict(
-        title="CPU: GLNet-4G forward 224², batch 8, eager, vs mmdet's Swin-T",
-        model='glnet_4g',
-        peer='swin_t_mmdet',
-        mode='infer',
-        precision='fp32',
-        size=224,
-        batch=8,
-        settings=dict(device='cpu', compile=False),
-        compare='speed',
-        threshold=None),
+    target('GLNet-4G fp16 inference 224², batch 128, eager', 'glnet_4g', 'swin_t', INFER,
+           CUDA_EAGER, 'speed', 0.8),
+    target('GLNet-4G fp16 inference 224², batch 128, compiled', GLNET_4G, 'swin_t', INFER,
+           CUDA_COMPILED, 'speed', 0.8),
+    target('GLNet-STL fp16 inference 224², batch 128, eager', 'glnet_stl', 'swin_t', INFER,
+           CUDA_EAGER, 'speed', 1.3),
+    target('GLNet-4G fp16 training step 512², batch 16, eager', 'glnet_4g', 'swin_t', TRAIN,
+           CUDA_EAGER, 'speed', 0.8),
+    target('GLNet-4G fp16 training step 512², batch 16, compiled', GLNET_4G, 'swin_t', TRAIN,
+           CUDA_COMPILED, 'speed', 0.8),
+    target('GLNet-4G fp16 training step 512², batch 16, compile_blocks against eager peers',
+           'glnet_4g_compile_blocks', 'swin_t', TRAIN, CUDA_EAGER, 'speed', 0.8),
+    target('GLNet-4G fp16 training step 512², batch 16, against the reference path', GLNET_4G,
+           'glnet_4g_reference', TRAIN, CUDA_EAGER, 'speed', 1.5),
+    target('GLNet-4G batch-1 latency 1792², eager', GLNET_4G, 'convnext_t', LATENCY, CUDA_EAGER,
+           'time', 2.0),
+    target('GLNet-4G batch-1 latency 1792², CUDA graphs', GLNET_4G, 'convnext_t', LATENCY,
+           CUDA_GRAPHS, 'time', 2.0),
+    target(
+        'GLNet-4G batch-1 memory linear in pixels: step memory per megapixel at 1792² over 896²',
+        'glnet_4g',
+        'glnet_4g',
+        LATENCY,
+        CUDA_EAGER,
+        'memory',
+        1.1,
+        peer_size=896),
+    target('CPU: GLNet-4G forward 224², batch 8, eager, fast vs reference path', 'glnet_4g',
+           'glnet_4g_reference', dict(mode='infer', precision='fp32', size=224, batch=8),
+           dict(device='cpu', compile=False), 'speed', 1.0),
+    target("CPU: GLNet-4G forward 224², batch 8, eager, vs mmdet's Swin-T", 'glnet_4g',
+           'swin_t_mmdet', dict(mode='infer', precision='fp32', size=224, batch=8),
+           dict(device='cpu', compile=False), 'speed', None),
 ]
 
 # One command per comparison; each fits a 10-minute limit on one H100/H200. Add
@@ -124,9 +94,10 @@ REPRODUCE = [
     ('GPU, inference 224², batch 128, fp16 and fp32, eager',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
      'swin_t convnext_t --modes infer --precision fp16 fp32 --channels-last'),
-    ('GPU, inference 224², batch 128, fp16, compiled',
-     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_stl swin_t convnext_t '
-     '--modes infer --precision fp16 --channels-last --compile'),
+    ('GPU, inference 224², batch 128, fp16, compiled (GLNet through compile_blocks)',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks '
+     'glnet_stl_compile_blocks swin_t convnext_t --modes infer --precision fp16 --channels-last '
+     '--compile'),
     ('GPU, training step 512², batch 16, fp16, with peak memory',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
      'swin_t convnext_t --modes train --channels-last'),
@@ -136,6 +107,12 @@ REPRODUCE = [
     ('GPU, the same with CUDA graphs',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference convnext_t '
      'swin_t --modes latency --channels-last --cuda-graphs'),
+    ('GPU, training step with compile_blocks against the eager peers and paths, with profile',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks glnet_4g '
+     'glnet_4g_reference swin_t convnext_t --modes train --channels-last --profile'),
+    ('GPU, training step with every model compiled',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks swin_t '
+     'convnext_t --modes train --channels-last --compile'),
 ]
 
 
@@ -174,39 +151,57 @@ def goal_text(target: dict) -> str:
     if target['threshold'] is None:
         return '—'
     sign = '≥' if target['compare'] == 'speed' else '≤'
-    unit = '×' if target['compare'] == 'speed' else '× the time'
+    unit = dict(speed='×', time='× the time', memory='×')[target['compare']]
     return f'{sign} {target["threshold"]}{unit}'
 
 
+def step_mem_per_megapixel(row: dict) -> float:
+    return row['step_mem_mib'] / (row['batch'] * row['size']**2 / 1e6)
+
+
+def measure_target(target: dict, ours: dict, theirs: dict):
+    """(value, text) of ``target`` for the model's row ``ours`` and the peer's ``theirs``."""
+    if target['compare'] == 'speed':
+        value = ours['images_per_s'] / theirs['images_per_s']
+        return value, (f'{value:.2f}× ({ours["images_per_s"]:.1f} vs '
+                       f'{theirs["images_per_s"]:.1f} img/s)')
+    if target['compare'] == 'time':
+        value = ours['ms'] / theirs['ms']
+        return value, f'{value:.2f}× the time ({ours["ms"]:.1f} vs {theirs["ms"]:.1f} ms)'
+    large, small = step_mem_per_megapixel(ours), step_mem_per_megapixel(theirs)
+    value = large / small
+    return value, (f'{value:.2f}× ({large:.1f} vs {small:.1f} MiB per megapixel; peak '
+                   f'{theirs["peak_mem_mib"]:.0f} → {ours["peak_mem_mib"]:.0f} MiB)')
+
+
 def target_rows(runs: List[dict]) -> List[str]:
-    lines = ['| target | run | measured | target | status |', '|---|---|---|---|---|']
+    lines = ['| target | model | run | measured | target | status |', '|---|---|---|---|---|---|']
     for target in TARGETS:
         found = False
+        case = (target['mode'], target['precision'], target['size'], target['batch'])
+        peer_case = (target['mode'], target['precision'], target.get('peer_size', target['size']),
+                     target['batch'])
         for run in runs:
             if not matches(run, target['settings']):
                 continue
-            case = (target['mode'], target['precision'], target['size'], target['batch'])
-            ours = find_row(run, target['model'], *case)
-            theirs = find_row(run, target['peer'], *case)
-            if ours is None or theirs is None:
-                continue
-            found = True
-            threshold = target['threshold']
-            if target['compare'] == 'speed':
-                value = ours['images_per_s'] / theirs['images_per_s']
-                measured = (f'{value:.2f}× ({ours["images_per_s"]:.1f} vs '
-                            f'{theirs["images_per_s"]:.1f} img/s)')
-                met = None if threshold is None else value >= threshold
-            else:
-                value = ours['ms'] / theirs['ms']
-                measured = f'{value:.2f}× the time ({ours["ms"]:.1f} vs {theirs["ms"]:.1f} ms)'
-                met = None if threshold is None else value <= threshold
-            status = 'reported' if met is None else ('met' if met else '**missed**')
-            lines.append(f'| {target["title"]} | [{osp.basename(run["file"])}]'
-                         f'(#{anchor(run)}) | {measured} | {goal_text(target)} | {status} |')
+            theirs = find_row(run, target['peer'], *peer_case)
+            for model in target['models']:
+                ours = find_row(run, model, *case)
+                if ours is None or theirs is None:
+                    continue
+                found = True
+                value, measured = measure_target(target, ours, theirs)
+                threshold = target['threshold']
+                if threshold is None:
+                    status = 'reported'
+                else:
+                    met = value >= threshold if target['compare'] == 'speed' else value <= threshold
+                    status = 'met' if met else '**missed**'
+                lines.append(f'| {target["title"]} | {model} | [{osp.basename(run["file"])}]'
+                             f'(#{anchor(run)}) | {measured} | {goal_text(target)} | {status} |')
         if not found:
-            lines.append(f'| {target["title"]} | — | not measured yet | {goal_text(target)} '
-                         '| open |')
+            lines.append(f'| {target["title"]} | {", ".join(target["models"])} | — | '
+                         f'not measured yet | {goal_text(target)} | open |')
     return lines
 
 
