@@ -79,10 +79,13 @@ def test_compile_blocks_runs_every_block_compiled(arch_name):
     assert backend.graphs <= 2 * len(kinds) < blocks + 2, (backend.graphs, kinds)
 
 
-def test_compile_blocks_matches_eager_with_gradients():
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_compile_blocks_matches_eager_with_gradients(with_cp):
+    """Also under gradient checkpointing, which runs the compiled blocks again in backward."""
     torch.manual_seed(0)
     eager = GLNet(arch=dict(TINY_ARCH)).double()
-    compiled = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(backend='aot_eager')).double()
+    compiled = GLNet(
+        arch=dict(TINY_ARCH), with_cp=with_cp, compile_blocks=dict(backend='aot_eager')).double()
     compiled.load_state_dict(eager.state_dict())
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     torch._dynamo.reset()
