@@ -106,11 +106,11 @@ if [ "$PART" != compiled ]; then
 fi
 if [ "$PART" != eager ]; then
     # GLNet with compile_blocks (as a config sets it) against the eager peers and paths.
-    LIMIT=140 compare gpu_train_fp16_compile_blocks --models "${COMPILED_BLOCKS[@]}" \
+    LIMIT=170 compare gpu_train_fp16_compile_blocks --models "${COMPILED_BLOCKS[@]}" \
         "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes train --channels-last --profile
     LIMIT=110 compare gpu_infer_fp16_compile --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
         --modes infer --precision fp16 --channels-last --compile
-    LIMIT=60 compare gpu_latency_compile_blocks --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
+    LIMIT=70 compare gpu_latency_compile_blocks --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
         --modes latency --channels-last --latency-sizes 1792
     LIMIT=50 compare gpu_latency_compile_blocks_cuda_graphs --models "${COMPILED_BLOCKS[@]}" \
         "${PEERS[@]}" --modes latency --channels-last --cuda-graphs --latency-sizes 1792
