@@ -21,6 +21,9 @@ from typing import Callable, Dict, Optional, Union
 import torch
 import torch.nn as nn
 
+from .layers import is_compiling
+from .pooling import is_exporting
+
 # Keywords of torch.compile that make sense for a block (``model`` is the block itself).
 COMPILE_KEYS = ('fullgraph', 'dynamic', 'backend', 'mode', 'options', 'disable')
 
@@ -91,7 +94,4 @@ def compiled_run_block(cfg: dict) -> Callable[[nn.Module, torch.Tensor], torch.T
 
 def compiling_disallowed() -> bool:
     """Whether blocks must run eagerly now: JIT tracing, ONNX export, or an outer compile."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return True
-    compiler = getattr(torch, 'compiler', None)
-    return compiler is not None and compiler.is_compiling()
+    return torch.jit.is_tracing() or is_exporting() or is_compiling()
