@@ -6,10 +6,11 @@
 #
 # Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at
 # 512² batch 16 with its operator profile and peak memory, batch-1 latency at 448², 896²,
-# 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled): fp16 inference and
-# the training step with every model compiled (GLNet through its compile_blocks option, the
-# peers with torch.compile), and the training step of GLNet with compile_blocks against the
-# eager peers. SUITE_PART=all (the default) runs both. Each comparison is one run of
+# 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled): the training step
+# of GLNet with compile_blocks against the eager peers (with its profile), fp16 inference with
+# every model compiled (GLNet through its compile_blocks option, the peers with
+# torch.compile), 1792² latency with compile_blocks eager and with CUDA graphs, and last the
+# training step with every model compiled. SUITE_PART=all (the default) runs both. Each comparison is one run of
 # tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT where set, else
 # work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Commit the JSON files under docs/benchmarks/ and regenerate docs/benchmark.md with
