@@ -2,8 +2,10 @@
 import importlib.util
 import json
 import os.path as osp
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from mmglnet.models import GLNet
 from mmglnet.testing import get_impl, set_impl
@@ -56,7 +58,8 @@ def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_p
         '--models', 'glnet_tiny', 'glnet_tiny_reference', '--device', 'cpu', '--modes', 'infer',
         'train', 'latency', '--batch-size', '2', '--infer-size', '64', '--train-batch-size', '2',
         '--train-size', '64', '--latency-sizes', '64', '96', '--warmup', '1', '--iters', '1',
-        '--repeats', '2', '--baseline', 'glnet_tiny_reference', '--out',
+        '--repeats', '2', '--baseline', 'glnet_tiny_reference', '--count-ops', '--fused-optimizer',
+        '--out',
         str(out)
     ])
     saved = json.loads(out.read_text())
@@ -64,12 +67,15 @@ def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_p
     assert saved['command'].startswith('python tools/analysis_tools/benchmark.py --models')
     assert saved['git']['commit'] and saved['environment']['torch']
     assert saved['environment']['device'] and saved['settings']['repeats'] == 2
+    assert saved['settings']['fused_optimizer'] is True
     cases = {(r['mode'], r['size'], r['model']) for r in saved['results']}
     for model in ('glnet_tiny', 'glnet_tiny_reference'):
         assert {('infer', 64, model), ('train', 64, model), ('latency', 64, model),
                 ('latency', 96, model)} <= cases
     for row in saved['results']:
         assert len(row['samples_ms']) == 2 and row['images_per_s'] > 0
+        assert row['aten_ops_per_step'] > 0  # eager models: every row is counted
+        assert ('optimizer_aten_ops' in row) == (row['mode'] == 'train')
 
     page = renderer.render(renderer.load_runs(str(out)))
     assert 'python tools/analysis_tools/benchmark.py --models glnet_tiny' in page
@@ -84,3 +90,38 @@ def test_committed_benchmark_page_is_generated_from_the_committed_runs(renderer)
         '--check'
     ]) == 0, ('docs/benchmark.md differs from docs/benchmarks/*.json: regenerate it with '
               'python tools/analysis_tools/render_benchmark_docs.py')
+
+
+def test_operator_count_leaves_out_views_and_keeps_the_optimizer_apart(benchmark):
+    layer = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1, foreach=False)
+    x = torch.randn(2, 4)
+
+    def step():
+        optimizer.zero_grad()
+        layer(x).view(6).transpose(0, 0).sum().backward()
+        optimizer.step()
+
+    runner = benchmark.Runner('linear', step, layer, 0)
+    counter = benchmark.count_step_ops(runner)
+    assert counter.counts['addmm'] == 1 and counter.counts['sum'] >= 1
+    assert not set(counter.counts) & benchmark.VIEW_OPS
+    # SGD without foreach updates each of the two parameters with its own operator.
+    assert counter.optimizer_counts['add_'] == 2 and 'add_' not in counter.counts
+    # The global optimizer hooks that told the optimizer apart are removed on exit.
+    from torch.optim.optimizer import _global_optimizer_pre_hooks as hooks
+    before = len(hooks)
+    benchmark.count_step_ops(runner)
+    assert len(hooks) == before
+
+
+def test_device_work_counts_device_events_only(benchmark):
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+
+    def event(device_type, microseconds):
+        return SimpleNamespace(
+            device_type=device_type, time_range=SimpleNamespace(elapsed_us=lambda: microseconds))
+
+    events = [event(cpu, 900), event(cuda, 250), event(cuda, 1500), event(cpu, 10)]
+    assert benchmark.device_work(events) == dict(device_ops=2, device_busy_ms=1.75)
+    assert benchmark.device_work([event(cpu, 5)]) == {}

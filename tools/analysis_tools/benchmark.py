@@ -9,7 +9,12 @@ load on the machine hits all of them alike):
   ``--train-size`` with ``--train-batch-size``: images/s and peak memory;
 * ``latency``: batch-1 latency at each of ``--latency-sizes`` and its peak memory.
 
-``--compile``, ``--cuda-graphs`` and ``--channels-last`` apply to every model of the run.
+``--compile``, ``--cuda-graphs``, ``--channels-last`` and ``--fused-optimizer`` apply to every
+model of the run. ``--count-ops`` records, for every eager model, the ATen operators one step
+of the model dispatches (views excluded; the optimizer's apart): on a GPU each is about one
+kernel launch, the host-side cost that bounds an eager step when the kernels are short.
+``--profile`` also records the device kernels of the profiled step and their total time.
+
 Peak memory (CUDA) is read over the timed iterations only, after the warm-up, so cuDNN's
 autotuning workspaces do not count; it is the step's own memory plus the model's parameters
 (and, in training, gradients and optimizer state), as a run with that model alone would see.
@@ -50,10 +55,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
@@ -228,6 +235,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='replay CUDA graphs: captured eager forward passes for infer and '
         "latency, or with --compile the 'reduce-overhead' mode (all modes)")
+    parser.add_argument(
+        '--fused-optimizer',
+        action='store_true',
+        help="training steps use AdamW's fused kernels (fused=True) instead of torch's "
+        'default (foreach on CUDA)')
+    parser.add_argument(
+        '--count-ops',
+        action='store_true',
+        help='count the ATen operators (views excluded) one step of every eager model '
+        'dispatches: on a GPU, about its kernel launches')
     parser.add_argument('--warmup', type=int, default=None, help='warm-up iterations')
     parser.add_argument('--iters', type=int, default=None, help='iterations per measurement')
     parser.add_argument(
@@ -386,12 +403,18 @@ def inference_runner(name: str, batch: int, size: int, precision: str, args) -> 
     return Runner(name, step, model, static)
 
 
+def optimizer_kwargs(args) -> dict:
+    """AdamW's keywords for ``--fused-optimizer`` (torch's default implementation otherwise)."""
+    return dict(fused=True) if args.fused_optimizer else {}
+
+
 def train_runner(name: str, batch: int, size: int, precision: str, args) -> Runner:
     model = prepare_model(name, size, args)
     model.train()
     x = make_input(batch, size, args)
     fn = compile_model(name, model, args) if args.compile else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-4, weight_decay=0.05, **optimizer_kwargs(args))
     scaler = torch.amp.GradScaler(args.device, enabled=precision == 'fp16')
 
     def step():
@@ -435,8 +458,95 @@ def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
     return result
 
 
-def profile_table(runner: Runner, args, rows: int = 30) -> str:
-    """The operators of one step of ``runner``, by self time on the device (or the CPU)."""
+# ATen operators that only make a new view of their input (or read metadata or a host
+# scalar): they launch no kernel on a GPU and are left out of --count-ops.
+VIEW_OPS = frozenset({
+    'alias', 'as_strided', 'detach', 'expand', 'permute', 'reshape', 'select', 'slice', 'split',
+    'split_with_sizes', 'squeeze', 't', 'transpose', 'unbind', 'unflatten', 'unsqueeze', 'view',
+    '_reshape_alias', '_unsafe_view', 'promote_types', 'is_same_size', '_local_scalar_dense'
+})
+
+
+class OperatorCounter(TorchDispatchMode):
+    """Counts the ATen operators dispatched while active, by name, views excluded.
+
+    Those of optimizer steps are counted apart (``optimizer_counts``): torch's default AdamW
+    is one loop over the parameters on the CPU and a few multi-tensor kernels on CUDA, so
+    only the model's own operators compare across devices.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts = Counter()
+        self.optimizer_counts = Counter()
+        self._in_optimizer = False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in VIEW_OPS:
+            (self.optimizer_counts if self._in_optimizer else self.counts)[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self):
+        from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                           register_optimizer_step_pre_hook)
+
+        def enter_step(*_):
+            self._in_optimizer = True
+
+        def leave_step(*_):
+            self._in_optimizer = False
+
+        self._hooks = (register_optimizer_step_pre_hook(enter_step),
+                       register_optimizer_step_post_hook(leave_step))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for hook in self._hooks:
+            hook.remove()
+        return super().__exit__(*exc)
+
+
+def count_step_ops(runner: Runner) -> OperatorCounter:
+    """The operators one step of ``runner`` dispatches: the model's (forward, backward, loss
+    scaling) and the optimizer's."""
+    with OperatorCounter() as counter:
+        runner.step()
+    return counter
+
+
+def is_compiled(name: str, args) -> bool:
+    """Whether ``name`` runs compiled code in this run (its operators are not dispatched
+    one by one, so --count-ops does not count them)."""
+    return args.compile or name.endswith(COMPILED_BLOCKS_SUFFIX)
+
+
+def device_work(events) -> dict:
+    """The device operations (kernels, copies) among profiler ``events`` and their total time.
+
+    Args:
+        events: ``torch.profiler.profile(...).events()``.
+
+    Returns:
+        dict: ``device_ops`` and ``device_busy_ms`` (the sum of their durations); empty when
+        no device operation was recorded (a CPU run).
+    """
+    device_events = [
+        event for event in events if event.device_type == torch.autograd.DeviceType.CUDA
+    ]
+    if not device_events:
+        return {}
+    busy_us = sum(event.time_range.elapsed_us() for event in device_events)
+    return dict(device_ops=len(device_events), device_busy_ms=round(busy_us / 1e3, 3))
+
+
+def profile_step(runner: Runner, args, rows: int = 30) -> tuple:
+    """Profile one step of ``runner``.
+
+    Returns:
+        tuple[str, dict]: The operators by self time on the device (or the CPU), and
+        :func:`device_work` of the step.
+    """
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU]
     if args.device == 'cuda':
@@ -446,8 +556,9 @@ def profile_table(runner: Runner, args, rows: int = 30) -> str:
         if args.device == 'cuda':
             torch.cuda.synchronize()
     sort_by = 'self_cuda_time_total' if args.device == 'cuda' else 'self_cpu_time_total'
-    return prof.key_averages(group_by_input_shape=True).table(
+    table = prof.key_averages(group_by_input_shape=True).table(
         sort_by=sort_by, row_limit=rows, max_name_column_width=60, max_shapes_column_width=70)
+    return table, device_work(prof.events())
 
 
 def release(runners: List[Runner]) -> None:
@@ -485,7 +596,13 @@ def run_case(case: dict, args) -> List[dict]:
                 measure(runner, args.iters, args, per_iteration_sync=mode == 'latency'))
     profiles = {}
     if args.profile:
-        profiles = {runner.name: profile_table(runner, args) for runner in runners}
+        profiles = {runner.name: profile_step(runner, args) for runner in runners}
+    op_counts = {}
+    if args.count_ops:
+        op_counts = {
+            runner.name: count_step_ops(runner)
+            for runner in runners if not is_compiled(runner.name, args)
+        }
     rows = []
     for runner in runners:
         runs = samples[runner.name]
@@ -502,7 +619,14 @@ def run_case(case: dict, args) -> List[dict]:
             row['peak_mem_mib'] = max(run['peak_mem_mib'] for run in runs)
             row['step_mem_mib'] = max(run['step_mem_mib'] for run in runs)
         if runner.name in profiles:
-            row['profile'] = profiles[runner.name]
+            row['profile'], work = profiles[runner.name]
+            row.update(work)
+        if runner.name in op_counts:
+            counter = op_counts[runner.name]
+            row['aten_ops_per_step'] = sum(counter.counts.values())
+            row['top_aten_ops'] = dict(counter.counts.most_common(8))
+            if counter.optimizer_counts:
+                row['optimizer_aten_ops'] = sum(counter.optimizer_counts.values())
         rows.append(row)
     release(runners)
     return rows + failures
@@ -605,6 +729,9 @@ def format_table(rows: List[dict], baseline: str) -> str:
     lines = []
     header = (f'{"mode":8} {"prec":5} {"size":>5} {"batch":>5}  {"model":28} '
               f'{"img/s":>9} {"ms":>9} {"vs " + baseline:>16} {"peak MiB":>9}')
+    counted = any('aten_ops_per_step' in row for row in rows)
+    if counted:
+        header += f' {"ops/step":>9}'
     lines.append(header)
     lines.append('-' * len(header))
     keyed = {}
@@ -619,9 +746,11 @@ def format_table(rows: List[dict], baseline: str) -> str:
                 continue
             ratio = '' if base is None else f'{row["images_per_s"] / base["images_per_s"]:.2f}x'
             memory = f'{row["peak_mem_mib"]:.0f}' if 'peak_mem_mib' in row else '-'
-            lines.append(f'{mode:8} {precision:5} {size:>5} {batch:>5}  {row["model"]:28} '
-                         f'{row["images_per_s"]:9.1f} {row["ms"]:9.2f} {ratio:>16} '
-                         f'{memory:>9}')
+            line = (f'{mode:8} {precision:5} {size:>5} {batch:>5}  {row["model"]:28} '
+                    f'{row["images_per_s"]:9.1f} {row["ms"]:9.2f} {ratio:>16} {memory:>9}')
+            if counted:
+                line += f' {row.get("aten_ops_per_step", "-"):>9}'
+            lines.append(line)
     return '\n'.join(lines)
 
 
@@ -650,6 +779,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             compile_mode=args.compile_mode,
             cuda_graphs=args.cuda_graphs,
             channels_last=args.channels_last,
+            fused_optimizer=args.fused_optimizer,
             warmup=args.warmup,
             iters=args.iters,
             repeats=args.repeats),

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Every GPU comparison of docs/benchmark.md, in two parts that each finish inside one
+# Every GPU comparison of docs/benchmark.md, in three parts that each finish inside one
 # 10-minute call.
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
 #
 # Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at
-# 512² batch 16 with its operator profile and peak memory, batch-1 latency at 448², 896²,
-# 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled): the training step
-# of GLNet with compile_blocks against the eager peers (with its profile), fp16 inference with
-# every model compiled (GLNet through its compile_blocks option, the peers with
+# 512² batch 16 with its operator profile, operator counts and peak memory, batch-1 latency at
+# 448², 896², 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled): the
+# training step of GLNet with compile_blocks against the eager peers (with its profile), fp16
+# inference with every model compiled (GLNet through its compile_blocks option, the peers with
 # torch.compile), 1792² latency with compile_blocks eager and with CUDA graphs, and last the
-# training step with every model compiled. SUITE_PART=all (the default) runs both. Each comparison is one run of
-# tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT where set, else
-# work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
+# training step with every model compiled. Part "extra" (SUITE_PART=extra): the training step
+# with AdamW's fused kernels for every model (eager, and GLNet with compile_blocks), and the
+# operator profile of the 1792² batch-1 latency, eager and with compile_blocks.
+# SUITE_PART=all (the default) runs all three, which takes more than one call. Each comparison
+# is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
+# where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Commit the JSON files under docs/benchmarks/ and regenerate docs/benchmark.md with
 # tools/analysis_tools/render_benchmark_docs.py.
 #
@@ -21,7 +24,7 @@
 # OpenMMLab packages"): they are installed into a private folder first.
 #
 # Environment:
-#   SUITE_PART     eager, compiled or all (default).
+#   SUITE_PART     eager, compiled, extra or all (default).
 #   SUITE_MODELS   GLNet models compared in every mode (default: "glnet_4g glnet_stl"); each
 #                  gets its reference path too (the stand-in for the official code) where the
 #                  mode compares them.
@@ -40,8 +43,8 @@ cd "$REPO_ROOT"
 OUT_DIR="${1:-${OUT:-work_dirs/benchmarks}}"
 mkdir -p "$OUT_DIR"
 PART="${SUITE_PART:-all}"
-case "$PART" in eager|compiled|all) ;; *)
-    echo "SUITE_PART=$PART is not one of eager, compiled, all" >&2; exit 2;; esac
+case "$PART" in eager|compiled|extra|all) ;; *)
+    echo "SUITE_PART=$PART is not one of eager, compiled, extra, all" >&2; exit 2;; esac
 LOG="$OUT_DIR/suite_$PART.log"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
@@ -95,20 +98,20 @@ compare() {
     echo "## $name done ($(date -u +%T))" | tee -a "$LOG"
 }
 
-if [ "$PART" != compiled ]; then
+if [ "$PART" = eager ] || [ "$PART" = all ]; then
     compare gpu_infer_fp16 --models "${WITH_REFERENCE[@]}" "${EXTRA[@]}" "${PEERS[@]}" \
         --modes infer --precision fp16 --channels-last
     compare gpu_train_fp16 --models "${WITH_REFERENCE[@]}" "${EXTRA[@]}" "${PEERS[@]}" \
-        --modes train --channels-last --profile
+        --modes train --channels-last --profile --count-ops
     compare gpu_latency --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes latency \
         --channels-last
     compare gpu_latency_cuda_graphs --models "${GLNETS[@]}" "${PEERS[@]}" --modes latency \
         --channels-last --cuda-graphs
 fi
-if [ "$PART" != eager ]; then
+if [ "$PART" = compiled ] || [ "$PART" = all ]; then
     # GLNet with compile_blocks (as a config sets it) against the eager peers and paths.
     LIMIT=170 compare gpu_train_fp16_compile_blocks --models "${COMPILED_BLOCKS[@]}" \
-        "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes train --channels-last --profile
+        "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes train --channels-last --profile --count-ops
     LIMIT=110 compare gpu_infer_fp16_compile --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
         --modes infer --precision fp16 --channels-last --compile
     LIMIT=70 compare gpu_latency_compile_blocks --models "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" \
@@ -118,5 +121,14 @@ if [ "$PART" != eager ]; then
     # Last, as the longest to compile: the training step with every model compiled.
     LIMIT=120 compare gpu_train_fp16_compile --models "${COMPILED_BLOCKS[@]}" swin_t --modes train \
         --channels-last --compile
+fi
+if [ "$PART" = extra ] || [ "$PART" = all ]; then
+    # AdamW's fused kernels: one launch per group of parameters instead of a dozen
+    # multi-tensor launches; GLNet-4G has 621 parameter tensors, Swin-T 171.
+    LIMIT=200 compare gpu_train_fp16_fused_adamw --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
+        "${PEERS[@]}" --modes train --channels-last --fused-optimizer --count-ops
+    # Where the 1792² batch-1 time goes, eager and compiled.
+    LIMIT=100 compare gpu_latency_1792_profile --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
+        convnext_t --modes latency --channels-last --latency-sizes 1792 --profile
 fi
 exit "$status"

@@ -216,11 +216,33 @@ def mode_label(row: dict) -> str:
             f'batch {row["batch"]}')
 
 
+def operator_counts(row: dict) -> str:
+    if 'aten_ops_per_step' not in row:
+        return ''
+    optimizer = row.get('optimizer_aten_ops')
+    return str(row['aten_ops_per_step']) + (f' (+{optimizer})' if optimizer else '')
+
+
+def device_work(row: dict) -> str:
+    if 'device_ops' not in row:
+        return ''
+    return f'{row["device_ops"]} / {row["device_busy_ms"]:.1f} ms'
+
+
+# Columns shown where a run recorded them: (header, cell text or '' for the row).
+EXTRA_COLUMNS = [
+    ('ATen operators per step (+ optimizer)', operator_counts),
+    ('profiled step: device kernels / busy time', device_work),
+]
+
+
 def run_section(run: dict) -> List[str]:
     env, settings = run['environment'], run['settings']
     flags = [name for name in ('compile', 'cuda_graphs', 'channels_last') if settings[name]]
     if settings.get('compile_mode'):
         flags.append(f'compile mode {settings["compile_mode"]}')
+    if settings.get('fused_optimizer'):
+        flags.append('fused AdamW')
     git = run['git']
     dirty = ' (with uncommitted changes to the models or the tool)' if git.get('dirty') else ''
     packages = ', '.join(f'{k} {v}' for k, v in env['packages'].items() if v)
@@ -252,14 +274,17 @@ def run_section(run: dict) -> List[str]:
     baseline = run['baseline']
     for label, rows in groups.items():
         base = next((r for r in rows if r['model'] == baseline and 'ms' in r), None)
+        extra = [column for column in EXTRA_COLUMNS if any(column[1](r) for r in rows)]
         lines += [
             f'**{label}**', '',
             f'| model | img/s | ms / iteration | vs {baseline} | peak memory (MiB) '
-            '| step memory per megapixel (MiB) |', '|---|---|---|---|---|---|'
+            '| step memory per megapixel (MiB) |' + ''.join(f' {c[0]} |' for c in extra),
+            '|---|---|---|---|---|---|' + '---|' * len(extra)
         ]
         for row in rows:
             if 'error' in row:
-                lines.append(f'| {row["model"]} | failed: {row["error"][:80]} | | | | |')
+                lines.append(f'| {row["model"]} | failed: {row["error"][:80]} | | | | |' +
+                             ' |' * len(extra))
                 continue
             ratio = '' if base is None else f'{row["images_per_s"] / base["images_per_s"]:.2f}×'
             memory = f'{row["peak_mem_mib"]:.0f}' if 'peak_mem_mib' in row else '—'
@@ -268,7 +293,8 @@ def run_section(run: dict) -> List[str]:
                          if 'step_mem_mib' in row else '—')
             spread = f'{min(row["samples_ms"]):.1f}–{max(row["samples_ms"]):.1f}'
             lines.append(f'| {row["model"]} | {row["images_per_s"]:.1f} | {row["ms"]:.1f} '
-                         f'({spread}) | {ratio} | {memory} | {per_pixel} |')
+                         f'({spread}) | {ratio} | {memory} | {per_pixel} |' +
+                         ''.join(f' {column[1](row) or "—"} |' for column in extra))
         lines.append('')
     return lines
 
