@@ -22,7 +22,7 @@ import torch.nn as nn
 from .attention import MultiheadSelfAttention
 from .layers import (ConvFFN, LayerNorm2d, ResidualDWConv, eager_autocast_dtype, make_drop_path,
                      make_layer_scale)
-from .pooling import adaptive_avg_pool2d
+from .pooling import slot_pool2d
 
 SLOT_INITS = ('ada_avgpool', 'param')
 # The eps of F.normalize. Where the logits are float16, the norms are clamped at float16's
@@ -165,8 +165,8 @@ class GLMixBlock(nn.Module):
         """Initial slots (N or 1, S, C) for the block input ``x`` (N, C, H, W)."""
         if self.slot_init == 'param':
             return self.init_slots
-        # torch's kernel, or an exportable form during ONNX export (see .pooling).
-        pooled = adaptive_avg_pool2d(x, self.pool_size)
+        # The fastest kernel for the device, or an exportable form during ONNX export.
+        pooled = slot_pool2d(x, self.pool_size)
         return pooled.flatten(2).transpose(1, 2)
 
     def slot_logits(self, pixels: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:

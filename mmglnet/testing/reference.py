@@ -49,8 +49,15 @@ class ReferenceResidualDWConv(ResidualDWConv):
 
 
 class ReferenceGLMixBlock(GLMixBlock):
-    """:class:`GLMixBlock` computed literally: normalised pixels and slots, transposed logits
-    for the dispatching softmax, position encoding and mixing sums as separate additions."""
+    """:class:`GLMixBlock` computed literally: torch's adaptive pooling on every device,
+    normalised pixels and slots, transposed logits for the dispatching softmax, position
+    encoding and mixing sums as separate additions."""
+
+    def initial_slots(self, x: torch.Tensor) -> torch.Tensor:
+        """Learned slots, or the input pooled by torch's adaptive average pooling."""
+        if self.slot_init == 'param':
+            return self.init_slots
+        return F.adaptive_avg_pool2d(x, self.pool_size).flatten(2).transpose(1, 2)
 
     def slot_logits(self, pixels: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
         """Cosine similarity of the normalised slots and pixel tokens, times the temperature."""

@@ -11,8 +11,9 @@
 # inference with every model compiled (GLNet through its compile_blocks option, the peers with
 # torch.compile), 1792² latency with compile_blocks eager and with CUDA graphs, and last the
 # training step with every model compiled. Part "extra" (SUITE_PART=extra): the training step
-# with AdamW's fused kernels for every model (eager, and GLNet with compile_blocks), and the
-# operator profile of the 1792² batch-1 latency, eager and with compile_blocks.
+# with AdamW's fused kernels for every model (eager, and GLNet with compile_blocks), eager fp16
+# inference with its operator profile, and the operator profile of the 1792² batch-1 latency,
+# eager and with compile_blocks.
 # SUITE_PART=all (the default) runs all three, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
@@ -127,6 +128,10 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # multi-tensor launches; GLNet-4G has 621 parameter tensors, Swin-T 171.
     LIMIT=200 compare gpu_train_fp16_fused_adamw --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
         "${PEERS[@]}" --modes train --channels-last --fused-optimizer --count-ops
+    # The slot pooling's change on CUDA (a mean over equal windows; the reference path keeps
+    # torch's adaptive kernel): eager inference with the operator profile.
+    LIMIT=90 compare gpu_infer_fp16_pooling --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" \
+        --modes infer --precision fp16 --channels-last --profile
     # Where the 1792² batch-1 time goes, eager and compiled.
     LIMIT=100 compare gpu_latency_1792_profile --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
         convnext_t --modes latency --channels-last --latency-sizes 1792 --profile

@@ -110,6 +110,14 @@ REPRODUCE = [
     ('GPU, training step with compile_blocks against the eager peers and paths, with profile',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks glnet_4g '
      'glnet_4g_reference swin_t convnext_t --modes train --channels-last --profile'),
+    ('CPU, the operators one training step dispatches (about the kernel launches of an eager '
+     'step on a GPU), fp32; the count does not depend on the input size',
+     'python tools/analysis_tools/benchmark.py --device cpu --models glnet_4g glnet_4g_reference '
+     'glnet_stl glnet_stl_reference glnet_9g swin_t convnext_t --modes train --train-size 64 '
+     '--train-batch-size 2 --count-ops'),
+    ('GPU, training step with AdamW\'s fused kernels for every model',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_compile_blocks swin_t '
+     'convnext_t --modes train --channels-last --fused-optimizer --count-ops'),
     ('GPU, training step with every model compiled',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks swin_t '
      'convnext_t --modes train --channels-last --compile'),
