@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mmglnet.models import GLNet
+from mmglnet.models import GLNet, pooling
 from mmglnet.testing import get_impl, set_impl
 
 from conftest import REPO_ROOT, TINY_ARCH
@@ -36,6 +36,30 @@ def test_model_names_build_the_right_path(benchmark):
     reference = benchmark.MODEL_BUILDERS['glnet_stl_reference'](224)
     assert isinstance(fast, GLNet) and fast.out_indices == (3, )
     assert get_impl(fast) == 'fast' and get_impl(reference) == 'reference'
+
+
+def test_torch_pooling_variant_switches_the_fast_pooling_off_in_its_forward_only(
+        benchmark, monkeypatch):
+    wrapped = benchmark.MODEL_BUILDERS['glnet_stl_torch_pooling'](224)
+    assert isinstance(wrapped, benchmark.TorchSlotPooling) and get_impl(wrapped.model) == 'fast'
+    # The CPU stands in for CUDA, where the fast path does not call torch's kernel.
+    monkeypatch.setattr(pooling, 'FAST_SLOT_POOLING_DEVICES', frozenset({'cpu'}))
+    torch_kernel_calls = []
+    adaptive_avg_pool2d = pooling.adaptive_avg_pool2d
+    monkeypatch.setattr(pooling, 'adaptive_avg_pool2d',
+                        lambda *a: torch_kernel_calls.append(1) or adaptive_avg_pool2d(*a))
+    model = GLNet(TINY_ARCH, out_indices=(3, )).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        fast = model(x)
+        assert not torch_kernel_calls
+        with_torch_kernel = benchmark.TorchSlotPooling(model)(x)
+    assert len(torch_kernel_calls) == 3  # one GLMix block in each of stages 1-3
+    assert pooling.FAST_SLOT_POOLING_DEVICES == {'cpu'}
+    torch.testing.assert_close(with_torch_kernel, fast)
+    with pytest.raises(ValueError, match="5 channels"):  # restored after a failure too
+        benchmark.TorchSlotPooling(model)(torch.randn(1, 5, 64, 64))
+    assert pooling.FAST_SLOT_POOLING_DEVICES == {'cpu'}
 
 
 def test_bad_arguments_are_rejected_with_the_choices(benchmark, capsys):

@@ -8,14 +8,18 @@ the same bins as two products with averaging matrices built from the runtime siz
 integer division and comparisons in the graph), so an exported graph pools correctly at every
 input size. In eager mode it is ``F.adaptive_avg_pool2d`` itself.
 
-:func:`slot_pool2d`, which pools GLMix's initial slots, also picks the faster of torch's kernel
-and a plain mean over equal windows (:func:`grid_mean_pool2d`) for the device.
+:func:`slot_pool2d`, which pools GLMix's initial slots, avoids torch's kernel where it is slow
+(CUDA): it takes a plain mean over equal windows (:func:`grid_mean_pool2d`), and two products
+with averaging matrices (:func:`averaging_product_pool2d`) where the windows are uneven.
 """
+import functools
 from typing import Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .layers import eager_autocast_dtype, is_compiling
 
 
 def _pair(output_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -33,8 +37,10 @@ def is_exporting() -> bool:
     return torch.onnx.is_in_onnx_export()
 
 
-def averaging_matrix(length: Union[int, torch.Tensor], bins: int,
-                     device: torch.device) -> torch.Tensor:
+def averaging_matrix(length: Union[int, torch.Tensor],
+                     bins: int,
+                     device: torch.device,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The (bins, L) matrix whose product with a length-``L`` vector gives its adaptive means.
 
     Row ``i`` is ``1 / (end_i - start_i)`` on ``[start_i, end_i)`` and 0 elsewhere, with
@@ -46,9 +52,11 @@ def averaging_matrix(length: Union[int, torch.Tensor], bins: int,
             exported graph computes the matrix from the runtime size.
         bins (int): Number of output bins.
         device (torch.device): Device of the matrix.
+        dtype (torch.dtype): Its dtype; each weight is ``1 / size`` rounded once to it.
+            Defaults to torch.float32.
 
     Returns:
-        Tensor: float32 (bins, L) averaging weights.
+        Tensor: (bins, L) averaging weights.
     """
     positions = torch.arange(length, device=device).unsqueeze(0)  # (1, L)
     index = torch.arange(bins, device=device).unsqueeze(1)  # (bins, 1)
@@ -56,7 +64,7 @@ def averaging_matrix(length: Union[int, torch.Tensor], bins: int,
     start = torch.div(index * length, bins, rounding_mode='floor')
     end = torch.div((index + 1) * length + bins - 1, bins, rounding_mode='floor')
     inside = (positions >= start) & (positions < end)
-    return inside.float() / (end - start).float()
+    return inside.to(dtype) / (end - start).to(dtype)
 
 
 def matmul_adaptive_avg_pool2d(x: torch.Tensor, output_size: Union[int,
@@ -97,13 +105,13 @@ def adaptive_avg_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]])
     return F.adaptive_avg_pool2d(x, output_size)
 
 
-# Devices on which :func:`slot_pool2d` averages equal windows as a reduction over a reshaped
-# view. On an H100, torch's channels-last adaptive pooling kernel read GLNet-4G's stage-1
-# features at about 78 GB/s (430 us for 16x64x128x128 half floats in the training profile,
-# docs/benchmarks/h100_train_fp16_profile.txt); CUDA's reduction kernels split the windows
-# over many more threads. On the CPU it is the other way round: the adaptive kernel,
-# vectorised over channels, is 3 to 13 times as fast as the strided reduction.
-GRID_MEAN_DEVICES = frozenset({'cuda'})
+# Devices on which :func:`slot_pool2d` does not run torch's adaptive pooling kernel. On an
+# H100, torch's channels-last kernel read GLNet-4G's stage-1 features at about 78 GB/s (430 us
+# for 16x64x128x128 half floats in the training profile,
+# docs/benchmarks/h100_train_fp16_profile.txt), where CUDA's reductions and matrix products
+# stream them at memory speed. On the CPU it is the other way round: the adaptive kernel,
+# vectorised over channels, is 3 to 13 times as fast as the strided reduction and the products.
+FAST_SLOT_POOLING_DEVICES = frozenset({'cuda'})
 
 
 def grid_mean_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]]) -> torch.Tensor:
@@ -125,19 +133,79 @@ def grid_mean_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]]) ->
     batch, channels, height, width = x.shape
     if height % rows or width % cols:
         raise ValueError(f'grid_mean_pool2d needs the output size ({rows}, {cols}) to divide '
-                         f'the input size ({height}, {width}); use adaptive_avg_pool2d.')
+                         f'the input size ({height}, {width}); use averaging_product_pool2d.')
     windows = x.reshape(batch, channels, rows, height // rows, cols, width // cols)
     return windows.mean((3, 5))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_averaging_matrix(length: int, bins: int, dtype: torch.dtype,
+                             device: torch.device) -> torch.Tensor:
+    # A normal tensor even when first asked for under inference mode: a training forward
+    # saves it for backward later.
+    with torch.inference_mode(False), torch.no_grad():
+        return averaging_matrix(length, bins, device, dtype)
+
+
+def _averaging_weights(length: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """:func:`averaging_matrix` in ``like``'s dtype and device, built once per size in eager
+    mode; built in the graph while compiling, tracing or capturing a CUDA graph, where a
+    cached tensor would be a constant of one graph (or not computed at all)."""
+    if (is_compiling() or torch.jit.is_tracing()
+            or (like.is_cuda and torch.cuda.is_current_stream_capturing())):
+        return averaging_matrix(length, bins, like.device, like.dtype)
+    return _cached_averaging_matrix(length, bins, like.dtype, like.device)
+
+
+def averaging_product_pool2d(x: torch.Tensor, output_size: Union[int,
+                                                                 Sequence[int]]) -> torch.Tensor:
+    """Adaptive average pooling of ``x`` (N, C, H, W) as two products with averaging matrices.
+
+    Any windows, uneven (overlapping) ones included: the bins are those of
+    :func:`torch.nn.functional.adaptive_avg_pool2d`, and the values equal its values up to
+    float rounding. A channels-last ``x`` is pooled as the contiguous (N, H, W, C) array it
+    is, first over W as a batch of (cols, W) x (W, C) products, then over H as (rows, H) x
+    (H, cols * C) products, with no copy of ``x``; its output is channels-last strided.
+    Otherwise it is ``A_h @ x @ A_w^T``. The products run in ``x``'s dtype, also under
+    autocast, as torch's kernel does (no cast of ``x``).
+
+    Args:
+        x (Tensor): Input (N, C, H, W).
+        output_size (int | tuple[int, int]): Output (rows, cols).
+
+    Returns:
+        Tensor: (N, C, rows, cols), in ``x``'s dtype.
+    """
+    rows, cols = _pair(output_size)
+    batch, channels, height, width = x.shape
+    pool_h = _averaging_weights(height, rows, x)  # (rows, H)
+    pool_w = _averaging_weights(width, cols, x)  # (cols, W)
+    if eager_autocast_dtype(x.device.type) is None:
+        return _averaging_products(x, pool_h, pool_w)
+    with torch.autocast(x.device.type, enabled=False):
+        return _averaging_products(x, pool_h, pool_w)
+
+
+def _averaging_products(x: torch.Tensor, pool_h: torch.Tensor,
+                        pool_w: torch.Tensor) -> torch.Tensor:
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        return torch.matmul(torch.matmul(pool_h, x), pool_w.transpose(0, 1))
+    batch, channels, height, width = x.shape
+    rows, cols = pool_h.shape[0], pool_w.shape[0]
+    pixels = x.permute(0, 2, 3, 1).reshape(batch * height, width, channels)  # a view
+    over_width = torch.matmul(pool_w, pixels)  # (N * H, cols, C)
+    pooled = torch.matmul(pool_h, over_width.reshape(batch, height, cols * channels))
+    return pooled.reshape(batch, rows, cols, channels).permute(0, 3, 1, 2)
 
 
 def slot_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]]) -> torch.Tensor:
     """Adaptive average pooling by the fastest kernel for ``x``'s device.
 
-    :func:`grid_mean_pool2d` on the devices of :data:`GRID_MEAN_DEVICES` where the output
-    size divides the input size (in eager mode and under :func:`torch.compile`); otherwise
-    :func:`adaptive_avg_pool2d`: torch's kernel, kept for JIT traces (mmengine's FLOP
-    counter sees the same operator on every device), and its exportable form while exporting
-    to ONNX.
+    On the devices of :data:`FAST_SLOT_POOLING_DEVICES` (in eager mode and under
+    :func:`torch.compile`): :func:`grid_mean_pool2d` where the output size divides the input
+    size, :func:`averaging_product_pool2d` where it does not. Elsewhere
+    :func:`adaptive_avg_pool2d`: torch's kernel, kept for JIT traces (mmengine's FLOP counter
+    sees the same operator on every device), and its exportable form while exporting to ONNX.
 
     Args:
         x (Tensor): Input (N, C, H, W).
@@ -146,12 +214,14 @@ def slot_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]]) -> torc
     Returns:
         Tensor: (N, C, rows, cols).
     """
+    if (x.device.type not in FAST_SLOT_POOLING_DEVICES or x.dim() != 4 or torch.jit.is_tracing()
+            or is_exporting()):
+        return adaptive_avg_pool2d(x, output_size)
     rows, cols = _pair(output_size)
     height, width = x.shape[-2:]
-    if (x.device.type in GRID_MEAN_DEVICES and x.dim() == 4 and height % rows == 0
-            and width % cols == 0 and not torch.jit.is_tracing() and not is_exporting()):
+    if height % rows == 0 and width % cols == 0:
         return grid_mean_pool2d(x, (rows, cols))
-    return adaptive_avg_pool2d(x, output_size)
+    return averaging_product_pool2d(x, (rows, cols))
 
 
 class ExportableAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):

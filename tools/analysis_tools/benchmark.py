@@ -27,7 +27,9 @@ Models: ``glnet_<arch>`` (``stl``, ``stl_paramslot``, ``4g``, ``9g``, ``16g``) w
 implementation, ``glnet_<arch>_reference`` with the reference one
 (:mod:`mmglnet.testing.reference`), ``glnet_<arch>_compile_blocks`` with the fast one and the
 backbone's ``compile_blocks`` option (every block compiled; not compiled again by
-``--compile``); ``swin_t`` and ``convnext_t`` from timm
+``--compile``), ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling
+kernel for the initial slots on every device (to measure the fast path's own pooling on
+CUDA, :func:`mmglnet.models.pooling.slot_pool2d`); ``swin_t`` and ``convnext_t`` from timm
 (``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
 SwinTransformer with the Swin-T settings). Every model runs up to its last stage, with the
 norm its detection/segmentation use applies there, and no classifier.
@@ -73,6 +75,7 @@ SCHEMA_VERSION = 1
 # Model-name suffix of a GLNet built with compile_blocks (regional torch.compile), as a
 # config would set it; such a model is not compiled again by --compile.
 COMPILED_BLOCKS_SUFFIX = '_compile_blocks'
+TORCH_POOLING_SUFFIX = '_torch_pooling'
 
 
 class Features(nn.Module):
@@ -87,7 +90,28 @@ class Features(nn.Module):
         return self.fn(self.model, x)
 
 
-def build_glnet(arch: str, impl: str, compile_blocks: bool = False) -> Callable[[int], nn.Module]:
+class TorchSlotPooling(nn.Module):
+    """Runs ``model`` with torch's adaptive pooling kernel for the GLMix slots on every device:
+    the fast path's own pooling (a mean or averaging products on CUDA) switched off."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        from mmglnet.models import pooling
+        fast_devices = pooling.FAST_SLOT_POOLING_DEVICES
+        pooling.FAST_SLOT_POOLING_DEVICES = frozenset()
+        try:
+            return self.model(x)
+        finally:
+            pooling.FAST_SLOT_POOLING_DEVICES = fast_devices
+
+
+def build_glnet(arch: str,
+                impl: str,
+                compile_blocks: bool = False,
+                torch_pooling: bool = False) -> Callable[[int], nn.Module]:
 
     def build(image_size: int) -> nn.Module:
         from mmengine.config import Config
@@ -99,7 +123,8 @@ def build_glnet(arch: str, impl: str, compile_blocks: bool = False) -> Callable[
         backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ))
         if compile_blocks:  # the backbone's own option, fixed input size
             backbone['compile_blocks'] = dict(dynamic=False)
-        return set_impl(build_model(Config(dict(model=backbone))), impl)
+        model = set_impl(build_model(Config(dict(model=backbone))), impl)
+        return TorchSlotPooling(model) if torch_pooling else model
 
     return build
 
@@ -139,6 +164,8 @@ for _arch in GLNET_ARCHS:
     MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(_arch, 'reference')
     MODEL_BUILDERS[f'glnet_{_arch}{COMPILED_BLOCKS_SUFFIX}'] = build_glnet(
         _arch, 'fast', compile_blocks=True)
+    MODEL_BUILDERS[f'glnet_{_arch}{TORCH_POOLING_SUFFIX}'] = build_glnet(
+        _arch, 'fast', torch_pooling=True)
 
 # Defaults that differ between devices (a 2-core CPU runs far smaller problems).
 DEVICE_DEFAULTS = {

@@ -12,8 +12,8 @@
 # torch.compile), 1792² latency with compile_blocks eager and with CUDA graphs, and last the
 # training step with every model compiled. Part "extra" (SUITE_PART=extra): the training step
 # with AdamW's fused kernels for every model (eager, and GLNet with compile_blocks), eager fp16
-# inference with its operator profile, and the operator profile of the 1792² batch-1 latency,
-# eager and with compile_blocks.
+# inference with its operator profile and the slot pooling against torch's kernel, and the
+# operator profile of the 1792² batch-1 latency, eager and with compile_blocks.
 # SUITE_PART=all (the default) runs all three, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
@@ -62,9 +62,11 @@ GLNETS=(${SUITE_MODELS:-glnet_4g glnet_stl})
 EXTRA=(${SUITE_EXTRA-glnet_9g})
 WITH_REFERENCE=()
 COMPILED_BLOCKS=()
+TORCH_POOLING=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
     COMPILED_BLOCKS+=("${model}_compile_blocks")
+    TORCH_POOLING+=("${model}_torch_pooling")
 done
 PEERS=(swin_t convnext_t)
 COMMIT="${SUITE_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
@@ -128,14 +130,15 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # multi-tensor launches; GLNet-4G has 621 parameter tensors, Swin-T 171.
     LIMIT=200 compare gpu_train_fp16_fused_adamw --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
         "${PEERS[@]}" --modes train --channels-last --fused-optimizer --count-ops
-    # The slot pooling's change on CUDA (a mean over equal windows; the reference path keeps
-    # torch's adaptive kernel): eager inference with the operator profile.
-    LIMIT=90 compare gpu_infer_fp16_pooling --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" \
-        --modes infer --precision fp16 --channels-last --profile
-    # Where the 1792² batch-1 time goes: eager (the reference path with torch's adaptive
-    # pooling), compiled, and the peer.
-    LIMIT=100 compare gpu_latency_1792_profile --models "${WITH_REFERENCE[@]}" \
-        "${COMPILED_BLOCKS[@]}" convnext_t --modes latency --channels-last --latency-sizes 1792 \
-        --profile
+    # The slot pooling on CUDA (a mean over equal windows, averaging products over uneven
+    # ones, as at 224² in stages 2-3) against torch's adaptive kernel in the same fast path
+    # (*_torch_pooling) and in the reference path: eager inference with the operator profile.
+    LIMIT=110 compare gpu_infer_fp16_pooling --models "${WITH_REFERENCE[@]}" \
+        "${TORCH_POOLING[@]}" "${PEERS[@]}" --modes infer --precision fp16 --channels-last --profile
+    # Where the 1792² batch-1 time goes: eager (torch's adaptive pooling in *_torch_pooling
+    # and the reference path), compiled, and the peer.
+    LIMIT=110 compare gpu_latency_1792_profile --models "${WITH_REFERENCE[@]}" \
+        "${TORCH_POOLING[@]}" "${COMPILED_BLOCKS[@]}" convnext_t --modes latency --channels-last \
+        --latency-sizes 1792 --profile
 fi
 exit "$status"
