@@ -36,6 +36,15 @@ def test_model_names_build_the_right_path(benchmark):
     reference = benchmark.MODEL_BUILDERS['glnet_stl_reference'](224)
     assert isinstance(fast, GLNet) and fast.out_indices == (3, )
     assert get_impl(fast) == 'fast' and get_impl(reference) == 'reference'
+    eager_run = SimpleNamespace(compile=False, cuda_graphs=False)
+    for suffix, mode in (('_compile_blocks', {}), ('_compile_blocks_cudagraphs',
+                                                    dict(mode='reduce-overhead'))):
+        compiled = benchmark.MODEL_BUILDERS[f'glnet_stl{suffix}'](224)
+        assert compiled.compile_cfg == dict(dynamic=False, **mode)
+        # Not compiled again by --compile, and left out of --count-ops.
+        assert benchmark.compile_model(f'glnet_stl{suffix}', compiled, eager_run) is compiled
+        assert not benchmark.dispatches_operators(f'glnet_stl{suffix}', eager_run)
+    assert fast.compile_cfg is None and benchmark.dispatches_operators('glnet_stl', eager_run)
 
 
 def test_torch_pooling_variant_switches_the_fast_pooling_off_in_its_forward_only(

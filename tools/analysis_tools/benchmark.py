@@ -27,9 +27,11 @@ Models: ``glnet_<arch>`` (``stl``, ``stl_paramslot``, ``4g``, ``9g``, ``16g``) w
 implementation, ``glnet_<arch>_reference`` with the reference one
 (:mod:`mmglnet.testing.reference`), ``glnet_<arch>_compile_blocks`` with the fast one and the
 backbone's ``compile_blocks`` option (every block compiled; not compiled again by
-``--compile``), ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling
-kernel for the initial slots on every device (to measure the fast path's own pooling on
-CUDA, :func:`mmglnet.models.pooling.slot_pool2d`); ``swin_t`` and ``convnext_t`` from timm
+``--compile``), ``glnet_<arch>_compile_blocks_cudagraphs`` the same with
+``mode='reduce-overhead'`` (each compiled block replayed as a CUDA graph),
+``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling kernel for the
+initial slots on every device (to measure the fast path's own pooling on CUDA,
+:func:`mmglnet.models.pooling.slot_pool2d`); ``swin_t`` and ``convnext_t`` from timm
 (``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
 SwinTransformer with the Swin-T settings). Every model runs up to its last stage, with the
 norm its detection/segmentation use applies there, and no classifier.
@@ -72,9 +74,13 @@ MODES = ('infer', 'train', 'latency')
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 GLNET_ARCHS = ('stl', 'stl_paramslot', '4g', '9g', '16g')
 SCHEMA_VERSION = 1
-# Model-name suffix of a GLNet built with compile_blocks (regional torch.compile), as a
-# config would set it; such a model is not compiled again by --compile.
-COMPILED_BLOCKS_SUFFIX = '_compile_blocks'
+# Model-name suffixes of a GLNet built with compile_blocks (regional torch.compile), as a
+# config would set it, with torch's default mode and with mode='reduce-overhead' (every
+# compiled block replayed as a CUDA graph); such a model is not compiled again by --compile.
+COMPILED_BLOCKS_MODES = {
+    '_compile_blocks': dict(dynamic=False),
+    '_compile_blocks_cudagraphs': dict(dynamic=False, mode='reduce-overhead'),
+}
 TORCH_POOLING_SUFFIX = '_torch_pooling'
 
 
@@ -110,7 +116,7 @@ class TorchSlotPooling(nn.Module):
 
 def build_glnet(arch: str,
                 impl: str,
-                compile_blocks: bool = False,
+                compile_blocks: Optional[dict] = None,
                 torch_pooling: bool = False) -> Callable[[int], nn.Module]:
 
     def build(image_size: int) -> nn.Module:
@@ -121,8 +127,8 @@ def build_glnet(arch: str,
 
         # The last stage with its output norm, as detection/segmentation configs use it.
         backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ))
-        if compile_blocks:  # the backbone's own option, fixed input size
-            backbone['compile_blocks'] = dict(dynamic=False)
+        if compile_blocks:  # the backbone's own option
+            backbone['compile_blocks'] = compile_blocks
         model = set_impl(build_model(Config(dict(model=backbone))), impl)
         return TorchSlotPooling(model) if torch_pooling else model
 
@@ -162,8 +168,9 @@ MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
 for _arch in GLNET_ARCHS:
     MODEL_BUILDERS[f'glnet_{_arch}'] = build_glnet(_arch, 'fast')
     MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(_arch, 'reference')
-    MODEL_BUILDERS[f'glnet_{_arch}{COMPILED_BLOCKS_SUFFIX}'] = build_glnet(
-        _arch, 'fast', compile_blocks=True)
+    for _suffix, _compile_cfg in COMPILED_BLOCKS_MODES.items():
+        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(
+            _arch, 'fast', compile_blocks=_compile_cfg)
     MODEL_BUILDERS[f'glnet_{_arch}{TORCH_POOLING_SUFFIX}'] = build_glnet(
         _arch, 'fast', torch_pooling=True)
 
@@ -375,8 +382,12 @@ def prepare_model(name: str, image_size: int, args) -> nn.Module:
     return model
 
 
+def has_compiled_blocks(name: str) -> bool:
+    return name.endswith(tuple(COMPILED_BLOCKS_MODES))
+
+
 def compile_model(name: str, model: nn.Module, args) -> Callable:
-    if name.endswith(COMPILED_BLOCKS_SUFFIX):
+    if has_compiled_blocks(name):
         return model  # its blocks are compiled already
     mode = args.compile_mode
     if mode is None and args.cuda_graphs:
@@ -545,7 +556,7 @@ def count_step_ops(runner: Runner) -> OperatorCounter:
 def dispatches_operators(name: str, args) -> bool:
     """Whether a step of ``name`` dispatches its operators one by one in this run: not where
     it runs compiled code or replays a CUDA graph (--count-ops leaves those out)."""
-    return not (args.compile or args.cuda_graphs or name.endswith(COMPILED_BLOCKS_SUFFIX))
+    return not (args.compile or args.cuda_graphs or has_compiled_blocks(name))
 
 
 def device_work(events) -> dict:

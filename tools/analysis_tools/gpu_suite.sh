@@ -12,8 +12,9 @@
 # torch.compile), 1792² latency with compile_blocks eager and with CUDA graphs, and last the
 # training step with every model compiled. Part "extra" (SUITE_PART=extra): the training step
 # with AdamW's fused kernels for every model (eager, and GLNet with compile_blocks), eager fp16
-# inference with its operator profile and the slot pooling against torch's kernel, and the
-# operator profile of the 1792² batch-1 latency, eager and with compile_blocks.
+# inference with its operator profile and the slot pooling against torch's kernel, the
+# operator profile of the 1792² batch-1 latency, eager and with compile_blocks, and last
+# compile_blocks with every block replayed as a CUDA graph (training step and 1792² latency).
 # SUITE_PART=all (the default) runs all three, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
@@ -62,10 +63,12 @@ GLNETS=(${SUITE_MODELS:-glnet_4g glnet_stl})
 EXTRA=(${SUITE_EXTRA-glnet_9g})
 WITH_REFERENCE=()
 COMPILED_BLOCKS=()
+BLOCK_CUDAGRAPHS=()
 TORCH_POOLING=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
     COMPILED_BLOCKS+=("${model}_compile_blocks")
+    BLOCK_CUDAGRAPHS+=("${model}_compile_blocks_cudagraphs")
     TORCH_POOLING+=("${model}_torch_pooling")
 done
 PEERS=(swin_t convnext_t)
@@ -140,5 +143,11 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     LIMIT=110 compare gpu_latency_1792_profile --models "${WITH_REFERENCE[@]}" \
         "${TORCH_POOLING[@]}" "${COMPILED_BLOCKS[@]}" convnext_t --modes latency --channels-last \
         --latency-sizes 1792 --profile
+    # Last, as the newest: compile_blocks with mode='reduce-overhead' (each compiled block
+    # replayed as a CUDA graph, the launches of a block's forward and backward cut to one)
+    # in the training step and the 1792² latency.
+    LIMIT=150 compare gpu_block_cudagraphs --models "${BLOCK_CUDAGRAPHS[@]}" \
+        "${COMPILED_BLOCKS[@]}" "${PEERS[@]}" --modes train latency --channels-last \
+        --latency-sizes 1792
 fi
 exit "$status"
