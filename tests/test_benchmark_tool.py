@@ -38,7 +38,7 @@ def test_model_names_build_the_right_path(benchmark):
     assert get_impl(fast) == 'fast' and get_impl(reference) == 'reference'
     eager_run = SimpleNamespace(compile=False, cuda_graphs=False)
     for suffix, mode in (('_compile_blocks', {}), ('_compile_blocks_cudagraphs',
-                                                    dict(mode='reduce-overhead'))):
+                                                   dict(mode='reduce-overhead'))):
         compiled = benchmark.MODEL_BUILDERS[f'glnet_stl{suffix}'](224)
         assert compiled.compile_cfg == dict(dynamic=False, **mode)
         # Not compiled again by --compile, and left out of --count-ops.

@@ -37,6 +37,9 @@
 #   SUITE_ITERS    "WARMUP ITERS REPEATS" (default: "5 10 3").
 #   SUITE_COMMIT   the commit to record (default: git rev-parse HEAD); give it where the copy
 #                  of the tree that runs has no .git or a stale one.
+#   SUITE_ONLY     names of comparisons to run (e.g. "gpu_train_fp16_compile_blocks
+#                  gpu_infer_fp16_pooling"), the others of the part skipped: to fit what is
+#                  left of a device budget. Default: all of the part.
 #   SUITE_DRY_RUN  1: tiny sizes and few iterations, on the CPU, to check the script end to end.
 set -uo pipefail
 
@@ -47,6 +50,18 @@ mkdir -p "$OUT_DIR"
 PART="${SUITE_PART:-all}"
 case "$PART" in eager|compiled|extra|all) ;; *)
     echo "SUITE_PART=$PART is not one of eager, compiled, extra, all" >&2; exit 2;; esac
+# Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
+COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
+    gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
+    gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
+    gpu_train_fp16_fused_adamw gpu_infer_fp16_pooling gpu_latency_1792_profile
+    gpu_block_cudagraphs)
+ONLY=(${SUITE_ONLY:-})
+for name in "${ONLY[@]}"; do
+    [[ " ${COMPARISONS[*]} " == *" $name "* ]] || {
+        echo "SUITE_ONLY names $name, which is not a comparison of this suite: choose among" \
+            "${COMPARISONS[*]}" >&2; exit 2; }
+done
 LOG="$OUT_DIR/suite_$PART.log"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
@@ -92,6 +107,12 @@ fi
 status=0
 compare() {
     local name="$1"; shift
+    [[ " ${COMPARISONS[*]} " == *" $name "* ]] || {
+        echo "## $name is missing from COMPARISONS in $0" | tee -a "$LOG"; exit 2; }
+    if [ "${#ONLY[@]}" -gt 0 ] && [[ " ${ONLY[*]} " != *" $name "* ]]; then
+        echo "## $name skipped: not in SUITE_ONLY" | tee -a "$LOG"
+        return
+    fi
     echo "## $name: benchmark.py $* ($(date -u +%T))" | tee -a "$LOG"
     if [ "${SUITE_DRY_RUN:-0}" = 1 ] && [[ " $* " == *" --cuda-graphs "* ]]; then
         echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
