@@ -100,6 +100,36 @@ def test_averaging_matrices_are_built_once_and_serve_training_after_inference():
     torch.testing.assert_close(x_grad.grad.sum(), torch.tensor(2 * 4 * 64.))
 
 
+def product_pooling_ops(x: torch.Tensor) -> set:
+    with OperatorNames() as recorder:
+        torch.testing.assert_close(averaging_product_pool2d(x, 8), F.adaptive_avg_pool2d(x, 8))
+    return recorder.names
+
+
+def test_cuda_graph_capture_uses_cached_matrices_and_caches_none_of_its_own(monkeypatch):
+    monkeypatch.setattr(pooling, '_AVERAGING_MATRICES', {})
+    x = torch.randn(1, 4, 21, 30).contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(pooling, 'capturing_cuda_graph', lambda t: True)
+    # Made in the graph: in a real capture, their values would exist in replays only.
+    assert 'arange' in product_pooling_ops(x) and not pooling._AVERAGING_MATRICES
+    monkeypatch.setattr(pooling, 'capturing_cuda_graph', lambda t: False)
+    assert 'arange' in product_pooling_ops(x) and len(pooling._AVERAGING_MATRICES) == 2
+    monkeypatch.setattr(pooling, 'capturing_cuda_graph', lambda t: True)
+    assert 'arange' not in product_pooling_ops(x)  # the warm-up's matrices, cached
+
+
+def test_matrix_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(pooling, '_AVERAGING_MATRICES', {})
+    monkeypatch.setattr(pooling, 'MAX_CACHED_MATRICES', 3)
+    for size in ((10, 11), (12, 13), (14, 15)):
+        product_pooling_ops(torch.randn(1, 2, *size))
+        assert 0 < len(pooling._AVERAGING_MATRICES) <= 3
+    # Full at the fourth matrix (13): the cache started again from it.
+    cpu = torch.device('cpu')
+    assert set(pooling._AVERAGING_MATRICES) == {(length, 8, torch.float32, cpu)
+                                                for length in (13, 14, 15)}
+
+
 @pytest.mark.parametrize('input_dtype', [torch.float32, torch.bfloat16])
 def test_averaging_products_keep_the_input_dtype_under_autocast(input_dtype):
     """Like torch's kernel, no cast of the input: an autocast region does not change the

@@ -12,8 +12,7 @@ input size. In eager mode it is ``F.adaptive_avg_pool2d`` itself.
 (CUDA): it takes a plain mean over equal windows (:func:`grid_mean_pool2d`), and two products
 with averaging matrices (:func:`averaging_product_pool2d`) where the windows are uneven.
 """
-import functools
-from typing import Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -138,23 +137,39 @@ def grid_mean_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]]) ->
     return windows.mean((3, 5))
 
 
-@functools.lru_cache(maxsize=1024)
-def _cached_averaging_matrix(length: int, bins: int, dtype: torch.dtype,
-                             device: torch.device) -> torch.Tensor:
-    # A normal tensor even when first asked for under inference mode: a training forward
-    # saves it for backward later.
-    with torch.inference_mode(False), torch.no_grad():
-        return averaging_matrix(length, bins, device, dtype)
+# Averaging matrices by (length, bins, dtype, device), made once in eager mode. A GLNet at
+# one input size needs a few; the bound only matters for many input sizes (multi-scale
+# detection), where the cache starts again when full.
+_AVERAGING_MATRICES: Dict[Tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
+MAX_CACHED_MATRICES = 1024
+
+
+def capturing_cuda_graph(x: torch.Tensor) -> bool:
+    """Whether ``x``'s CUDA stream is being captured into a CUDA graph."""
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def _averaging_weights(length: int, bins: int, like: torch.Tensor) -> torch.Tensor:
-    """:func:`averaging_matrix` in ``like``'s dtype and device, built once per size in eager
-    mode; built in the graph while compiling, tracing or capturing a CUDA graph, where a
-    cached tensor would be a constant of one graph (or not computed at all)."""
-    if (is_compiling() or torch.jit.is_tracing()
-            or (like.is_cuda and torch.cuda.is_current_stream_capturing())):
+    """:func:`averaging_matrix` in ``like``'s dtype and device, made once per size in eager
+    mode. While compiling or tracing it is made in the graph (a cached tensor would be a
+    constant of one graph); while capturing a CUDA graph, a matrix not cached yet is made in
+    the graph and not cached (its values exist only in the graph's replays)."""
+    if is_compiling() or torch.jit.is_tracing():
         return averaging_matrix(length, bins, like.device, like.dtype)
-    return _cached_averaging_matrix(length, bins, like.dtype, like.device)
+    key = (length, bins, like.dtype, like.device)
+    matrix = _AVERAGING_MATRICES.get(key)
+    if matrix is not None:
+        return matrix
+    if capturing_cuda_graph(like):
+        return averaging_matrix(length, bins, like.device, like.dtype)
+    # A normal tensor even when first made under inference mode: a training forward saves
+    # it for backward.
+    with torch.inference_mode(False), torch.no_grad():
+        matrix = averaging_matrix(length, bins, like.device, like.dtype)
+    if len(_AVERAGING_MATRICES) >= MAX_CACHED_MATRICES:
+        _AVERAGING_MATRICES.clear()
+    _AVERAGING_MATRICES[key] = matrix
+    return matrix
 
 
 def averaging_product_pool2d(x: torch.Tensor, output_size: Union[int,
