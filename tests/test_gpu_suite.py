@@ -1,13 +1,16 @@
-"""tools/analysis_tools/gpu_suite.sh: its choices are checked before a device second is spent.
+"""tools/analysis_tools/gpu_suite.sh: its choices are checked before a device second is spent,
+and its GLNet comparisons run end to end in its dry run (tiny sizes on the CPU).
 
-The comparisons themselves need a GPU (the suite's dry run, ``SUITE_DRY_RUN=1``, runs them on
-the CPU with timm installed; docs/benchmark.md says how).
+The peers come from timm, which the test environment does not install; the dry run of every
+comparison with them is run by hand before a device session (docs/benchmark.md).
 """
+import json
 import os
 import os.path as osp
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -16,13 +19,18 @@ from conftest import REPO_ROOT
 SUITE = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'gpu_suite.sh')
 
 
-def run_suite(tmp_path, **env) -> subprocess.CompletedProcess:
-    """Runs a copy of the suite in an empty tree (no wheels to install, no benchmark tool),
-    with a python that cannot start: whatever gets past the checks fails loudly."""
+def run_suite(tmp_path, with_benchmark: bool = False, **env) -> subprocess.CompletedProcess:
+    """Runs a copy of the suite in a tree of its own (no carried wheels to install). Without
+    ``with_benchmark`` the tree has no benchmark tool and the python cannot start: whatever
+    gets past the checks fails loudly."""
     script = tmp_path / 'tree' / 'tools' / 'analysis_tools' / 'gpu_suite.sh'
     script.parent.mkdir(parents=True)
     shutil.copy(SUITE, script)
-    environment = dict(os.environ, PYTHON=str(tmp_path / 'no-python'), **env)
+    python = str(tmp_path / 'no-python')
+    if with_benchmark:
+        shutil.copy(osp.join(osp.dirname(SUITE), 'benchmark.py'), script.parent)
+        python = sys.executable
+    environment = dict(os.environ, PYTHON=python, SUITE_COMMIT='test', **env)
     return subprocess.run(['bash', str(script), str(tmp_path / 'out')],
                           env=environment,
                           capture_output=True,
@@ -64,3 +72,32 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
         assert f'## {name} skipped: not in SUITE_ONLY' in log
     # The chosen one ran (and failed here: the python given cannot start).
     assert '## gpu_block_cudagraphs failed' in log and result.returncode == 1
+
+
+def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
+    comparisons = ['gpu_infer_fp16', 'gpu_train_fp16', 'gpu_latency', 'gpu_infer_fp16_pooling']
+    result = run_suite(
+        tmp_path,
+        with_benchmark=True,
+        SUITE_DRY_RUN='1',
+        SUITE_MODELS='glnet_stl',
+        SUITE_EXTRA='',
+        SUITE_PEERS='',
+        SUITE_ONLY=' '.join(comparisons))
+    log = (tmp_path / 'out' / 'suite_all.log').read_text()
+    assert result.returncode == 0, log[-3000:]
+    expected_models = {
+        'gpu_infer_fp16': {'glnet_stl', 'glnet_stl_reference'},
+        'gpu_train_fp16': {'glnet_stl', 'glnet_stl_reference'},
+        'gpu_latency': {'glnet_stl', 'glnet_stl_reference'},
+        'gpu_infer_fp16_pooling': {'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling'},
+    }
+    for name, models in expected_models.items():
+        record = json.loads((tmp_path / 'out' / f'{name}.json').read_text())
+        assert {row['model'] for row in record['results']} == models, name
+        assert all(row['images_per_s'] > 0 for row in record['results']), name
+        assert record['git']['commit'] == 'test'
+    # The settings the suite gives reach the tool: operator counts and profiles.
+    train = json.loads((tmp_path / 'out' / 'gpu_train_fp16.json').read_text())
+    assert all(row['aten_ops_per_step'] > 0 for row in train['results'])
+    assert train['settings']['channels_last'] is True

@@ -33,6 +33,8 @@
 #                  mode compares them.
 #   SUITE_EXTRA    GLNet models added to the eager inference and training comparisons only
 #                  (default: "glnet_9g").
+#   SUITE_PEERS    the peers compared in every mode (default: "swin_t convnext_t"; the
+#                  training-compiled and 1792² profile comparisons keep Swin-T and ConvNeXt-T).
 #   SUITE_LIMIT    seconds allowed per comparison (default: 150; LIMIT=... before a compare
 #                  line below sets one comparison's own).
 #   SUITE_ITERS    "WARMUP ITERS REPEATS" (default: "5 10 3").
@@ -87,7 +89,7 @@ for model in "${GLNETS[@]}"; do
     BLOCK_CUDAGRAPHS+=("${model}_compile_blocks_cudagraphs")
     TORCH_POOLING+=("${model}_torch_pooling")
 done
-PEERS=(swin_t convnext_t)
+PEERS=(${SUITE_PEERS-swin_t convnext_t})
 COMMIT="${SUITE_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 read -r WARMUP ITERS REPEATS <<< "${SUITE_ITERS:-5 10 3}"
 SIZES=(--warmup "$WARMUP" --iters "$ITERS" --repeats "$REPEATS")
