@@ -35,7 +35,7 @@ def run_suite(tmp_path, with_benchmark: bool = False, **env) -> subprocess.Compl
                           env=environment,
                           capture_output=True,
                           text=True,
-                          timeout=60)
+                          timeout=600)
 
 
 def listed_comparisons() -> set:
