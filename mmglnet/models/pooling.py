@@ -193,7 +193,7 @@ def averaging_product_pool2d(x: torch.Tensor, output_size: Union[int,
         Tensor: (N, C, rows, cols), in ``x``'s dtype.
     """
     rows, cols = _pair(output_size)
-    batch, channels, height, width = x.shape
+    height, width = x.shape[-2:]
     pool_h = _averaging_weights(height, rows, x)  # (rows, H)
     pool_w = _averaging_weights(width, cols, x)  # (cols, W)
     if eager_autocast_dtype(x.device.type) is None:

@@ -60,8 +60,10 @@ COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_train_fp16_fused_adamw gpu_infer_fp16_pooling gpu_latency_1792_profile
     gpu_block_cudagraphs)
 ONLY=(${SUITE_ONLY:-})
+# in_list WORD LIST...: whether WORD is one of the LIST.
+in_list() { local word="$1"; shift; [[ " $* " == *" $word "* ]]; }
 for name in "${ONLY[@]}"; do
-    [[ " ${COMPARISONS[*]} " == *" $name "* ]] || {
+    in_list "$name" "${COMPARISONS[@]}" || {
         echo "SUITE_ONLY names $name, which is not a comparison of this suite: choose among" \
             "${COMPARISONS[*]}" >&2; exit 2; }
 done
@@ -110,14 +112,14 @@ fi
 status=0
 compare() {
     local name="$1"; shift
-    [[ " ${COMPARISONS[*]} " == *" $name "* ]] || {
+    in_list "$name" "${COMPARISONS[@]}" || {
         echo "## $name is missing from COMPARISONS in $0" | tee -a "$LOG"; exit 2; }
-    if [ "${#ONLY[@]}" -gt 0 ] && [[ " ${ONLY[*]} " != *" $name "* ]]; then
+    if [ "${#ONLY[@]}" -gt 0 ] && ! in_list "$name" "${ONLY[@]}"; then
         echo "## $name skipped: not in SUITE_ONLY" | tee -a "$LOG"
         return
     fi
     echo "## $name: benchmark.py $* ($(date -u +%T))" | tee -a "$LOG"
-    if [ "${SUITE_DRY_RUN:-0}" = 1 ] && [[ " $* " == *" --cuda-graphs "* ]]; then
+    if [ "${SUITE_DRY_RUN:-0}" = 1 ] && in_list --cuda-graphs "$@"; then
         echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
         return
     fi

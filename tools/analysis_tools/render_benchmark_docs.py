@@ -29,11 +29,13 @@ TEMPLATE = osp.join(REPO_ROOT, 'docs', 'templates', 'benchmark.md')
 CUDA_EAGER = dict(device='cuda', compile=False, cuda_graphs=False)
 CUDA_COMPILED = dict(device='cuda', compile=True, cuda_graphs=False)
 CUDA_GRAPHS = dict(device='cuda', cuda_graphs=True)
+CPU_EAGER = dict(device='cpu', compile=False)
 GLNET_4G_BLOCKS = ('glnet_4g_compile_blocks', 'glnet_4g_compile_blocks_cudagraphs')
 GLNET_4G = ('glnet_4g', ) + GLNET_4G_BLOCKS
 INFER = dict(mode='infer', precision='fp16', size=224, batch=128)
 TRAIN = dict(mode='train', precision='fp16', size=512, batch=16)
 LATENCY = dict(mode='latency', precision='fp16', size=1792, batch=1)
+CPU_INFER = dict(mode='infer', precision='fp32', size=224, batch=8)
 
 
 def target(title: str, models, peer: str, case: dict, settings: dict, compare: str,
@@ -79,11 +81,9 @@ TARGETS = [
         1.1,
         peer_size=896),
     target('CPU: GLNet-4G forward 224², batch 8, eager, fast vs reference path', 'glnet_4g',
-           'glnet_4g_reference', dict(mode='infer', precision='fp32', size=224, batch=8),
-           dict(device='cpu', compile=False), 'speed', 1.0),
+           'glnet_4g_reference', CPU_INFER, CPU_EAGER, 'speed', 1.0),
     target("CPU: GLNet-4G forward 224², batch 8, eager, vs mmdet's Swin-T", 'glnet_4g',
-           'swin_t_mmdet', dict(mode='infer', precision='fp32', size=224, batch=8),
-           dict(device='cpu', compile=False), 'speed', None),
+           'swin_t_mmdet', CPU_INFER, CPU_EAGER, 'speed', None),
 ]
 
 # One command per comparison; each fits a 10-minute limit on one H100/H200. Add
