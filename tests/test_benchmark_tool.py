@@ -1,7 +1,12 @@
 """tools/analysis_tools/benchmark.py and the page rendered from its committed runs."""
 import importlib.util
 import json
+import os
 import os.path as osp
+import signal
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -116,6 +121,71 @@ def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_p
     assert '**batch-1 latency, fp32, 96², batch 1**' in page
     assert '| glnet_tiny_reference |' in page and '1.00×' in page
     assert 'not measured yet' in page  # no GLNet-4G run in this file
+
+
+class SendsSigterm(torch.nn.Module):
+    """Sends this process SIGTERM on its first forward, as ``timeout`` does at its limit."""
+
+    def forward(self, x):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts the sleep
+        raise AssertionError('SIGTERM did not stop the run')
+
+
+def test_a_run_stopped_by_sigterm_keeps_what_it_measured(benchmark, renderer, tmp_path,
+                                                         monkeypatch):
+    builders = dict(benchmark.MODEL_BUILDERS)
+    builders['glnet_tiny'] = lambda size: GLNet(TINY_ARCH, out_indices=(3, ))
+    builders['stops_the_run'] = lambda size: SendsSigterm()
+    builders['glnet_tiny_reference'] = lambda size: set_impl(
+        GLNet(TINY_ARCH, out_indices=(3, )), 'reference')
+    monkeypatch.setattr(benchmark, 'MODEL_BUILDERS', builders)
+    out = tmp_path / 'run.json'
+    handler = signal.getsignal(signal.SIGTERM)
+    record = benchmark.main([
+        '--models', 'glnet_tiny', 'stops_the_run', 'glnet_tiny_reference', '--device', 'cpu',
+        '--modes', 'infer', 'latency', '--batch-size', '1', '--infer-size', '64', '--latency-sizes',
+        '64', '--warmup', '1', '--iters', '1', '--repeats', '3', '--out',
+        str(out)
+    ])
+    assert signal.getsignal(signal.SIGTERM) is handler  # the tool's handler is removed
+    saved = json.loads(out.read_text())
+    assert saved == record
+    # The model warmed up before the signal has its first repeat; nothing else ran.
+    assert [(row['model'], len(row['samples_ms']))
+            for row in saved['results']] == [('glnet_tiny', 1)]
+    cut = saved['cut_short']
+    assert cut.startswith('stopped by SIGTERM during the warm-up of stops_the_run')
+    assert 'not measured there: stops_the_run, glnet_tiny_reference' in cut
+    assert cut.endswith('cases not run: latency fp32 64px')
+    page = renderer.render(renderer.load_runs(str(out)))
+    assert f'- **cut short**: {cut}' in page and '| glnet_tiny |' in page
+
+
+def test_the_command_line_tool_exits_3_with_its_results_when_told_to_stop(tmp_path):
+    out = tmp_path / 'run.json'
+    tool = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'benchmark.py')
+    process = subprocess.Popen([
+        sys.executable, tool, '--models', 'glnet_stl', '--device', 'cpu', '--modes', 'infer',
+        '--batch-size', '1', '--infer-size', '64', '--warmup', '1', '--iters', '100000',
+        '--repeats', '1', '--threads', '1', '--out',
+        str(out)
+    ],
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        for line in process.stdout:  # the handler is in place once a case starts
+            if line.startswith('[infer fp32 64px batch 1]'):
+                break
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 3, output
+    saved = json.loads(out.read_text())
+    assert saved['cut_short'].startswith('stopped by SIGTERM during the ')
+    assert 'cut short: stopped by SIGTERM' in output
 
 
 def test_committed_benchmark_page_is_generated_from_the_committed_runs(renderer):

@@ -21,7 +21,10 @@ autotuning workspaces do not count; it is the step's own memory plus the model's
 
 The table is printed and written as JSON with the device, the library versions, the git
 commit and the exact command; ``render_benchmark_docs.py`` builds ``docs/benchmark.md`` from
-the JSON files committed under ``docs/benchmarks/``.
+the JSON files committed under ``docs/benchmarks/``. The JSON is rewritten after every case,
+and a run told to stop (SIGTERM, as ``timeout`` sends it, or Ctrl-C) writes what it measured,
+says where it stopped (``cut_short``) and exits with status 3: each model's first repeat is
+timed right after its warm-up, so every model that finished warming up has a figure.
 
 Models: ``glnet_<arch>`` (``stl``, ``stl_paramslot``, ``4g``, ``9g``, ``16g``) with the fast
 implementation, ``glnet_<arch>_reference`` with the reference one
@@ -55,12 +58,13 @@ import os
 import os.path as osp
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -612,44 +616,84 @@ def release(runners: List[Runner]) -> None:
     torch._dynamo.reset()
 
 
-def run_case(case: dict, args) -> List[dict]:
-    """Build every model for ``case``, warm them up, then time them in turns."""
+class CutShort(BaseException):
+    """The run was told to stop (SIGTERM, as ``timeout`` sends it): what was measured is kept.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that neither the report of a model that
+    fails to build nor ``torch.compile``'s own error handling takes it for a model's failure.
+    """
+
+
+def raise_cut_short(signum, frame) -> None:
+    raise CutShort(signal.Signals(signum).name)
+
+
+def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
+    """Build every model for ``case``, warm it up and time its first repeat; then time the
+    other repeats with the models in turns; then profile and count operators as asked.
+
+    A model's first repeat is timed right after its warm-up, so that a run stopped at any
+    point (:class:`CutShort`, ``KeyboardInterrupt``) still has a figure for every model that
+    finished its warm-up; what it was doing when stopped is returned with the rows.
+
+    Returns:
+        tuple[list[dict], str | None]: A row per model (its error where it failed), and a
+        sentence saying where the run was stopped, or None.
+    """
     mode, batch, size, precision = case['mode'], case['batch'], case['size'], case['precision']
     build = train_runner if mode == 'train' else inference_runner
-    runners, failures = [], []
-    for name in args.models:
-        try:
-            runner = build(name, batch, size, precision, args)
-            start = time.perf_counter()
-            for _ in range(args.warmup):
-                runner.step()
-            if args.device == 'cuda':
-                torch.cuda.synchronize()
-            runner.warmup_seconds = time.perf_counter() - start
+    per_iteration_sync = mode == 'latency'
+    runners, failures, samples = [], [], {}
+    profiles, op_counts = {}, {}
+    stage, cut = 'building', None
+    started = time.perf_counter()
+    try:
+        for name in args.models:
+            stage = f'the warm-up of {name}'
+            try:
+                runner = build(name, batch, size, precision, args)
+                start = time.perf_counter()
+                for _ in range(args.warmup):
+                    runner.step()
+                if args.device == 'cuda':
+                    torch.cuda.synchronize()
+                runner.warmup_seconds = time.perf_counter() - start
+            except Exception as error:  # a peer that cannot run at this size is reported
+                failures.append(dict(case, model=name, error=f'{type(error).__name__}: {error}'))
+                print(f'  {name}: FAILED ({type(error).__name__}: {error})', flush=True)
+                if args.device == 'cuda':
+                    torch.cuda.empty_cache()
+                continue
             runners.append(runner)
-        except Exception as error:  # a peer that cannot run at this size is reported
-            failures.append(dict(case, model=name, error=f'{type(error).__name__}: {error}'))
-            print(f'  {name}: FAILED ({type(error).__name__}: {error})', flush=True)
-            if args.device == 'cuda':
-                torch.cuda.empty_cache()
-    samples = {runner.name: [] for runner in runners}
-    for _ in range(args.repeats):
-        for runner in runners:
-            samples[runner.name].append(
-                measure(runner, args.iters, args, per_iteration_sync=mode == 'latency'))
-    profiles = {}
-    if args.profile:
-        profiles = {runner.name: profile_step(runner, args) for runner in runners}
-    op_counts = {}
-    if args.count_ops:
-        op_counts = {
-            runner.name: count_step_ops(runner)
-            for runner in runners if dispatches_operators(runner.name, args)
-        }
+            stage = f'the timing of {name}'
+            samples[name] = [measure(runner, args.iters, args, per_iteration_sync)]
+        for _ in range(args.repeats - 1):
+            for runner in runners:
+                stage = f'the timing of {runner.name}'
+                samples[runner.name].append(measure(runner, args.iters, args, per_iteration_sync))
+        if args.profile:
+            stage = 'the profiles'
+            for runner in runners:
+                profiles[runner.name] = profile_step(runner, args)
+        if args.count_ops:
+            stage = 'the operator counts'
+            for runner in runners:
+                if dispatches_operators(runner.name, args):
+                    op_counts[runner.name] = count_step_ops(runner)
+    except (CutShort, KeyboardInterrupt) as stop:
+        why = 'SIGINT' if isinstance(stop, KeyboardInterrupt) else str(stop)
+        measured = [runner.name for runner in runners if samples.get(runner.name)]
+        missing = [name for name in args.models if name not in measured]
+        cut = (f'stopped by {why} during {stage}, {time.perf_counter() - started:.0f} s into '
+               f'{mode} {precision} {size}px batch {batch}; not measured there: '
+               f'{", ".join(missing) or "none"}')
+        print(f'  {cut}', flush=True)
     rows = []
     for runner in runners:
-        runs = samples[runner.name]
-        key = 'median_iter_seconds' if mode == 'latency' else 'seconds_per_iter'
+        runs = samples.get(runner.name)
+        if not runs:
+            continue
+        key = 'median_iter_seconds' if per_iteration_sync else 'seconds_per_iter'
         seconds = [run[key] for run in runs]
         row = dict(
             case,
@@ -672,7 +716,7 @@ def run_case(case: dict, args) -> List[dict]:
                 row['optimizer_aten_ops'] = sum(counter.optimizer_counts.values())
         rows.append(row)
     release(runners)
-    return rows + failures
+    return rows + failures, cut
 
 
 def benchmark_cases(args) -> List[dict]:
@@ -828,39 +872,72 @@ def main(argv: Optional[List[str]] = None) -> dict:
             repeats=args.repeats),
         load_average_start=load_average(),
         results=[])
-    print(
-        f'{record["environment"]["device"]}, torch {torch.__version__}, '
-        f'commit {record["git"]["commit"][:12]}',
-        flush=True)
-    for case in benchmark_cases(args):
-        print(
-            f'[{case["mode"]} {case["precision"]} {case["size"]}px batch {case["batch"]}]',
-            flush=True)
-        record['results'] += run_case(case, args)
-    record['load_average_end'] = load_average()
-    print(format_table(record['results'], args.baseline))
-
     out = args.out or osp.join(
         'work_dirs', 'benchmarks',
         f'{args.device}_{datetime.datetime.now().strftime("%Y%m%d_%H%M%S")}.json')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    profiles = [
-        row.pop('profile') + '\n' if 'profile' in row else None for row in record['results']
-    ]
-    if any(profiles):
-        profile_path = osp.splitext(out)[0] + '_profile.txt'
-        with open(profile_path, 'w') as f:
-            for row, table in zip(record['results'], profiles):
-                if table:
-                    f.write(f'== {row["model"]}: {row["mode"]} {row["precision"]} '
-                            f'{row["size"]}px batch {row["batch"]}\n{table}\n')
-        record['profile_file'] = osp.basename(profile_path)
-        print(f'profiles written to {profile_path}')
-    with open(out, 'w') as f:
-        json.dump(record, f, indent=1)
+    print(
+        f'{record["environment"]["device"]}, torch {torch.__version__}, '
+        f'commit {record["git"]["commit"][:12]}',
+        flush=True)
+    cases = benchmark_cases(args)
+    previous_handler = signal.signal(signal.SIGTERM, raise_cut_short)
+    try:
+        for number, case in enumerate(cases):
+            print(
+                f'[{case["mode"]} {case["precision"]} {case["size"]}px batch {case["batch"]}]',
+                flush=True)
+            rows, cut = run_case(case, args)
+            record['results'] += rows
+            if cut:
+                not_run = [
+                    f'{c["mode"]} {c["precision"]} {c["size"]}px' for c in cases[number + 1:]
+                ]
+                record['cut_short'] = cut + (f'; cases not run: {", ".join(not_run)}'
+                                             if not_run else '')
+            record['load_average_end'] = load_average()
+            saved = save_record(record, out)  # after every case: a run stopped later keeps it
+            if cut:
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    print(format_table(record['results'], args.baseline))
+    if record.get('profile_file'):
+        print(f'profiles written to {osp.join(osp.dirname(out), record["profile_file"])}')
     print(f'results written to {out}')
-    return record
+    if record.get('cut_short'):
+        print(f'cut short: {record["cut_short"]}')
+    return saved
+
+
+def save_record(record: dict, out: str) -> dict:
+    """Write ``record`` as JSON to ``out``, and the operator profiles of its rows next to it
+    (``<out>_profile.txt``, named in the record as ``profile_file``).
+
+    Each file is replaced whole (written to a temporary file, then renamed), so that a run
+    stopped at any moment leaves the files of its last finished case, never half a file.
+
+    Returns:
+        dict: The record as written (the profiles' text left out of its rows).
+    """
+    from mmglnet.engine.checkpoint_files import atomic_write_text
+    results, profiles = [], []
+    for row in record['results']:
+        row = dict(row)
+        table = row.pop('profile', None)
+        if table:
+            profiles.append(f'== {row["model"]}: {row["mode"]} {row["precision"]} '
+                            f'{row["size"]}px batch {row["batch"]}\n{table}\n')
+        results.append(row)
+    saved = dict(record, results=results)
+    if profiles:
+        profile_path = osp.splitext(out)[0] + '_profile.txt'
+        atomic_write_text(profile_path, ''.join(profiles))
+        saved['profile_file'] = record['profile_file'] = osp.basename(profile_path)
+    atomic_write_text(out, json.dumps(saved, indent=1))
+    return saved
 
 
 if __name__ == '__main__':
-    main()
+    # Exit status 3: stopped before the end (SIGTERM, Ctrl-C); the JSON holds what was measured.
+    sys.exit(3 if main().get('cut_short') else 0)

@@ -36,7 +36,9 @@
 #   SUITE_PEERS    the peers compared in every mode (default: "swin_t convnext_t"; the
 #                  training-compiled and 1792² profile comparisons keep Swin-T and ConvNeXt-T).
 #   SUITE_LIMIT    seconds allowed per comparison (default: 150; LIMIT=... before a compare
-#                  line below sets one comparison's own).
+#                  line below sets one comparison's own). At its limit a comparison is told to
+#                  stop (SIGTERM) and writes what it measured; SUITE_GRACE seconds later
+#                  (default: 30) it is killed.
 #   SUITE_ITERS    "WARMUP ITERS REPEATS" (default: "5 10 3").
 #   SUITE_COMMIT   the commit to record (default: git rev-parse HEAD); give it where the copy
 #                  of the tree that runs has no .git or a stale one.
@@ -123,10 +125,21 @@ compare() {
         echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
         return
     fi
-    timeout "${LIMIT:-${SUITE_LIMIT:-150}}" "$PY" tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" \
-        --git-commit "$COMMIT" --out "$OUT_DIR/$name.json" 2>&1 | tee -a "$LOG"
+    # At the limit benchmark.py gets SIGTERM: it stops, writes what it measured and exits 3;
+    # KILL follows if it has not ended GRACE seconds later.
+    local limit="${LIMIT:-${SUITE_LIMIT:-150}}"
+    timeout --preserve-status -k "${SUITE_GRACE:-30}" "$limit" "$PY" \
+        tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" --git-commit "$COMMIT" \
+        --out "$OUT_DIR/$name.json" 2>&1 | tee -a "$LOG"
     local code="${PIPESTATUS[0]}"
-    [ "$code" = 0 ] || { echo "## $name failed with exit code $code" | tee -a "$LOG"; status=1; }
+    if [ "$code" = 3 ]; then
+        echo "## $name cut short at its limit of $limit s: $name.json holds what was measured" \
+            | tee -a "$LOG"
+        status=1
+    elif [ "$code" != 0 ]; then
+        echo "## $name failed with exit code $code" | tee -a "$LOG"
+        status=1
+    fi
     echo "## $name done ($(date -u +%T))" | tee -a "$LOG"
 }
 

@@ -273,6 +273,9 @@ def run_section(run: dict) -> List[str]:
                      f'at end {run.get("load_average_end")}')
     if run.get('note'):
         lines.append(f'- note: {run["note"]}')
+    if run.get('cut_short'):
+        lines.append(f'- **cut short**: {run["cut_short"]} (the figures below are what was '
+                     'measured before)')
     if run.get('profile_file'):
         lines.append(f'- operator profile: [{run["profile_file"]}](benchmarks/'
                      f'{run["profile_file"]})')
