@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
-from mmglnet.models import GLNet
-from mmglnet.models.block_compile import resolve_compile_cfg
+from mmglnet.models import GLNet, block_compile, glnet
+from mmglnet.models.block_compile import replays_cuda_graphs, resolve_compile_cfg
 
 from conftest import TINY_ARCH, TINY_STL_ARCH
 
@@ -135,6 +135,47 @@ def test_compile_blocks_bad_values(value, error, words):
     with pytest.raises(error) as info:
         GLNet(arch=dict(TINY_ARCH), compile_blocks=value)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize('cfg, replays', [
+    (None, False),
+    ({}, False),
+    (dict(dynamic=False), False),
+    (dict(mode='reduce-overhead', dynamic=False), True),
+    (dict(mode='max-autotune'), True),
+    (dict(mode='max-autotune-no-cudagraphs'), False),
+    (dict(options={'triton.cudagraphs': True}), True),
+    (dict(mode='max-autotune', options={'triton.cudagraphs': False}), False),
+])
+def test_which_compile_modes_replay_cuda_graphs(cfg, replays):
+    assert replays_cuda_graphs(cfg) is replays
+
+
+def test_cuda_graph_blocks_mark_one_step_per_backbone_forward(monkeypatch):
+    """With blocks replayed as CUDA graphs, every backbone forward tells torch's CUDA-graph
+    trees that a new step begins, once and before its first block (so that one block's
+    output is not overwritten before the next block reads it); otherwise never. The CPU stands
+    in for CUDA, and the blocks run eagerly in place of the compiled ones."""
+    events = []
+    monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin', lambda: events.append('step'))
+    monkeypatch.setattr(glnet, 'compiled_run_block',
+                        lambda cfg: lambda block, x: events.append('block') or block(x))
+    x = torch.randn(1, 3, 64, 64)
+    graphed = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(mode='reduce-overhead')).eval()
+    with torch.no_grad():
+        graphed(x)  # on a device without CUDA graphs: no step marked
+        assert events == ['block'] * num_blocks(graphed)
+        monkeypatch.setattr(block_compile, 'CUDA_GRAPH_DEVICES', frozenset({'cpu'}))
+        events.clear()
+        graphed(x)
+        graphed(x)
+        assert events == (['step'] + ['block'] * num_blocks(graphed)) * 2
+        events.clear()
+        GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(dynamic=False)).eval()(x)
+        assert events == ['block'] * num_blocks(graphed)
+        events.clear()
+        torch.jit.trace(graphed, x, check_trace=False)  # blocks run eagerly while tracing
+        assert events == []
 
 
 def test_resolve_compile_cfg():

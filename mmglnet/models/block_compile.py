@@ -33,6 +33,9 @@ RECOMPILE_LIMIT = 64
 
 _COMPILED: Dict[str, Callable] = {}
 
+# Devices on which torch.compile replays CUDA graphs.
+CUDA_GRAPH_DEVICES = frozenset({'cuda'})
+
 
 def resolve_compile_cfg(compile_blocks: Union[bool, dict, None]) -> Optional[dict]:
     """The :func:`torch.compile` keywords for ``compile_blocks``, or None for eager blocks.
@@ -62,6 +65,12 @@ def resolve_compile_cfg(compile_blocks: Union[bool, dict, None]) -> Optional[dic
     if not hasattr(torch, 'compile'):
         raise RuntimeError(f'compile_blocks={compile_blocks!r} needs torch.compile (torch >= '
                            f'2.0); this torch is {torch.__version__}. Set compile_blocks=False.')
+    if replays_cuda_graphs(cfg) and not hasattr(
+            getattr(torch, 'compiler', None), 'cudagraph_mark_step_begin'):
+        raise RuntimeError(
+            f'compile_blocks={compile_blocks!r} replays CUDA graphs, which needs '
+            f'torch.compiler.cudagraph_mark_step_begin (torch >= 2.1); this torch is '
+            f"{torch.__version__}. Use another mode, e.g. dict(mode='default').")
     return cfg
 
 
@@ -90,6 +99,46 @@ def compiled_run_block(cfg: dict) -> Callable[[nn.Module, torch.Tensor], torch.T
 
         _COMPILED[key] = run
     return _COMPILED[key]
+
+
+def replays_cuda_graphs(cfg: Optional[dict]) -> bool:
+    """Whether blocks compiled with ``cfg`` are replayed as CUDA graphs (torch's CUDA-graph
+    trees): modes ``'reduce-overhead'`` and ``'max-autotune'``, or ``triton.cudagraphs`` in
+    ``options``.
+
+    Args:
+        cfg (dict, optional): Keywords of :func:`torch.compile`, or None (eager blocks).
+
+    Returns:
+        bool: Whether the blocks run as CUDA graphs on a CUDA device.
+    """
+    if cfg is None:
+        return False
+    options = cfg.get('options') or {}
+    if 'triton.cudagraphs' in options:
+        return bool(options['triton.cudagraphs'])
+    return cfg.get('mode') in ('reduce-overhead', 'max-autotune')
+
+
+def begin_cuda_graph_step(cfg: Optional[dict], x: torch.Tensor) -> None:
+    """Mark the start of a backbone forward for torch's CUDA-graph trees, where the blocks
+    are replayed as CUDA graphs on ``x``'s device.
+
+    Each block is its own compiled call. Outside a training step, CUDA-graph trees take every
+    compiled call as the start of a new iteration, whose replays may overwrite the outputs of
+    the previous call: the input of the next block (pytorch/pytorch#152887, "accessing tensor
+    output of CUDAGraphs that has been overwritten"). Marking the step once per backbone
+    forward (:func:`torch.compiler.cudagraph_mark_step_begin`) keeps all the blocks of one
+    forward in one iteration, in inference as in training. The outputs of a forward stay valid
+    until the next forward, as with any CUDA-graph model.
+
+    Args:
+        cfg (dict, optional): The blocks' :func:`torch.compile` keywords.
+        x (Tensor): The backbone's input.
+    """
+    if (replays_cuda_graphs(cfg) and x.device.type in CUDA_GRAPH_DEVICES
+            and not compiling_disallowed()):
+        torch.compiler.cudagraph_mark_step_begin()
 
 
 def compiling_disallowed() -> bool:

@@ -18,7 +18,8 @@ from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
 from mmglnet.registry import MODELS
 
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
-from .block_compile import compiled_run_block, compiling_disallowed, resolve_compile_cfg
+from .block_compile import (begin_cuda_graph_step, compiled_run_block, compiling_disallowed,
+                            resolve_compile_cfg)
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm
 
@@ -329,8 +330,10 @@ class GLNet(BaseModule):
         compile_blocks (bool | dict): Run every block through :func:`torch.compile`
             (regional compilation: blocks of one kind and shape share a graph; the rest of
             the model stays eager). True uses torch's defaults, a dict gives its keywords,
-            e.g. ``dict(dynamic=False)`` for fixed input sizes. Blocks run eagerly while
-            tracing or exporting. Defaults to False.
+            e.g. ``dict(dynamic=False)`` for fixed input sizes. With a mode that replays CUDA
+            graphs (``mode='reduce-overhead'``), each forward starts a new CUDA-graph step
+            (:func:`~mmglnet.models.block_compile.begin_cuda_graph_step`). Blocks run eagerly
+            while tracing or exporting. Defaults to False.
         weights_key (str, optional): Entry of an official release file that holds the weights
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
             evaluation uses: ``'model_ema'`` for ``'16g'``, else ``'model'``. Defaults to None.
@@ -464,6 +467,7 @@ class GLNet(BaseModule):
     def forward(self, x: torch.Tensor) -> tuple:
         """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
         self._check_input(x)
+        begin_cuda_graph_step(self.compile_cfg, x)
         outs = []
         for i in range(NUM_STAGES):
             x = self.downsample_layers[i](x)
