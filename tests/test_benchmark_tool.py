@@ -157,7 +157,7 @@ def test_a_run_stopped_by_sigterm_keeps_what_it_measured(benchmark, renderer, tm
     cut = saved['cut_short']
     assert cut.startswith('stopped by SIGTERM during the warm-up of stops_the_run')
     assert 'not measured there: stops_the_run, glnet_tiny_reference' in cut
-    assert cut.endswith('cases not run: latency fp32 64px')
+    assert cut.endswith('cases not run: latency fp32 64px batch 1')
     page = renderer.render(renderer.load_runs(str(out)))
     assert f'- **cut short**: {cut}' in page and '| glnet_tiny |' in page
 

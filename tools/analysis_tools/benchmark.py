@@ -685,8 +685,7 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
         measured = [runner.name for runner in runners if samples.get(runner.name)]
         missing = [name for name in args.models if name not in measured]
         cut = (f'stopped by {why} during {stage}, {time.perf_counter() - started:.0f} s into '
-               f'{mode} {precision} {size}px batch {batch}; not measured there: '
-               f'{", ".join(missing) or "none"}')
+               f'{case_label(case)}; not measured there: {", ".join(missing) or "none"}')
         print(f'  {cut}', flush=True)
     rows = []
     for runner in runners:
@@ -717,6 +716,11 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
         rows.append(row)
     release(runners)
     return rows + failures, cut
+
+
+def case_label(case: dict) -> str:
+    """``'infer fp16 224px batch 128'``: a case as the log and ``cut_short`` name it."""
+    return f'{case["mode"]} {case["precision"]} {case["size"]}px batch {case["batch"]}'
 
 
 def benchmark_cases(args) -> List[dict]:
@@ -884,15 +888,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     previous_handler = signal.signal(signal.SIGTERM, raise_cut_short)
     try:
         for number, case in enumerate(cases):
-            print(
-                f'[{case["mode"]} {case["precision"]} {case["size"]}px batch {case["batch"]}]',
-                flush=True)
+            print(f'[{case_label(case)}]', flush=True)
             rows, cut = run_case(case, args)
             record['results'] += rows
             if cut:
-                not_run = [
-                    f'{c["mode"]} {c["precision"]} {c["size"]}px' for c in cases[number + 1:]
-                ]
+                not_run = [case_label(c) for c in cases[number + 1:]]
                 record['cut_short'] = cut + (f'; cases not run: {", ".join(not_run)}'
                                              if not_run else '')
             record['load_average_end'] = load_average()
@@ -902,11 +902,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     print(format_table(record['results'], args.baseline))
-    if record.get('profile_file'):
-        print(f'profiles written to {osp.join(osp.dirname(out), record["profile_file"])}')
+    if saved.get('profile_file'):
+        print(f'profiles written to {osp.join(osp.dirname(out), saved["profile_file"])}')
     print(f'results written to {out}')
-    if record.get('cut_short'):
-        print(f'cut short: {record["cut_short"]}')
+    if saved.get('cut_short'):
+        print(f'cut short: {saved["cut_short"]}')
     return saved
 
 
@@ -933,7 +933,7 @@ def save_record(record: dict, out: str) -> dict:
     if profiles:
         profile_path = osp.splitext(out)[0] + '_profile.txt'
         atomic_write_text(profile_path, ''.join(profiles))
-        saved['profile_file'] = record['profile_file'] = osp.basename(profile_path)
+        saved['profile_file'] = osp.basename(profile_path)
     atomic_write_text(out, json.dumps(saved, indent=1))
     return saved
 
