@@ -938,6 +938,19 @@ def save_record(record: dict, out: str) -> dict:
     return saved
 
 
+def exit_with(status: int) -> None:
+    """Exit with ``status`` once every file is written, also if told to stop meanwhile.
+
+    The interpreter's shutdown may outlast a time limit (torch waits for inductor's compile
+    workers): a SIGTERM then would end a finished run with 143, as if it had failed. From here
+    on it exits with the run's own status at once; nothing is left to write.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(status))
+    sys.exit(status)
+
+
 if __name__ == '__main__':
     # Exit status 3: stopped before the end (SIGTERM, Ctrl-C); the JSON holds what was measured.
-    sys.exit(3 if main().get('cut_short') else 0)
+    exit_with(3 if main().get('cut_short') else 0)
