@@ -42,14 +42,22 @@ def test_model_names_build_the_right_path(benchmark):
     assert isinstance(fast, GLNet) and fast.out_indices == (3, )
     assert get_impl(fast) == 'fast' and get_impl(reference) == 'reference'
     eager_run = SimpleNamespace(compile=False, cuda_graphs=False)
-    for suffix, mode in (('_compile_blocks', {}), ('_compile_blocks_cudagraphs',
-                                                   dict(mode='reduce-overhead'))):
+    graphs = dict(mode='reduce-overhead')
+    for suffix, blocks, backbone in (
+        ('_compile_blocks', {}, None),
+        ('_compile_blocks_cudagraphs', graphs, None),
+        ('_compile_backbone', None, {}),
+        ('_compile_backbone_cudagraphs', None, graphs),
+    ):
         compiled = benchmark.MODEL_BUILDERS[f'glnet_stl{suffix}'](224)
-        assert compiled.compile_cfg == dict(dynamic=False, **mode)
+        for cfg, expected in ((compiled.compile_cfg, blocks), (compiled.backbone_compile_cfg,
+                                                               backbone)):
+            assert cfg == (None if expected is None else dict(dynamic=False, **expected))
         # Not compiled again by --compile, and left out of --count-ops.
         assert benchmark.compile_model(f'glnet_stl{suffix}', compiled, eager_run) is compiled
         assert not benchmark.dispatches_operators(f'glnet_stl{suffix}', eager_run)
-    assert fast.compile_cfg is None and benchmark.dispatches_operators('glnet_stl', eager_run)
+    assert fast.compile_cfg is None and fast.backbone_compile_cfg is None
+    assert benchmark.dispatches_operators('glnet_stl', eager_run)
 
 
 def test_torch_pooling_variant_switches_the_fast_pooling_off_in_its_forward_only(
@@ -219,6 +227,65 @@ def test_a_finished_run_told_to_stop_while_shutting_down_exits_with_its_status(t
     assert process.returncode == 0, output
     assert time.perf_counter() - started < 30
     assert 'cut_short' not in json.loads(out.read_text())
+
+
+def synthetic_run(file: str, settings: dict, rows: list) -> dict:
+    """A run as the page reads it: CUDA, the given settings, rows of (model, mode, size, ms)."""
+    results = [
+        dict(
+            model=model,
+            mode=mode,
+            precision='fp16',
+            size=size,
+            batch=dict(infer=128, train=16, latency=1)[mode],
+            ms=ms,
+            images_per_s=dict(infer=128, train=16, latency=1)[mode] * 1e3 / ms)
+        for model, mode, size, ms in rows
+    ]
+    return dict(
+        file=file,
+        environment=dict(cuda='13.0'),
+        settings=dict(dict(compile=False, cuda_graphs=False), **settings),
+        results=results)
+
+
+def test_targets_take_each_glnet_variant_only_in_its_own_mode(renderer):
+    """A GLNet that replays CUDA graphs by its own option counts against eager peers only
+    where the target says so, never as 'without CUDA graphs'; every model compiled with CUDA
+    graphs counts for that row only."""
+    eager = synthetic_run('eager.json', {}, [
+        ('glnet_4g_compile_backbone_cudagraphs', 'latency', 1792, 15.0),
+        ('glnet_4g_compile_backbone', 'latency', 1792, 25.0),
+        ('convnext_t', 'latency', 1792, 10.0),
+        ('glnet_4g_compile_backbone_cudagraphs', 'train', 512, 40.0),
+        ('glnet_4g_reference', 'train', 512, 160.0),
+        ('swin_t', 'train', 512, 64.0),
+    ])
+    graphs = synthetic_run('graphs.json', dict(compile=True, cuda_graphs=True), [
+        ('glnet_4g_compile_backbone_cudagraphs', 'train', 512, 40.0),
+        ('swin_t', 'train', 512, 32.0),
+    ])
+    rows = renderer.target_rows([eager, graphs])
+
+    def cells(title_start):
+        return [[cell.strip() for cell in line.split('|')[1:-1]] for line in rows
+                if line.startswith(f'| {title_start}')]
+
+    latency = cells('GLNet-4G batch-1 latency 1792², without CUDA graphs')
+    assert [(c[1], c[3])
+            for c in latency] == [('glnet_4g_compile_backbone', '2.50× the time (25.0 vs 10.0 ms)')]
+    assert cells('GLNet-4G batch-1 latency 1792², CUDA graphs')[0][3] == 'not measured yet'
+    against_eager = cells('GLNet-4G fp16 training step 512², batch 16, compiled by its own')
+    assert [(c[1], c[2][:12], c[5]) for c in against_eager
+            ] == [('glnet_4g_compile_backbone_cudagraphs', '[eager.json]', 'met')]
+    assert against_eager[0][3] == '1.60× (400.0 vs 250.0 img/s)'
+    with_graphs = cells('GLNet-4G fp16 training step 512², batch 16, compiled with CUDA graphs')
+    assert [(c[2][:13], c[3], c[5])
+            for c in with_graphs] == [('[graphs.json]', '0.80× (400.0 vs 500.0 img/s)', 'met')]
+    reference = cells('GLNet-4G fp16 training step 512², batch 16, against the reference')
+    assert [(c[1], c[3][:5])
+            for c in reference] == [('glnet_4g_compile_backbone_cudagraphs', '4.00×')]
+    assert cells('GLNet-4G fp16 training step 512², batch 16, eager')[0][3] == 'not measured yet'
 
 
 def test_committed_benchmark_page_is_generated_from_the_committed_runs(renderer):

@@ -18,8 +18,8 @@ from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
 from mmglnet.registry import MODELS
 
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
-from .block_compile import (begin_cuda_graph_step, compiled_run_block, compiling_disallowed,
-                            resolve_compile_cfg)
+from .compilation import (begin_cuda_graph_step, compiled_run_backbone, compiled_run_block,
+                          compiling_disallowed, resolve_compile_cfg)
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm
 
@@ -183,7 +183,7 @@ class GLNetStage(nn.Module):
         token_layout (bool): Whether the blocks take (N, L, C) tokens (mode ``'mha'``).
         with_cp (bool): Checkpoint each block to save memory. Defaults to False.
         compile_cfg (dict, optional): :func:`torch.compile` keywords to run every block
-            compiled (see :mod:`mmglnet.models.block_compile`); None runs them eagerly.
+            compiled (see :mod:`mmglnet.models.compilation`); None runs them eagerly.
             Defaults to None.
     """
 
@@ -332,7 +332,13 @@ class GLNet(BaseModule):
             the model stays eager). True uses torch's defaults, a dict gives its keywords,
             e.g. ``dict(dynamic=False)`` for fixed input sizes. With a mode that replays CUDA
             graphs (``mode='reduce-overhead'``), each forward starts a new CUDA-graph step
-            (:func:`~mmglnet.models.block_compile.begin_cuda_graph_step`). Blocks run eagerly
+            (:func:`~mmglnet.models.compilation.begin_cuda_graph_step`). Blocks run eagerly
+            while tracing or exporting. Defaults to False.
+        compile_backbone (bool | dict): Run the whole backbone (stem, stages, output norms)
+            through :func:`torch.compile` as one graph: fusion across blocks, one compiled
+            call forward and one backward, and with ``mode='reduce-overhead'`` one CUDA graph
+            each instead of the kernels launched one by one. Compiles longer than
+            ``compile_blocks``, which it excludes; the keywords are the same. Runs eagerly
             while tracing or exporting. Defaults to False.
         weights_key (str, optional): Entry of an official release file that holds the weights
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
@@ -359,6 +365,7 @@ class GLNet(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  compile_blocks: Union[bool, dict] = False,
+                 compile_backbone: Union[bool, dict] = False,
                  weights_key: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -403,6 +410,12 @@ class GLNet(BaseModule):
         self.weights_key = weights_key
 
         self.compile_cfg = resolve_compile_cfg(compile_blocks)
+        self.backbone_compile_cfg = resolve_compile_cfg(compile_backbone, 'compile_backbone')
+        if self.compile_cfg is not None and self.backbone_compile_cfg is not None:
+            raise ValueError(
+                f'GLNet got compile_blocks={compile_blocks!r} and compile_backbone='
+                f'{compile_backbone!r}: choose one. compile_backbone compiles the backbone as '
+                'one graph (fastest, compiles longer); compile_blocks compiles each block.')
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']
         total = sum(depths)
@@ -467,7 +480,14 @@ class GLNet(BaseModule):
     def forward(self, x: torch.Tensor) -> tuple:
         """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
         self._check_input(x)
-        begin_cuda_graph_step(self.compile_cfg, x)
+        begin_cuda_graph_step(self.backbone_compile_cfg or self.compile_cfg, x)
+        if self.backbone_compile_cfg is not None and not compiling_disallowed():
+            return compiled_run_backbone(self.backbone_compile_cfg)(self, x)
+        return self.forward_features(x)
+
+    def forward_features(self, x: torch.Tensor) -> tuple:
+        """The stem, stages and output norms on a checked input (what ``compile_backbone``
+        compiles); :meth:`forward` checks the input first."""
         outs = []
         for i in range(NUM_STAGES):
             x = self.downsample_layers[i](x)

@@ -171,7 +171,7 @@ class DropPath(nn.Module):
     probability is also held as a tensor (a buffer, not saved) and the forward reads only that
     and the training flag: under ``torch.compile`` it is then an input, not a constant, and
     blocks with different rates share one compiled graph (see
-    :mod:`mmglnet.models.block_compile`). Drawn with a tensor probability, its masks differ
+    :mod:`mmglnet.models.compilation`). Drawn with a tensor probability, its masks differ
     from those of timm's ``DropPath`` (the official code's) for the same seed; their
     distribution is the same.
 

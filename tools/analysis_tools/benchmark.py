@@ -32,6 +32,8 @@ implementation, ``glnet_<arch>_reference`` with the reference one
 backbone's ``compile_blocks`` option (every block compiled; not compiled again by
 ``--compile``), ``glnet_<arch>_compile_blocks_cudagraphs`` the same with
 ``mode='reduce-overhead'`` (each compiled block replayed as a CUDA graph),
+``glnet_<arch>_compile_backbone`` and ``glnet_<arch>_compile_backbone_cudagraphs`` the same
+with the ``compile_backbone`` option (the backbone compiled as one graph),
 ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling kernel for the
 initial slots on every device (to measure the fast path's own pooling on CUDA,
 :func:`mmglnet.models.pooling.slot_pool2d`); ``swin_t`` and ``convnext_t`` from timm
@@ -78,12 +80,16 @@ MODES = ('infer', 'train', 'latency')
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 GLNET_ARCHS = ('stl', 'stl_paramslot', '4g', '9g', '16g')
 SCHEMA_VERSION = 1
-# Model-name suffixes of a GLNet built with compile_blocks (regional torch.compile), as a
-# config would set it, with torch's default mode and with mode='reduce-overhead' (every
-# compiled block replayed as a CUDA graph); such a model is not compiled again by --compile.
-COMPILED_BLOCKS_MODES = {
-    '_compile_blocks': dict(dynamic=False),
-    '_compile_blocks_cudagraphs': dict(dynamic=False, mode='reduce-overhead'),
+# Model-name suffixes of a GLNet that compiles itself as a config would set it: its option
+# (compile_blocks: every block compiled; compile_backbone: the backbone as one graph) and
+# its torch.compile keywords, torch's default mode or mode='reduce-overhead' (the compiled
+# graphs replayed as CUDA graphs). Such a model is not compiled again by --compile.
+SELF_COMPILING = {
+    '_compile_blocks': ('compile_blocks', dict(dynamic=False)),
+    '_compile_blocks_cudagraphs': ('compile_blocks', dict(dynamic=False, mode='reduce-overhead')),
+    '_compile_backbone': ('compile_backbone', dict(dynamic=False)),
+    '_compile_backbone_cudagraphs':
+    ('compile_backbone', dict(dynamic=False, mode='reduce-overhead')),
 }
 TORCH_POOLING_SUFFIX = '_torch_pooling'
 
@@ -120,7 +126,7 @@ class TorchSlotPooling(nn.Module):
 
 def build_glnet(arch: str,
                 impl: str,
-                compile_blocks: Optional[dict] = None,
+                compiling: Optional[Tuple[str, dict]] = None,
                 torch_pooling: bool = False) -> Callable[[int], nn.Module]:
 
     def build(image_size: int) -> nn.Module:
@@ -131,8 +137,9 @@ def build_glnet(arch: str,
 
         # The last stage with its output norm, as detection/segmentation configs use it.
         backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ))
-        if compile_blocks:  # the backbone's own option
-            backbone['compile_blocks'] = compile_blocks
+        if compiling:  # the backbone's own option: (name, torch.compile keywords)
+            option, cfg = compiling
+            backbone[option] = cfg
         model = set_impl(build_model(Config(dict(model=backbone))), impl)
         return TorchSlotPooling(model) if torch_pooling else model
 
@@ -172,9 +179,8 @@ MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
 for _arch in GLNET_ARCHS:
     MODEL_BUILDERS[f'glnet_{_arch}'] = build_glnet(_arch, 'fast')
     MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(_arch, 'reference')
-    for _suffix, _compile_cfg in COMPILED_BLOCKS_MODES.items():
-        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(
-            _arch, 'fast', compile_blocks=_compile_cfg)
+    for _suffix, _compiling in SELF_COMPILING.items():
+        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', compiling=_compiling)
     MODEL_BUILDERS[f'glnet_{_arch}{TORCH_POOLING_SUFFIX}'] = build_glnet(
         _arch, 'fast', torch_pooling=True)
 
@@ -386,13 +392,13 @@ def prepare_model(name: str, image_size: int, args) -> nn.Module:
     return model
 
 
-def has_compiled_blocks(name: str) -> bool:
-    return name.endswith(tuple(COMPILED_BLOCKS_MODES))
+def compiles_itself(name: str) -> bool:
+    return name.endswith(tuple(SELF_COMPILING))
 
 
 def compile_model(name: str, model: nn.Module, args) -> Callable:
-    if has_compiled_blocks(name):
-        return model  # its blocks are compiled already
+    if compiles_itself(name):
+        return model  # its blocks or itself are compiled already
     mode = args.compile_mode
     if mode is None and args.cuda_graphs:
         mode = 'reduce-overhead'
@@ -560,7 +566,7 @@ def count_step_ops(runner: Runner) -> OperatorCounter:
 def dispatches_operators(name: str, args) -> bool:
     """Whether a step of ``name`` dispatches its operators one by one in this run: not where
     it runs compiled code or replays a CUDA graph (--count-ops leaves those out)."""
-    return not (args.compile or args.cuda_graphs or has_compiled_blocks(name))
+    return not (args.compile or args.cuda_graphs or compiles_itself(name))
 
 
 def device_work(events) -> dict:

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Every GPU comparison of docs/benchmark.md, in three parts that each finish inside one
+# Every GPU comparison of docs/benchmark.md, in four parts that each finish inside one
 # 10-minute call.
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
 #
 # Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at
 # 512² batch 16 with its operator profile, operator counts and peak memory, batch-1 latency at
-# 448², 896², 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled): the
-# training step of GLNet with compile_blocks against the eager peers (with its profile), fp16
-# inference with every model compiled (GLNet through its compile_blocks option, the peers with
-# torch.compile), 1792² latency with compile_blocks eager and with CUDA graphs, and last the
-# training step with every model compiled. Part "extra" (SUITE_PART=extra), in this order:
-# eager fp16 inference with its operator profile and the slot pooling against torch's kernel;
-# compile_blocks with every block replayed as a CUDA graph (training step, 1792² latency);
-# the training step with AdamW's fused kernels for every model (eager, and GLNet with
-# compile_blocks); the operator profile of the 1792² batch-1 latency, eager and with
-# compile_blocks.
-# SUITE_PART=all (the default) runs all three, which takes more than one call. Each comparison
+# 448², 896², 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled), GLNet
+# through its compile_backbone option (the backbone as one graph, as a config sets it): the
+# training step with CUDA graphs (mode='reduce-overhead') against the eager peers and the
+# reference path, with its profile; the training step with every model compiled with CUDA
+# graphs; fp16 inference with every model compiled; 1792² latency compiled, against the eager
+# peers. Part "blocks" (SUITE_PART=blocks), GLNet through its compile_blocks option: the
+# training step against the eager peers (with its profile), fp16 inference with every model
+# compiled, 1792² latency eager and with CUDA graphs, and the training step with every model
+# compiled. Part "extra" (SUITE_PART=extra), in this order: eager fp16 inference with its
+# operator profile and the slot pooling against torch's kernel; compile_blocks with every
+# block replayed as a CUDA graph (training step, 1792² latency); the training step with
+# AdamW's fused kernels for every model (eager, and GLNet with compile_blocks); the operator
+# profile of the 1792² batch-1 latency, eager and with compile_blocks.
+# SUITE_PART=all (the default) runs all four, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Commit the JSON files under docs/benchmarks/ and regenerate docs/benchmark.md with
@@ -27,7 +30,7 @@
 # OpenMMLab packages"): they are installed into a private folder first.
 #
 # Environment:
-#   SUITE_PART     eager, compiled, extra or all (default).
+#   SUITE_PART     eager, compiled, blocks, extra or all (default).
 #   SUITE_MODELS   GLNet models compared in every mode (default: "glnet_4g glnet_stl"); each
 #                  gets its reference path too (the stand-in for the official code) where the
 #                  mode compares them.
@@ -53,11 +56,12 @@ cd "$REPO_ROOT"
 OUT_DIR="${1:-${OUT:-work_dirs/benchmarks}}"
 mkdir -p "$OUT_DIR"
 PART="${SUITE_PART:-all}"
-case "$PART" in eager|compiled|extra|all) ;; *)
-    echo "SUITE_PART=$PART is not one of eager, compiled, extra, all" >&2; exit 2;; esac
+case "$PART" in eager|compiled|blocks|extra|all) ;; *)
+    echo "SUITE_PART=$PART is not one of eager, compiled, blocks, extra, all" >&2; exit 2;; esac
 # Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
 COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
-    gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
+    gpu_train_fp16_compile_backbone_cudagraphs gpu_train_fp16_compile_cudagraphs
+    gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
     gpu_train_fp16_fused_adamw gpu_infer_fp16_pooling gpu_latency_1792_profile
     gpu_block_cudagraphs)
@@ -84,13 +88,19 @@ fi
 GLNETS=(${SUITE_MODELS:-glnet_4g glnet_stl})
 EXTRA=(${SUITE_EXTRA-glnet_9g})
 WITH_REFERENCE=()
+REFERENCES=()
 COMPILED_BLOCKS=()
 BLOCK_CUDAGRAPHS=()
+COMPILED_BACKBONE=()
+BACKBONE_CUDAGRAPHS=()
 TORCH_POOLING=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
+    REFERENCES+=("${model}_reference")
     COMPILED_BLOCKS+=("${model}_compile_blocks")
     BLOCK_CUDAGRAPHS+=("${model}_compile_blocks_cudagraphs")
+    COMPILED_BACKBONE+=("${model}_compile_backbone")
+    BACKBONE_CUDAGRAPHS+=("${model}_compile_backbone_cudagraphs")
     TORCH_POOLING+=("${model}_torch_pooling")
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
@@ -154,6 +164,22 @@ if [ "$PART" = eager ] || [ "$PART" = all ]; then
         --channels-last --cuda-graphs
 fi
 if [ "$PART" = compiled ] || [ "$PART" = all ]; then
+    # GLNet with compile_backbone, as a config sets it, in the order of their value for the
+    # targets; compiling the backbone's forward and backward takes most of each limit.
+    # The training step with the backbone's graphs replayed as CUDA graphs, against the eager
+    # peers and the reference path (the stand-in for the official code).
+    LIMIT=190 compare gpu_train_fp16_compile_backbone_cudagraphs --models \
+        "${BACKBONE_CUDAGRAPHS[@]}" "${REFERENCES[@]}" "${PEERS[@]}" --modes train \
+        --channels-last --profile
+    # Every model compiled with CUDA graphs (torch.compile mode='reduce-overhead').
+    LIMIT=150 compare gpu_train_fp16_compile_cudagraphs --models "${BACKBONE_CUDAGRAPHS[@]}" \
+        swin_t --modes train --channels-last --compile --cuda-graphs
+    LIMIT=130 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
+        "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile
+    LIMIT=80 compare gpu_latency_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
+        "${PEERS[@]}" --modes latency --channels-last --latency-sizes 1792
+fi
+if [ "$PART" = blocks ] || [ "$PART" = all ]; then
     # GLNet with compile_blocks (as a config sets it) against the eager peers and paths.
     LIMIT=170 compare gpu_train_fp16_compile_blocks --models "${COMPILED_BLOCKS[@]}" \
         "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes train --channels-last --profile --count-ops

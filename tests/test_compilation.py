@@ -1,4 +1,4 @@
-"""GLNet under torch.compile: whole-backbone graphs and ``compile_blocks`` (regional).
+"""GLNet under torch.compile: whole-backbone graphs, ``compile_backbone`` and ``compile_blocks``.
 
 Compiled with dynamo's ``eager``/``aot_eager`` backends (tracing and autograd as in real
 compilation, without generating kernels) so that the checks stay quick on the CPU.
@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
-from mmglnet.models import GLNet, block_compile, glnet
-from mmglnet.models.block_compile import replays_cuda_graphs, resolve_compile_cfg
+from mmglnet.models import GLNet, compilation, glnet
+from mmglnet.models.compilation import replays_cuda_graphs, resolve_compile_cfg
 
 from conftest import TINY_ARCH, TINY_STL_ARCH
 
@@ -79,30 +79,65 @@ def test_compile_blocks_runs_every_block_compiled(arch_name):
     assert backend.graphs <= 2 * len(kinds) < blocks + 2, (backend.graphs, kinds)
 
 
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
 @pytest.mark.parametrize('with_cp', [False, True])
-def test_compile_blocks_matches_eager_with_gradients(with_cp):
-    """Also under gradient checkpointing, which runs the compiled blocks again in backward."""
+def test_compiled_backbone_matches_eager_with_gradients(option, with_cp):
+    """Also under gradient checkpointing, which runs the compiled blocks again in backward
+    (inside the backbone's graph with ``compile_backbone``); with drop path drawn the same."""
     torch.manual_seed(0)
-    eager = GLNet(arch=dict(TINY_ARCH)).double()
+    eager = GLNet(arch=dict(TINY_ARCH), drop_path_rate=0.3).double()
     compiled = GLNet(
-        arch=dict(TINY_ARCH), with_cp=with_cp, compile_blocks=dict(backend='aot_eager')).double()
+        arch=dict(TINY_ARCH),
+        drop_path_rate=0.3,
+        with_cp=with_cp,
+        **{
+            option: dict(backend='aot_eager')
+        }).double()
     compiled.load_state_dict(eager.state_dict())
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     torch._dynamo.reset()
+    outputs = {}
     for model in (eager, compiled):
         model.zero_grad()
-        sum((out * out).sum() for out in model(x)).backward()
+        torch.manual_seed(1)
+        outputs[model] = model(x)
+        sum((out * out).sum() for out in outputs[model]).backward()
+    for out, ref in zip(outputs[compiled], outputs[eager]):
+        torch.testing.assert_close(out, ref)
     eager_params = dict(eager.named_parameters())
     for name, param in compiled.named_parameters():
         torch.testing.assert_close(param.grad, eager_params[name].grad, msg=name)
 
 
-def test_compile_blocks_leaves_state_and_copies_alone():
+def test_compile_backbone_runs_the_backbone_as_one_graph():
+    """One compiled call per forward, one graph per training flag (recompiled for a new input
+    size with dynamic=False), no block compiled on its own, and the input still checked."""
+    backend = CountingBackend()
+    model = GLNet(
+        arch=dict(TINY_ARCH, depth=[1, 1, 6, 1]),
+        drop_path_rate=0.2,
+        compile_backbone=dict(backend=backend, dynamic=False))
+    assert all(stage.compile_cfg is None for stage in model.stages)
+    torch._dynamo.reset()
+    for training in (True, False, True):
+        backend.runs = 0
+        model.train(training)
+        model(torch.randn(2, 3, 64, 64))
+        assert backend.runs == 1, (training, backend.runs)
+    assert backend.graphs == 2
+    model(torch.randn(1, 3, 96, 64))
+    assert backend.graphs == 3
+    with pytest.raises(ValueError, match='in_channels=3'):
+        model(torch.randn(1, 4, 64, 64))
+
+
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_compiling_leaves_state_and_copies_alone(option):
     """The option stores nothing in the model: same state dict keys, and a deep copy (as EMA
-    makes) computes with its own weights."""
+    makes) computes with its own weights through the shared compiled function."""
     torch.manual_seed(0)
     plain = GLNet(arch=dict(TINY_ARCH))
-    model = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(backend='eager')).eval()
+    model = GLNet(arch=dict(TINY_ARCH), **{option: dict(backend='eager')}).eval()
     assert list(model.state_dict()) == list(plain.state_dict())
     x = torch.randn(1, 3, 64, 64)
     torch._dynamo.reset()
@@ -115,10 +150,11 @@ def test_compile_blocks_leaves_state_and_copies_alone():
         torch.testing.assert_close(model(x)[-1], before)
 
 
-def test_compile_blocks_runs_eagerly_while_tracing():
-    """JIT tracing (mmengine's FLOP counter) sees the plain blocks."""
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_compiled_glnet_runs_eagerly_while_tracing(option):
+    """JIT tracing (mmengine's FLOP counter) sees the plain modules."""
     backend = CountingBackend()
-    model = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(backend=backend)).eval()
+    model = GLNet(arch=dict(TINY_ARCH), **{option: dict(backend=backend)}).eval()
     x = torch.randn(1, 3, 64, 64)
     torch._dynamo.reset()
     with torch.no_grad():
@@ -127,14 +163,23 @@ def test_compile_blocks_runs_eagerly_while_tracing():
         torch.testing.assert_close(traced(x)[-1], model(x)[-1])
 
 
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
 @pytest.mark.parametrize('value, error, words', [
     (dict(mode='default', dynamics=False), ValueError, "unknown key(s) ['dynamics']"),
     ('max-autotune', TypeError, 'must be a bool or a dict'),
 ])
-def test_compile_blocks_bad_values(value, error, words):
+def test_compile_options_bad_values(option, value, error, words):
     with pytest.raises(error) as info:
-        GLNet(arch=dict(TINY_ARCH), compile_blocks=value)
-    assert words in str(info.value)
+        GLNet(arch=dict(TINY_ARCH), **{option: value})
+    assert f'{option}={value!r}' in str(info.value) and words in str(info.value)
+
+
+def test_compile_blocks_and_compile_backbone_exclude_each_other():
+    with pytest.raises(ValueError) as info:
+        GLNet(arch=dict(TINY_ARCH), compile_blocks=True, compile_backbone=dict(dynamic=False))
+    message = str(info.value)
+    assert 'compile_blocks=True' in message and "compile_backbone={'dynamic': False}" in message
+    assert 'choose one' in message
 
 
 @pytest.mark.parametrize('cfg, replays', [
@@ -165,7 +210,7 @@ def test_cuda_graph_blocks_mark_one_step_per_backbone_forward(monkeypatch):
     with torch.no_grad():
         graphed(x)  # on a device without CUDA graphs: no step marked
         assert events == ['block'] * num_blocks(graphed)
-        monkeypatch.setattr(block_compile, 'CUDA_GRAPH_DEVICES', frozenset({'cpu'}))
+        monkeypatch.setattr(compilation, 'CUDA_GRAPH_DEVICES', frozenset({'cpu'}))
         events.clear()
         graphed(x)
         graphed(x)
@@ -178,8 +223,28 @@ def test_cuda_graph_blocks_mark_one_step_per_backbone_forward(monkeypatch):
         assert events == []
 
 
+def test_cuda_graph_backbone_marks_one_step_per_forward(monkeypatch):
+    """With the whole backbone replayed as CUDA graphs, every forward marks a new step before
+    its compiled call; with another mode, never."""
+    events = []
+    monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin', lambda: events.append('step'))
+    monkeypatch.setattr(
+        glnet, 'compiled_run_backbone',
+        lambda cfg: lambda backbone, x: events.append('backbone') or backbone.forward_features(x))
+    monkeypatch.setattr(compilation, 'CUDA_GRAPH_DEVICES', frozenset({'cpu'}))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        GLNet(arch=dict(TINY_ARCH), compile_backbone=dict(mode='reduce-overhead')).eval()(x)
+        assert events == ['step', 'backbone']
+        events.clear()
+        GLNet(arch=dict(TINY_ARCH), compile_backbone=dict(dynamic=False)).eval()(x)
+        assert events == ['backbone']
+
+
 def test_resolve_compile_cfg():
     assert resolve_compile_cfg(False) is None
     assert resolve_compile_cfg(None) is None
     assert resolve_compile_cfg(True) == {}
     assert resolve_compile_cfg(dict(dynamic=False)) == dict(dynamic=False)
+    with pytest.raises(TypeError, match='compile_backbone=1 must be'):
+        resolve_compile_cfg(1, 'compile_backbone')

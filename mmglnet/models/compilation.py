@@ -1,0 +1,179 @@
+"""GLNet under :func:`torch.compile`: every block compiled, or the whole backbone as one graph.
+
+``GLNet(compile_blocks=True)`` (or a dict of :func:`torch.compile` keywords) runs every block
+through one compiled function, ``run_block(block, x)`` (regional compilation). The block is an
+input of that function, so blocks of one class at one input shape share a compiled graph:
+GLNet-4G compiles five graphs (its GLMix blocks at three strides, its attention blocks at two)
+instead of one graph of the whole backbone, which keeps compilation short and leaves the rest
+of a detector or segmentor (heads, losses, data preprocessing, with their data-dependent
+shapes) in eager mode. Each block is then a compiled call of its own, with its own kernel
+launches: on a GPU the step stays bound by the host launching them.
+
+``GLNet(compile_backbone=True)`` (or a dict) runs the backbone's stem, stages and output norms
+as one compiled call, ``run_backbone(backbone, x)``: one graph forward and one backward, fused
+across block boundaries, and with ``mode='reduce-overhead'`` one CUDA graph each, replayed
+without launching kernels one by one. It compiles longer (every block is traced) and
+recompiles for every input shape it is specialised to.
+
+A graph is specialised to its input shape and training flag, and to whether a block has drop
+path (its rate is an input: :class:`~mmglnet.models.layers.DropPath`); while the compiled
+functions run, dynamo's per-function recompile limit is raised to :data:`RECOMPILE_LIMIT` so
+that all of these fit (torch's default of 8 would send the rest back to eager mode).
+
+Nothing compiled is stored in the model: its state dict, ``copy.deepcopy`` (EMA), pickling and
+DDP see the plain modules. While tracing (FLOP counting) or exporting to ONNX, and inside a
+``torch.compile`` of the whole model, GLNet runs eagerly.
+"""
+from typing import Callable, Dict, Optional, Union
+
+import torch
+import torch.nn as nn
+
+from .layers import is_compiling
+from .pooling import is_exporting
+
+# Keywords of torch.compile that make sense for a block (``model`` is the block itself).
+COMPILE_KEYS = ('fullgraph', 'dynamic', 'backend', 'mode', 'options', 'disable')
+
+# Graphs allowed per compiled function: for ``run_block`` (GLMix, attention) x strides x
+# train/eval x drop path, and for both more input sizes with ``dynamic=False``.
+RECOMPILE_LIMIT = 64
+
+_COMPILED: Dict[tuple, Callable] = {}
+
+# Devices on which torch.compile replays CUDA graphs.
+CUDA_GRAPH_DEVICES = frozenset({'cuda'})
+
+
+def resolve_compile_cfg(value: Union[bool, dict, None],
+                        option: str = 'compile_blocks') -> Optional[dict]:
+    """The :func:`torch.compile` keywords for a compile option, or None for eager.
+
+    Args:
+        value (bool | dict | None): False or None: eager; True: torch's defaults; a dict:
+            keywords of :func:`torch.compile` among :data:`COMPILE_KEYS`, e.g.
+            ``dict(mode='max-autotune-no-cudagraphs', dynamic=False)``.
+        option (str): The option's name, for the errors. Defaults to ``'compile_blocks'``.
+
+    Returns:
+        dict | None: The keywords.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        cfg = {}
+    elif isinstance(value, dict):
+        cfg = dict(value)
+        unknown = sorted(set(cfg) - set(COMPILE_KEYS))
+        if unknown:
+            raise ValueError(f'{option}={value!r} has unknown key(s) {unknown}: the dict holds '
+                             f'torch.compile keywords, one of {COMPILE_KEYS}.')
+    else:
+        raise TypeError(f'{option}={value!r} must be a bool or a dict of torch.compile '
+                        f'keywords ({", ".join(COMPILE_KEYS)}).')
+    if not hasattr(torch, 'compile'):
+        raise RuntimeError(f'{option}={value!r} needs torch.compile (torch >= 2.0); this torch '
+                           f'is {torch.__version__}. Set {option}=False.')
+    if replays_cuda_graphs(cfg) and not hasattr(
+            getattr(torch, 'compiler', None), 'cudagraph_mark_step_begin'):
+        raise RuntimeError(
+            f'{option}={value!r} replays CUDA graphs, which needs '
+            f'torch.compiler.cudagraph_mark_step_begin (torch >= 2.1); this torch is '
+            f"{torch.__version__}. Use another mode, e.g. dict(mode='default').")
+    return cfg
+
+
+def run_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)``: the function ``compile_blocks`` compiles, once per set of keywords."""
+    return block(x)
+
+
+def run_backbone(backbone: nn.Module, x: torch.Tensor) -> tuple:
+    """The backbone's stem, stages and output norms on ``x``
+    (``backbone.forward_features(x)``): the function ``compile_backbone`` compiles."""
+    return backbone.forward_features(x)
+
+
+def compiled_run_block(cfg: dict) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """:func:`run_block` compiled with ``cfg``, shared by every stage with the same keywords.
+
+    Args:
+        cfg (dict): Keywords of :func:`torch.compile`.
+
+    Returns:
+        Callable: ``fn(block, x)``.
+    """
+    return _compiled(run_block, cfg)
+
+
+def compiled_run_backbone(cfg: dict) -> Callable[[nn.Module, torch.Tensor], tuple]:
+    """:func:`run_backbone` compiled with ``cfg``, shared by every backbone with the same
+    keywords (an EMA copy included: the weights are inputs of the graph).
+
+    Args:
+        cfg (dict): Keywords of :func:`torch.compile`.
+
+    Returns:
+        Callable: ``fn(backbone, x)``.
+    """
+    return _compiled(run_backbone, cfg)
+
+
+def _compiled(fn: Callable, cfg: dict) -> Callable:
+    key = (fn.__name__, repr(sorted(cfg.items())))
+    if key not in _COMPILED:
+        compiled = torch.compile(fn, **cfg)
+
+        def run(module: nn.Module, x: torch.Tensor):
+            limit = max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)
+            with torch._dynamo.config.patch(recompile_limit=limit):
+                return compiled(module, x)
+
+        _COMPILED[key] = run
+    return _COMPILED[key]
+
+
+def replays_cuda_graphs(cfg: Optional[dict]) -> bool:
+    """Whether blocks compiled with ``cfg`` are replayed as CUDA graphs (torch's CUDA-graph
+    trees): modes ``'reduce-overhead'`` and ``'max-autotune'``, or ``triton.cudagraphs`` in
+    ``options``.
+
+    Args:
+        cfg (dict, optional): Keywords of :func:`torch.compile`, or None (eager blocks).
+
+    Returns:
+        bool: Whether the blocks run as CUDA graphs on a CUDA device.
+    """
+    if cfg is None:
+        return False
+    options = cfg.get('options') or {}
+    if 'triton.cudagraphs' in options:
+        return bool(options['triton.cudagraphs'])
+    return cfg.get('mode') in ('reduce-overhead', 'max-autotune')
+
+
+def begin_cuda_graph_step(cfg: Optional[dict], x: torch.Tensor) -> None:
+    """Mark the start of a backbone forward for torch's CUDA-graph trees, where the blocks
+    or the backbone are replayed as CUDA graphs on ``x``'s device.
+
+    Each block is its own compiled call. Outside a training step, CUDA-graph trees take every
+    compiled call as the start of a new iteration, whose replays may overwrite the outputs of
+    the previous call: the input of the next block (pytorch/pytorch#152887, "accessing tensor
+    output of CUDAGraphs that has been overwritten"). Marking the step once per backbone
+    forward (:func:`torch.compiler.cudagraph_mark_step_begin`) keeps all the blocks of one
+    forward in one iteration, in inference as in training. With the whole backbone compiled,
+    the mark starts the iteration explicitly, as torch asks of a training loop. The outputs of
+    a forward stay valid until the next forward, as with any CUDA-graph model.
+
+    Args:
+        cfg (dict, optional): The blocks' or the backbone's :func:`torch.compile` keywords.
+        x (Tensor): The backbone's input.
+    """
+    if (replays_cuda_graphs(cfg) and x.device.type in CUDA_GRAPH_DEVICES
+            and not compiling_disallowed()):
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+def compiling_disallowed() -> bool:
+    """Whether GLNet must run eagerly now: JIT tracing, ONNX export, or an outer compile."""
+    return torch.jit.is_tracing() or is_exporting() or is_compiling()
