@@ -76,15 +76,16 @@ def test_mmseg_fpn_r50_base_refuses_resnet_pretrained(tiny_arch):
         _build(cfg, 'mmseg')
 
 
-@pytest.mark.parametrize('compile_blocks', [False, dict(backend='aot_eager')])
-def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch, compile_blocks):
-    """Also with the backbone's blocks compiled from the config (dynamo and autograd as in
-    real compilation; the aot_eager backend generates no kernels)."""
+@pytest.mark.parametrize('option', [None, 'compile_blocks', 'compile_backbone'])
+def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch, option):
+    """Also with the backbone's blocks or the whole backbone compiled from the config (dynamo
+    and autograd as in real compilation; the aot_eager backend generates no kernels)."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     from torch._dynamo.utils import counters
     cfg = _seg_config(tiny_arch, pretrained=None)
-    cfg.model.backbone.compile_blocks = compile_blocks
+    if option:
+        cfg.model.backbone[option] = dict(backend='aot_eager')
     model = _build(cfg, 'mmseg')
     assert isinstance(model.backbone, GLNet)
     torch._dynamo.reset()
@@ -100,7 +101,7 @@ def test_mmseg_fpn_r50_base_trains_a_step(tiny_arch, compile_blocks):
         data_samples=samples)
     losses = _train_step(model, data)
     assert 'decode.loss_ce' in losses
-    assert (counters['stats']['unique_graphs'] > 0) == bool(compile_blocks)
+    assert (counters['stats']['unique_graphs'] > 0) == bool(option)
 
 
 def test_mmdet_faster_rcnn_base_trains_a_step(tiny_arch):

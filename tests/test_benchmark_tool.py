@@ -140,6 +140,42 @@ class SendsSigterm(torch.nn.Module):
         raise AssertionError('SIGTERM did not stop the run')
 
 
+def test_a_failing_profile_or_count_keeps_the_timings(benchmark, tmp_path, monkeypatch, capsys):
+    """Profiles and operator counts come after the timings; their failure (a profiler that
+    does not support a mode) leaves the figures and the other models' profiles alone."""
+    builders = dict(benchmark.MODEL_BUILDERS)
+    builders['glnet_tiny'] = lambda size: GLNet(TINY_ARCH, out_indices=(3, ))
+    builders['glnet_tiny_reference'] = lambda size: set_impl(
+        GLNet(TINY_ARCH, out_indices=(3, )), 'reference')
+    monkeypatch.setattr(benchmark, 'MODEL_BUILDERS', builders)
+    profile_step, count_step_ops = benchmark.profile_step, benchmark.count_step_ops
+
+    def fails_for_fast(original):
+
+        def run(runner, *args):
+            if runner.name == 'glnet_tiny':
+                raise RuntimeError('not supported here')
+            return original(runner, *args)
+
+        return run
+
+    monkeypatch.setattr(benchmark, 'profile_step', fails_for_fast(profile_step))
+    monkeypatch.setattr(benchmark, 'count_step_ops', fails_for_fast(count_step_ops))
+    record = benchmark.main([
+        '--models', 'glnet_tiny', 'glnet_tiny_reference', '--device', 'cpu', '--modes', 'train',
+        '--train-batch-size', '1', '--train-size', '64', '--warmup', '1', '--iters', '1',
+        '--repeats', '1', '--profile', '--count-ops', '--out',
+        str(tmp_path / 'run.json')
+    ])
+    rows = {row['model']: row for row in record['results']}
+    assert rows['glnet_tiny']['images_per_s'] > 0 and 'aten_ops_per_step' not in rows['glnet_tiny']
+    assert rows['glnet_tiny_reference']['aten_ops_per_step'] > 0
+    assert record.get('profile_file') and 'cut_short' not in record
+    output = capsys.readouterr().out
+    assert 'glnet_tiny: no profile (RuntimeError: not supported here)' in output
+    assert 'glnet_tiny: no operator count (RuntimeError: not supported here)' in output
+
+
 def test_a_run_stopped_by_sigterm_keeps_what_it_measured(benchmark, renderer, tmp_path,
                                                          monkeypatch):
     builders = dict(benchmark.MODEL_BUILDERS)

@@ -415,7 +415,8 @@ class GLNet(BaseModule):
             raise ValueError(
                 f'GLNet got compile_blocks={compile_blocks!r} and compile_backbone='
                 f'{compile_backbone!r}: choose one. compile_backbone compiles the backbone as '
-                'one graph (fastest, compiles longer); compile_blocks compiles each block.')
+                'one graph (fused across blocks, fewer launches; compiles longer); '
+                'compile_blocks compiles each block.')
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']
         total = sum(depths)
@@ -480,10 +481,13 @@ class GLNet(BaseModule):
     def forward(self, x: torch.Tensor) -> tuple:
         """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
         self._check_input(x)
-        begin_cuda_graph_step(self.backbone_compile_cfg or self.compile_cfg, x)
-        if self.backbone_compile_cfg is not None and not compiling_disallowed():
-            return compiled_run_backbone(self.backbone_compile_cfg)(self, x)
-        return self.forward_features(x)
+        if self.backbone_compile_cfg is None:
+            begin_cuda_graph_step(self.compile_cfg, x)
+            return self.forward_features(x)
+        begin_cuda_graph_step(self.backbone_compile_cfg, x)
+        if compiling_disallowed():
+            return self.forward_features(x)
+        return compiled_run_backbone(self.backbone_compile_cfg)(self, x)
 
     def forward_features(self, x: torch.Tensor) -> tuple:
         """The stem, stages and output norms on a checked input (what ``compile_backbone``

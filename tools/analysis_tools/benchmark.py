@@ -677,15 +677,27 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
             for runner in runners:
                 stage = f'the timing of {runner.name}'
                 samples[runner.name].append(measure(runner, args.iters, args, per_iteration_sync))
+        # After the timings, which a failing profiler or counter must not take down with it.
         if args.profile:
             stage = 'the profiles'
             for runner in runners:
-                profiles[runner.name] = profile_step(runner, args)
+                try:
+                    profiles[runner.name] = profile_step(runner, args)
+                except Exception as error:
+                    print(
+                        f'  {runner.name}: no profile ({type(error).__name__}: {error})',
+                        flush=True)
         if args.count_ops:
             stage = 'the operator counts'
             for runner in runners:
                 if dispatches_operators(runner.name, args):
-                    op_counts[runner.name] = count_step_ops(runner)
+                    try:
+                        op_counts[runner.name] = count_step_ops(runner)
+                    except Exception as error:
+                        print(
+                            f'  {runner.name}: no operator count ({type(error).__name__}: '
+                            f'{error})',
+                            flush=True)
     except (CutShort, KeyboardInterrupt) as stop:
         why = 'SIGINT' if isinstance(stop, KeyboardInterrupt) else str(stop)
         measured = [runner.name for runner in runners if samples.get(runner.name)]

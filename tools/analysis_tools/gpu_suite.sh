@@ -38,10 +38,11 @@
 #                  (default: "glnet_9g").
 #   SUITE_PEERS    the peers compared in every mode (default: "swin_t convnext_t"; the
 #                  training-compiled and 1792² profile comparisons keep Swin-T and ConvNeXt-T).
-#   SUITE_LIMIT    seconds allowed per comparison (default: 150; LIMIT=... before a compare
-#                  line below sets one comparison's own). At its limit a comparison is told to
-#                  stop (SIGTERM) and writes what it measured; SUITE_GRACE seconds later
-#                  (default: 30) it is killed.
+#   SUITE_LIMIT    seconds allowed per comparison, in place of each one's own (LIMIT=...
+#                  before a compare line below; 150 where none is given), e.g. a large value
+#                  for a dry run on a slow CPU. At its limit a comparison is told to stop
+#                  (SIGTERM) and writes what it measured; SUITE_GRACE seconds later (default:
+#                  30) it is killed.
 #   SUITE_ITERS    "WARMUP ITERS REPEATS" (default: "5 10 3").
 #   SUITE_COMMIT   the commit to record (default: git rev-parse HEAD); give it where the copy
 #                  of the tree that runs has no .git or a stale one.
@@ -137,7 +138,7 @@ compare() {
     fi
     # At the limit benchmark.py gets SIGTERM: it stops, writes what it measured and exits 3;
     # KILL follows if it has not ended GRACE seconds later.
-    local limit="${LIMIT:-${SUITE_LIMIT:-150}}"
+    local limit="${SUITE_LIMIT:-${LIMIT:-150}}"
     timeout --preserve-status -k "${SUITE_GRACE:-30}" "$limit" "$PY" \
         tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" --git-commit "$COMMIT" \
         --out "$OUT_DIR/$name.json" 2>&1 | tee -a "$LOG"

@@ -105,6 +105,9 @@ REPRODUCE = [
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks '
      'glnet_stl_compile_blocks swin_t convnext_t --modes infer --precision fp16 --channels-last '
      '--compile'),
+    ('GPU, inference 224², batch 128, fp16, compiled (GLNet through compile_backbone)',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_backbone swin_t '
+     'convnext_t --modes infer --precision fp16 --channels-last --compile'),
     ('GPU, training step 512², batch 16, fp16, with peak memory',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
      'swin_t convnext_t --modes train --channels-last'),
@@ -117,6 +120,14 @@ REPRODUCE = [
     ('GPU, training step with compile_blocks against the eager peers and paths, with profile',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks glnet_4g '
      'glnet_4g_reference swin_t convnext_t --modes train --channels-last --profile'),
+    ('GPU, training step with the backbone compiled as one graph replayed as CUDA graphs '
+     '(compile_backbone, mode=\'reduce-overhead\') against the eager peers and the reference '
+     'path, with profile',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_backbone_cudagraphs '
+     'glnet_4g_reference swin_t convnext_t --modes train --channels-last --profile'),
+    ('GPU, training step with every model compiled with CUDA graphs',
+     'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_backbone_cudagraphs '
+     'swin_t --modes train --channels-last --compile --cuda-graphs'),
     ('CPU, the operators one training step dispatches (about the kernel launches of an eager '
      'step on a GPU), fp32; the count does not depend on the input size',
      'python tools/analysis_tools/benchmark.py --device cpu --models glnet_4g glnet_4g_reference '
