@@ -59,3 +59,27 @@ def test_dist_train_two_processes(tmp_path):
                       env=dict(env, PORT=str(_free_port())),
                       timeout=600)
     assert 'Iter(test) [2/2]' in result.stdout and 'mIoU' in result.stdout
+
+
+def test_dist_train_with_the_backbone_compiled(tmp_path):
+    """DDP around a backbone compiled as one graph (dynamo and autograd as in real
+    compilation, no kernels generated): the gradients of the compiled backward are all-reduced
+    and both processes end with the same parameters."""
+    roots = make_tiny_data(str(tmp_path / 'data'))
+    work_dir = tmp_path / 'work'
+    config = write_config(
+        UPERNET,
+        roots['ade'],
+        str(tmp_path / 'cfg.py'),
+        max_iters=2,
+        **{'model.backbone.compile_backbone': dict(backend='aot_eager')})
+    result = run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+                       str(work_dir)],
+                      env=dict(OMP_NUM_THREADS='1', PORT=str(_free_port())),
+                      timeout=600)
+    assert 'ReplicaCheckHook: world size 2' in result.stdout + result.stderr
+    with open(next(work_dir.glob('*/replica_check.json'))) as f:
+        ranks = {r['rank']: r for r in json.load(f)['ranks']}
+    assert ranks[0]['digest'] == ranks[1]['digest']
+    from mmengine.config import Config
+    assert Config.fromfile(config).model.backbone.compile_backbone == dict(backend='aot_eager')

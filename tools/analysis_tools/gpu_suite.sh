@@ -169,15 +169,15 @@ if [ "$PART" = compiled ] || [ "$PART" = all ]; then
     # targets; compiling the backbone's forward and backward takes most of each limit.
     # The training step with the backbone's graphs replayed as CUDA graphs, against the eager
     # peers and the reference path (the stand-in for the official code).
-    LIMIT=190 compare gpu_train_fp16_compile_backbone_cudagraphs --models \
+    LIMIT=210 compare gpu_train_fp16_compile_backbone_cudagraphs --models \
         "${BACKBONE_CUDAGRAPHS[@]}" "${REFERENCES[@]}" "${PEERS[@]}" --modes train \
         --channels-last --profile
     # Every model compiled with CUDA graphs (torch.compile mode='reduce-overhead').
     LIMIT=150 compare gpu_train_fp16_compile_cudagraphs --models "${BACKBONE_CUDAGRAPHS[@]}" \
         swin_t --modes train --channels-last --compile --cuda-graphs
-    LIMIT=130 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
+    LIMIT=120 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
         "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile
-    LIMIT=80 compare gpu_latency_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
+    LIMIT=70 compare gpu_latency_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
         "${PEERS[@]}" --modes latency --channels-last --latency-sizes 1792
 fi
 if [ "$PART" = blocks ] || [ "$PART" = all ]; then
