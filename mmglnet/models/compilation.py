@@ -32,7 +32,7 @@ import torch.nn as nn
 from .layers import is_compiling
 from .pooling import is_exporting
 
-# Keywords of torch.compile that make sense for a block (``model`` is the block itself).
+# Keywords of torch.compile that make sense here (``model`` is the block or the backbone).
 COMPILE_KEYS = ('fullgraph', 'dynamic', 'backend', 'mode', 'options', 'disable')
 
 # Graphs allowed per compiled function: for ``run_block`` (GLMix, attention) x strides x
@@ -134,15 +134,15 @@ def _compiled(fn: Callable, cfg: dict) -> Callable:
 
 
 def replays_cuda_graphs(cfg: Optional[dict]) -> bool:
-    """Whether blocks compiled with ``cfg`` are replayed as CUDA graphs (torch's CUDA-graph
+    """Whether graphs compiled with ``cfg`` are replayed as CUDA graphs (torch's CUDA-graph
     trees): modes ``'reduce-overhead'`` and ``'max-autotune'``, or ``triton.cudagraphs`` in
     ``options``.
 
     Args:
-        cfg (dict, optional): Keywords of :func:`torch.compile`, or None (eager blocks).
+        cfg (dict, optional): Keywords of :func:`torch.compile`, or None (eager).
 
     Returns:
-        bool: Whether the blocks run as CUDA graphs on a CUDA device.
+        bool: Whether the compiled graphs run as CUDA graphs on a CUDA device.
     """
     if cfg is None:
         return False

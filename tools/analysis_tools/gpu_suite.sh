@@ -62,7 +62,8 @@ case "$PART" in eager|compiled|blocks|extra|all) ;; *)
 # Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
 COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_train_fp16_compile_backbone_cudagraphs gpu_train_fp16_compile_cudagraphs
-    gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
+    gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone
+    gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
     gpu_train_fp16_fused_adamw gpu_infer_fp16_pooling gpu_latency_1792_profile
     gpu_block_cudagraphs)
