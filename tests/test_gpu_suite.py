@@ -102,3 +102,33 @@ def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
     train = json.loads((tmp_path / 'out' / 'gpu_train_fp16.json').read_text())
     assert all(row['aten_ops_per_step'] > 0 for row in train['results'])
     assert train['settings']['channels_last'] is True
+
+
+def test_every_device_command_passes_the_benchmark_tools_checks(tmp_path, monkeypatch):
+    """Each benchmark command of every part, as the device would run it, is accepted by the
+    tool's own argument checks (model names, flag combinations), here with a CUDA device
+    pretended: a typo found on the device costs minutes of its time."""
+    from test_benchmark_tool import load_tool
+    calls = tmp_path / 'calls.jsonl'
+    stub = tmp_path / 'python'
+    stub.write_text('#!/bin/bash\n'
+                    f'exec {sys.executable} -c "import json, sys; '
+                    f"open('{calls}', 'a').write(json.dumps(sys.argv[1:]) + '\\\\n')\" \"$@\"\n")
+    stub.chmod(0o755)
+    script = tmp_path / 'tree' / 'tools' / 'analysis_tools' / 'gpu_suite.sh'
+    script.parent.mkdir(parents=True)
+    shutil.copy(SUITE, script)
+    result = subprocess.run(['bash', str(script), str(tmp_path / 'out')],
+                            env=dict(os.environ, PYTHON=str(stub), SUITE_COMMIT='test'),
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    commands = [json.loads(line) for line in calls.read_text().splitlines()]
+    commands = [c[1:] for c in commands if c and c[0] == 'tools/analysis_tools/benchmark.py']
+    assert len(commands) == len(listed_comparisons())
+    benchmark = load_tool('benchmark')
+    monkeypatch.setattr(benchmark.torch.cuda, 'is_available', lambda: True)
+    for command in commands:
+        args = benchmark.parse_args(command)
+        assert args.device == 'cuda' and args.out.endswith('.json'), command
