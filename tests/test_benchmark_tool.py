@@ -93,12 +93,19 @@ def test_bad_arguments_are_rejected_with_the_choices(benchmark, capsys):
     assert 'needs --device cuda' in capsys.readouterr().err
 
 
-def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_path, monkeypatch):
+def use_tiny_models(benchmark, monkeypatch, **extra) -> None:
+    """Adds ``glnet_tiny`` (fast path), ``glnet_tiny_reference`` and ``extra`` builders to the
+    tool's models for one test."""
     builders = dict(benchmark.MODEL_BUILDERS)
     builders['glnet_tiny'] = lambda size: GLNet(TINY_ARCH, out_indices=(3, ))
     builders['glnet_tiny_reference'] = lambda size: set_impl(
         GLNet(TINY_ARCH, out_indices=(3, )), 'reference')
+    builders.update(extra)
     monkeypatch.setattr(benchmark, 'MODEL_BUILDERS', builders)
+
+
+def test_one_command_measures_all_models_in_all_modes(benchmark, renderer, tmp_path, monkeypatch):
+    use_tiny_models(benchmark, monkeypatch)
     out = tmp_path / 'run.json'
     record = benchmark.main([
         '--models', 'glnet_tiny', 'glnet_tiny_reference', '--device', 'cpu', '--modes', 'infer',
@@ -143,11 +150,7 @@ class SendsSigterm(torch.nn.Module):
 def test_a_failing_profile_or_count_keeps_the_timings(benchmark, tmp_path, monkeypatch, capsys):
     """Profiles and operator counts come after the timings; their failure (a profiler that
     does not support a mode) leaves the figures and the other models' profiles alone."""
-    builders = dict(benchmark.MODEL_BUILDERS)
-    builders['glnet_tiny'] = lambda size: GLNet(TINY_ARCH, out_indices=(3, ))
-    builders['glnet_tiny_reference'] = lambda size: set_impl(
-        GLNet(TINY_ARCH, out_indices=(3, )), 'reference')
-    monkeypatch.setattr(benchmark, 'MODEL_BUILDERS', builders)
+    use_tiny_models(benchmark, monkeypatch)
     profile_step, count_step_ops = benchmark.profile_step, benchmark.count_step_ops
 
     def fails_for_fast(original):
@@ -178,12 +181,7 @@ def test_a_failing_profile_or_count_keeps_the_timings(benchmark, tmp_path, monke
 
 def test_a_run_stopped_by_sigterm_keeps_what_it_measured(benchmark, renderer, tmp_path,
                                                          monkeypatch):
-    builders = dict(benchmark.MODEL_BUILDERS)
-    builders['glnet_tiny'] = lambda size: GLNet(TINY_ARCH, out_indices=(3, ))
-    builders['stops_the_run'] = lambda size: SendsSigterm()
-    builders['glnet_tiny_reference'] = lambda size: set_impl(
-        GLNet(TINY_ARCH, out_indices=(3, )), 'reference')
-    monkeypatch.setattr(benchmark, 'MODEL_BUILDERS', builders)
+    use_tiny_models(benchmark, monkeypatch, stops_the_run=lambda size: SendsSigterm())
     out = tmp_path / 'run.json'
     handler = signal.getsignal(signal.SIGTERM)
     record = benchmark.main([

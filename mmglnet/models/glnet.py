@@ -481,13 +481,11 @@ class GLNet(BaseModule):
     def forward(self, x: torch.Tensor) -> tuple:
         """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
         self._check_input(x)
-        if self.backbone_compile_cfg is None:
-            begin_cuda_graph_step(self.compile_cfg, x)
+        whole = self.backbone_compile_cfg
+        begin_cuda_graph_step(self.compile_cfg if whole is None else whole, x)
+        if whole is None or compiling_disallowed():
             return self.forward_features(x)
-        begin_cuda_graph_step(self.backbone_compile_cfg, x)
-        if compiling_disallowed():
-            return self.forward_features(x)
-        return compiled_run_backbone(self.backbone_compile_cfg)(self, x)
+        return compiled_run_backbone(whole)(self, x)
 
     def forward_features(self, x: torch.Tensor) -> tuple:
         """The stem, stages and output norms on a checked input (what ``compile_backbone``

@@ -681,23 +681,13 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
         if args.profile:
             stage = 'the profiles'
             for runner in runners:
-                try:
-                    profiles[runner.name] = profile_step(runner, args)
-                except Exception as error:
-                    print(
-                        f'  {runner.name}: no profile ({type(error).__name__}: {error})',
-                        flush=True)
+                kept_if_it_works(profiles, runner, 'profile', lambda: profile_step(runner, args))
         if args.count_ops:
             stage = 'the operator counts'
             for runner in runners:
                 if dispatches_operators(runner.name, args):
-                    try:
-                        op_counts[runner.name] = count_step_ops(runner)
-                    except Exception as error:
-                        print(
-                            f'  {runner.name}: no operator count ({type(error).__name__}: '
-                            f'{error})',
-                            flush=True)
+                    kept_if_it_works(op_counts, runner, 'operator count',
+                                     lambda: count_step_ops(runner))
     except (CutShort, KeyboardInterrupt) as stop:
         why = 'SIGINT' if isinstance(stop, KeyboardInterrupt) else str(stop)
         measured = [runner.name for runner in runners if samples.get(runner.name)]
@@ -734,6 +724,14 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
         rows.append(row)
     release(runners)
     return rows + failures, cut
+
+
+def kept_if_it_works(results: dict, runner: Runner, what: str, measure_it: Callable) -> None:
+    """``results[runner.name] = measure_it()``; a failure is reported and leaves no entry."""
+    try:
+        results[runner.name] = measure_it()
+    except Exception as error:
+        print(f'  {runner.name}: no {what} ({type(error).__name__}: {error})', flush=True)
 
 
 def case_label(case: dict) -> str:
