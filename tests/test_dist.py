@@ -83,3 +83,22 @@ def test_dist_train_with_the_backbone_compiled(tmp_path):
     assert ranks[0]['digest'] == ranks[1]['digest']
     from mmengine.config import Config
     assert Config.fromfile(config).model.backbone.compile_backbone == dict(backend='aot_eager')
+
+
+def test_finish_distributed_destroys_the_process_group(tmp_path):
+    """The tools end their process group themselves (a gloo group left to the interpreter's
+    exit sometimes aborted the process after the results were printed); without one it does
+    nothing."""
+    import torch.distributed as dist
+
+    from _support.runtime import finish_distributed
+    finish_distributed()
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        finish_distributed()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

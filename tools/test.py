@@ -32,7 +32,7 @@ from mmglnet.utils import ConfigFileError, load_config
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
-from _support.runtime import setup_cpu_distributed
+from _support.runtime import finish_distributed, setup_cpu_distributed
 
 
 def parse_args():
@@ -183,6 +183,7 @@ def main():
     if not args.allow_partial_checkpoint:
         check_checkpoint(runner.model, args.checkpoint)
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

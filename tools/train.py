@@ -27,7 +27,7 @@ from mmglnet.utils import ConfigFileError, load_config
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths, check_pretrained_files)
-from _support.runtime import enable_amp, setup_cpu_distributed
+from _support.runtime import enable_amp, finish_distributed, setup_cpu_distributed
 
 
 def parse_args():
@@ -141,6 +141,7 @@ def main():
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -76,6 +76,18 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     return True
 
 
+def finish_distributed() -> None:
+    """Destroy the default process group, if any, once a tool's work is done.
+
+    Left to the interpreter's exit, the gloo group's threads are sometimes torn down in an
+    order that aborts the process (``terminate called without an active exception``, SIGABRT)
+    after the results were printed, and torchrun then reports the run as failed.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def enable_amp(cfg: Config) -> None:
     """Switch the config's optimizer wrapper to mmengine's ``AmpOptimWrapper``.
 
