@@ -1,6 +1,7 @@
 """tools/analysis_tools/benchmark.py and the page rendered from its committed runs."""
 import importlib.util
 import json
+import logging
 import os
 import os.path as osp
 import signal
@@ -320,6 +321,91 @@ def test_targets_take_each_glnet_variant_only_in_its_own_mode(renderer):
     assert [(c[1], c[3][:5])
             for c in reference] == [('glnet_4g_compile_backbone_cudagraphs', '4.00×')]
     assert cells('GLNet-4G fp16 training step 512², batch 16, eager')[0][3] == 'not measured yet'
+
+
+def test_models_meant_to_replay_cuda_graphs_are_told_apart(benchmark):
+    eager_run = SimpleNamespace(compile=False, cuda_graphs=False, compile_mode=None)
+    graphs_run = SimpleNamespace(compile=True, cuda_graphs=True, compile_mode=None)
+    autotune_run = SimpleNamespace(compile=True, cuda_graphs=False, compile_mode='max-autotune')
+    compiled_run = SimpleNamespace(compile=True, cuda_graphs=False, compile_mode=None)
+    replays = benchmark.replays_compiled_cuda_graphs
+    for run in (eager_run, graphs_run, compiled_run):
+        assert replays('glnet_4g_compile_backbone_cudagraphs', run)
+        assert replays('glnet_4g_compile_blocks_cudagraphs', run)
+        assert not replays('glnet_4g_compile_backbone', run)
+        assert not replays('glnet_4g_compile_blocks', run)
+    assert replays('swin_t', graphs_run) and replays('glnet_4g', autotune_run)
+    assert not replays('swin_t', eager_run) and not replays('swin_t', compiled_run)
+
+
+class TinyLinear(torch.nn.Linear):
+
+    def __init__(self):
+        super().__init__(4, 4)
+
+    def forward(self, x):
+        return super().forward(x.mean((2, 3), keepdim=True).expand(-1, -1, 1, 4))
+
+
+def test_cuda_graph_skips_are_recorded_with_their_reasons(benchmark, renderer, tmp_path,
+                                                          monkeypatch):
+    """torch.compile falls back from CUDA graphs with a warning (on a GPU) or silently (on the
+    CPU, as here): the row of a model meant to replay them says how many graphs did not, and
+    the page does not count that figure as a CUDA-graph one."""
+    with benchmark.CudaGraphSkips() as skips:
+        logging.getLogger('torch._inductor.cudagraph_utils.__cudagraphs').warning(
+            'skipping cudagraphs due to mutated inputs (2 instances)')
+        logging.getLogger('torch._inductor').warning('an unrelated warning')
+    assert skips.reasons == ['skipping cudagraphs due to mutated inputs (2 instances)']
+    logging.getLogger('torch._inductor').warning('skipping cudagraphs after the context')
+    assert len(skips.reasons) == 1
+
+    use_tiny_models(benchmark, monkeypatch, tiny_linear=lambda size: TinyLinear())
+    out = tmp_path / 'run.json'
+    record = benchmark.main([
+        '--models', 'tiny_linear', '--device', 'cpu', '--modes', 'infer', '--batch-size', '1',
+        '--infer-size', '8', '--warmup', '2', '--iters', '1', '--repeats', '1', '--compile',
+        '--compile-mode', 'reduce-overhead', '--out',
+        str(out)
+    ])
+    row = record['results'][0]
+    assert row['cudagraph_skips'] >= 1 and row['images_per_s'] > 0  # CPU tensors: no graphs
+    plain = benchmark.main([
+        '--models', 'tiny_linear', '--device', 'cpu', '--modes', 'infer', '--batch-size', '1',
+        '--infer-size', '8', '--warmup', '1', '--iters', '1', '--repeats', '1', '--compile',
+        '--out',
+        str(tmp_path / 'plain.json')
+    ])
+    assert 'cudagraph_skips' not in plain['results'][0]
+
+    run = synthetic_run('graphs.json', dict(compile=True, cuda_graphs=True), [
+        ('glnet_4g_compile_backbone_cudagraphs', 'train', 512, 40.0),
+        ('swin_t', 'train', 512, 32.0),
+    ])
+    run['results'][0].update(
+        cudagraph_skips=2,
+        cudagraph_skip_reasons=['skipping cudagraphs due to mutated inputs (2 instances)'])
+    run.update(
+        command='python tools/analysis_tools/benchmark.py',
+        git=dict(commit='abc'),
+        date='today',
+        note='',
+        baseline='swin_t',
+        environment=dict(cuda='13.0', cudnn=9, device='H100', torch='2.11', packages={}),
+        settings=dict(run['settings'], channels_last=True, warmup=5, iters=10, repeats=3))
+    for row in run['results']:
+        row['samples_ms'] = [row['ms']]
+    with_graphs = [
+        line for line in renderer.target_rows([run])
+        if line.startswith('| GLNet-4G fp16 training step 512², batch 16, compiled with CUDA')
+    ]
+    assert len(with_graphs) == 1 and with_graphs[0].split('|')[-2].strip() == (
+        'not valid: glnet_4g_compile_backbone_cudagraphs ran graphs without CUDA graphs')
+    section = '\n'.join(renderer.run_section(run))
+    assert ('- **glnet_4g_compile_backbone_cudagraphs (training step, fp16, 512², batch 16) ran '
+            '2 compiled graph(s) without CUDA graphs**: skipping cudagraphs due to mutated '
+            'inputs (2 instances)') in section
+    assert '| compiled graphs run without CUDA graphs |' in section
 
 
 def test_committed_benchmark_page_is_generated_from_the_committed_runs(renderer):

@@ -14,6 +14,10 @@ model of the run. ``--count-ops`` records, for every eager model, the ATen opera
 of the model dispatches (views excluded; the optimizer's apart): on a GPU each is about one
 kernel launch, the host-side cost that bounds an eager step when the kernels are short.
 ``--profile`` also records the device kernels of the profiled step and their total time.
+Every model that ``torch.compile`` should replay as CUDA graphs (``mode='reduce-overhead'``
+or ``'max-autotune'``) has ``cudagraph_skips`` in its row, the graphs compiled while it was
+built and warmed up that torch runs without CUDA graphs, and their reasons: its figure is a
+CUDA-graph figure only where that is 0.
 
 Peak memory (CUDA) is read over the timed iterations only, after the warm-up, so cuDNN's
 autotuning workspaces do not count; it is the step's own memory plus the model's parameters
@@ -56,6 +60,7 @@ import argparse
 import datetime
 import gc
 import json
+import logging
 import os
 import os.path as osp
 import platform
@@ -92,6 +97,8 @@ SELF_COMPILING = {
     ('compile_backbone', dict(dynamic=False, mode='reduce-overhead')),
 }
 TORCH_POOLING_SUFFIX = '_torch_pooling'
+# torch.compile modes whose graphs inductor replays as CUDA graphs.
+CUDA_GRAPH_COMPILE_MODES = ('reduce-overhead', 'max-autotune')
 
 
 class Features(nn.Module):
@@ -366,6 +373,8 @@ class Runner:
         self.model = model
         self.static_bytes = static_bytes
         self.warmup_seconds = 0.
+        # CudaGraphSkips of its build and warm-up, where it should replay CUDA graphs.
+        self.cudagraph_skips: Optional[CudaGraphSkips] = None
 
 
 def tensor_bytes(tensors) -> int:
@@ -392,17 +401,75 @@ def prepare_model(name: str, image_size: int, args) -> nn.Module:
     return model
 
 
+def own_compilation(name: str) -> Optional[Tuple[str, dict]]:
+    """The (option, torch.compile keywords) of a GLNet that compiles itself, else None."""
+    return next((value for suffix, value in SELF_COMPILING.items() if name.endswith(suffix)), None)
+
+
 def compiles_itself(name: str) -> bool:
-    return name.endswith(tuple(SELF_COMPILING))
+    return own_compilation(name) is not None
+
+
+def compile_mode(args) -> Optional[str]:
+    """The mode of ``--compile``: ``--compile-mode``, or 'reduce-overhead' for
+    ``--cuda-graphs``."""
+    if args.compile_mode is None and args.cuda_graphs:
+        return 'reduce-overhead'
+    return args.compile_mode
+
+
+def replays_compiled_cuda_graphs(name: str, args) -> bool:
+    """Whether torch.compile should replay the graphs of ``name`` as CUDA graphs in this run."""
+    own = own_compilation(name)
+    if own is not None:
+        return own[1].get('mode') in CUDA_GRAPH_COMPILE_MODES
+    return args.compile and compile_mode(args) in CUDA_GRAPH_COMPILE_MODES
 
 
 def compile_model(name: str, model: nn.Module, args) -> Callable:
     if compiles_itself(name):
         return model  # its blocks or itself are compiled already
-    mode = args.compile_mode
-    if mode is None and args.cuda_graphs:
-        mode = 'reduce-overhead'
-    return torch.compile(model, mode=mode)
+    return torch.compile(model, mode=compile_mode(args))
+
+
+class CudaGraphSkips(logging.Handler):
+    """While active, counts the graphs torch.compile compiles for CUDA graphs but will run
+    without them, and keeps torch's reasons (BatchNorm statistics or other mutated inputs
+    that are not static, tensors on the CPU, ...).
+
+    The count is inductor's own counter; the reasons are its warnings, which start with
+    'skipping cudagraphs' and are logged on a GPU only (a CPU compile is counted silently).
+    """
+
+    PREFIX = 'skipping cudagraphs'
+    MAX_REASONS = 5
+    # Where the warnings arrive: torch's logging stops them there (propagate=False).
+    LOGGER = 'torch._inductor'
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: List[str] = []
+        self.count = 0
+
+    @staticmethod
+    def _counted() -> int:
+        from torch._dynamo.utils import counters
+        return counters['inductor']['cudagraph_skips']
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if (message.startswith(self.PREFIX) and message not in self.reasons
+                and len(self.reasons) < self.MAX_REASONS):
+            self.reasons.append(message[:300])
+
+    def __enter__(self) -> 'CudaGraphSkips':
+        self._start = self._counted()
+        logging.getLogger(self.LOGGER).addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger(self.LOGGER).removeHandler(self)
+        self.count = self._counted() - self._start
 
 
 def make_input(batch: int, size: int, args) -> torch.Tensor:
@@ -657,13 +724,21 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
         for name in args.models:
             stage = f'the warm-up of {name}'
             try:
-                runner = build(name, batch, size, precision, args)
-                start = time.perf_counter()
-                for _ in range(args.warmup):
-                    runner.step()
-                if args.device == 'cuda':
-                    torch.cuda.synchronize()
-                runner.warmup_seconds = time.perf_counter() - start
+                with CudaGraphSkips() as skips:  # compiled during the build and warm-up
+                    runner = build(name, batch, size, precision, args)
+                    start = time.perf_counter()
+                    for _ in range(args.warmup):
+                        runner.step()
+                    if args.device == 'cuda':
+                        torch.cuda.synchronize()
+                    runner.warmup_seconds = time.perf_counter() - start
+                if replays_compiled_cuda_graphs(name, args):
+                    runner.cudagraph_skips = skips
+                    if skips.count:
+                        print(
+                            f'  {name}: {skips.count} compiled graph(s) run without CUDA '
+                            f'graphs: {"; ".join(skips.reasons) or "no reason logged"}',
+                            flush=True)
             except Exception as error:  # a peer that cannot run at this size is reported
                 failures.append(dict(case, model=name, error=f'{type(error).__name__}: {error}'))
                 print(f'  {name}: FAILED ({type(error).__name__}: {error})', flush=True)
@@ -709,6 +784,10 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
             ms=statistics.median(seconds) * 1e3,
             warmup_s=round(runner.warmup_seconds, 2))
         row['images_per_s'] = batch / statistics.median(seconds)
+        if runner.cudagraph_skips is not None:
+            row['cudagraph_skips'] = runner.cudagraph_skips.count
+            if runner.cudagraph_skips.reasons:
+                row['cudagraph_skip_reasons'] = runner.cudagraph_skips.reasons
         if 'peak_mem_mib' in runs[0]:
             row['peak_mem_mib'] = max(run['peak_mem_mib'] for run in runs)
             row['step_mem_mib'] = max(run['step_mem_mib'] for run in runs)

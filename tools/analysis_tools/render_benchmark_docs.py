@@ -219,7 +219,11 @@ def target_rows(runs: List[dict]) -> List[str]:
                 found = True
                 value, measured = measure_target(target, ours, theirs)
                 threshold = target['threshold']
-                if threshold is None:
+                skipped = [row['model'] for row in (ours, theirs) if row.get('cudagraph_skips')]
+                if skipped:  # the figure is not of the mode it was meant to measure
+                    status = (f'not valid: {" and ".join(skipped)} ran graphs without CUDA '
+                              'graphs')
+                elif threshold is None:
                     status = 'reported'
                 else:
                     met = value >= threshold if target['compare'] == 'speed' else value <= threshold
@@ -257,10 +261,15 @@ def device_work(row: dict) -> str:
     return f'{row["device_ops"]} / {row["device_busy_ms"]:.1f} ms'
 
 
+def cuda_graph_skips(row: dict) -> str:
+    return str(row['cudagraph_skips']) if row.get('cudagraph_skips') else ''
+
+
 # Columns shown where a run recorded them: (header, cell text or '' for the row).
 EXTRA_COLUMNS = [
     ('ATen operators per step (+ optimizer)', operator_counts),
     ('profiled step: device kernels / busy time', device_work),
+    ('compiled graphs run without CUDA graphs', cuda_graph_skips),
 ]
 
 
@@ -295,6 +304,11 @@ def run_section(run: dict) -> List[str]:
     if run.get('cut_short'):
         lines.append(f'- **cut short**: {run["cut_short"]} (the figures below are what was '
                      'measured before)')
+    for row in run['results']:
+        if row.get('cudagraph_skips'):
+            reasons = '; '.join(row.get('cudagraph_skip_reasons', [])) or 'no reason logged'
+            lines.append(f'- **{row["model"]} ({mode_label(row)}) ran {row["cudagraph_skips"]} '
+                         f'compiled graph(s) without CUDA graphs**: {reasons}')
     if run.get('profile_file'):
         lines.append(f'- operator profile: [{run["profile_file"]}](benchmarks/'
                      f'{run["profile_file"]})')
