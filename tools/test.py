@@ -26,13 +26,12 @@ if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not ru
 from mmengine.config import Config, ConfigDict, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
-from mmglnet.apis import register_codebase
-from mmglnet.utils import ConfigFileError, load_config
+from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
-from _support.runtime import finish_distributed, setup_cpu_distributed
+from _support.runtime import finish_distributed, load_run_config, prepare_runtime
 
 
 def parse_args():
@@ -120,19 +119,10 @@ def add_visualization(cfg: Config, args) -> None:
 
 
 def prepare_config(args) -> Config:
-    if not osp.isfile(args.config):
-        fail(f'config file {args.config!r} does not exist.')
     try:
-        cfg = load_config(args.config)
+        cfg = load_run_config(args)
     except ConfigFileError as error:
         fail(str(error))
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     try:
         check_checkpoint_file(args.checkpoint)
@@ -172,8 +162,7 @@ def main():
     args = parse_args()
     cfg = prepare_config(args)
     try:
-        register_codebase(cfg)
-        setup_cpu_distributed(cfg, args.launcher)
+        prepare_runtime(cfg, args.launcher)
     except (ImportError, RuntimeError) as error:
         fail(str(error))
 

@@ -1,18 +1,63 @@
-"""Preparing a config for mmengine's Runner: CPU processes, mixed precision.
+"""Preparing a config for mmengine's Runner: the command line's overrides, the codebase,
+CPU processes, mixed precision.
 
 Steps ``tools/train.py`` and ``tools/test.py`` share, for mmdet, mmseg and mmpretrain configs
 alike (the codebase's registry is set up by :func:`mmglnet.apis.register_codebase`).
 """
+import argparse
 import copy
 import os
+import os.path as osp
 from typing import Any
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from mmglnet.apis import register_codebase
+from mmglnet.utils import ConfigFileError, load_config
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'TorchSyncBN')
+
+
+def load_run_config(args: argparse.Namespace) -> Config:
+    """The config of a train or test run, with the command line's settings applied.
+
+    Args:
+        args (argparse.Namespace): ``config`` (path), ``launcher``, ``cfg_options`` (dict or
+            None) and ``work_dir`` (None: the config's, else ``./work_dirs/<config name>``).
+
+    Returns:
+        Config: The config.
+
+    Raises:
+        ConfigFileError: The file does not exist or cannot be parsed (named, with the line).
+    """
+    if not osp.isfile(args.config):
+        raise ConfigFileError(f'config file {args.config!r} does not exist.')
+    cfg = load_config(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # work_dir: command line > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def prepare_runtime(cfg: Config, launcher: str) -> None:
+    """Set up what mmengine's Runner needs before it is built: the registries of the config's
+    codebase, and on machines without CUDA the processes (:func:`setup_cpu_distributed`).
+
+    Raises:
+        ImportError: The config's codebase is not installed (named, with what to install).
+        RuntimeError: A launcher that needs CUDA on a machine without it.
+    """
+    register_codebase(cfg)
+    setup_cpu_distributed(cfg, launcher)
 
 
 def _to_plain_bn(node: Any) -> int:
