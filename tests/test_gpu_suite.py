@@ -53,8 +53,8 @@ def test_every_comparison_is_listed_for_suite_only():
 @pytest.mark.parametrize('env,message', [
     (dict(SUITE_PART='compile'),
      'SUITE_PART=compile is not one of eager, compiled, blocks, extra, all'),
-    (dict(SUITE_ONLY='gpu_infer_fp16 gpu_infer_fp16_poolin'),
-     'SUITE_ONLY names gpu_infer_fp16_poolin, which is not a comparison of this suite: '
+    (dict(SUITE_ONLY='gpu_infer_fp16 gpu_eager_poolin'),
+     'SUITE_ONLY names gpu_eager_poolin, which is not a comparison of this suite: '
      'choose among gpu_infer_fp16 gpu_train_fp16'),
 ])
 def test_bad_choices_stop_before_anything_runs(tmp_path, env, message):
@@ -68,7 +68,7 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
     result = run_suite(
         tmp_path, SUITE_PART='extra', SUITE_ONLY='gpu_block_cudagraphs', SUITE_DRY_RUN='1')
     log = (tmp_path / 'out' / 'suite_extra.log').read_text()
-    for name in ('gpu_train_fp16_fused_adamw', 'gpu_infer_fp16_pooling',
+    for name in ('gpu_train_fp16_fused_adamw', 'gpu_eager_pooling',
                  'gpu_latency_1792_profile'):
         assert f'## {name} skipped: not in SUITE_ONLY' in log
     # The chosen one ran (and failed here: the python given cannot start).
@@ -76,7 +76,7 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
 
 
 def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
-    comparisons = ['gpu_infer_fp16', 'gpu_train_fp16', 'gpu_latency', 'gpu_infer_fp16_pooling']
+    comparisons = ['gpu_infer_fp16', 'gpu_train_fp16', 'gpu_latency', 'gpu_eager_pooling']
     result = run_suite(
         tmp_path,
         with_benchmark=True,
@@ -91,7 +91,7 @@ def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
         'gpu_infer_fp16': {'glnet_stl', 'glnet_stl_reference'},
         'gpu_train_fp16': {'glnet_stl', 'glnet_stl_reference'},
         'gpu_latency': {'glnet_stl', 'glnet_stl_reference'},
-        'gpu_infer_fp16_pooling': {'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling'},
+        'gpu_eager_pooling': {'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling'},
     }
     for name, models in expected_models.items():
         record = json.loads((tmp_path / 'out' / f'{name}.json').read_text())

@@ -14,11 +14,12 @@
 # peers. Part "blocks" (SUITE_PART=blocks), GLNet through its compile_blocks option: the
 # training step against the eager peers (with its profile), fp16 inference with every model
 # compiled, 1792² latency eager and with CUDA graphs, and the training step with every model
-# compiled. Part "extra" (SUITE_PART=extra), in this order: eager fp16 inference with its
-# operator profile and the slot pooling against torch's kernel; compile_blocks with every
-# block replayed as a CUDA graph (training step, 1792² latency); the training step with
-# AdamW's fused kernels for every model (eager, and GLNet with compile_blocks); the operator
-# profile of the 1792² batch-1 latency, eager and with compile_blocks.
+# compiled. Part "extra" (SUITE_PART=extra), in this order: eager fp16 inference and 1792²
+# latency with their operator profiles, the slot pooling against torch's kernel;
+# compile_blocks with every block replayed as a CUDA graph (training step, 1792² latency);
+# the training step with AdamW's fused kernels for every model (eager, and GLNet with
+# compile_blocks); the operator profile of the 1792² batch-1 latency, eager and with
+# compile_blocks.
 # SUITE_PART=all (the default) runs all four, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
@@ -47,7 +48,7 @@
 #   SUITE_COMMIT   the commit to record (default: git rev-parse HEAD); give it where the copy
 #                  of the tree that runs has no .git or a stale one.
 #   SUITE_ONLY     names of comparisons to run (e.g. "gpu_train_fp16_compile_blocks
-#                  gpu_infer_fp16_pooling"), the others of the part skipped: to fit what is
+#                  gpu_eager_pooling"), the others of the part skipped: to fit what is
 #                  left of a device budget. Default: all of the part.
 #   SUITE_DRY_RUN  1: tiny sizes and few iterations, on the CPU, to check the script end to end.
 set -uo pipefail
@@ -65,7 +66,7 @@ COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone
     gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
-    gpu_train_fp16_fused_adamw gpu_infer_fp16_pooling gpu_latency_1792_profile
+    gpu_train_fp16_fused_adamw gpu_eager_pooling gpu_latency_1792_profile
     gpu_block_cudagraphs)
 ONLY=(${SUITE_ONLY:-})
 # in_list WORD LIST...: whether WORD is one of the LIST.
@@ -205,9 +206,11 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
     # The slot pooling on CUDA (a mean over equal windows, averaging products over uneven
     # ones, as at 224² in stages 2-3) against torch's adaptive kernel in the same fast path
-    # (*_torch_pooling) and in the reference path: eager inference with the operator profile.
-    LIMIT=110 compare gpu_infer_fp16_pooling --models "${WITH_REFERENCE[@]}" \
-        "${TORCH_POOLING[@]}" "${PEERS[@]}" --modes infer --precision fp16 --channels-last --profile
+    # (*_torch_pooling) and in the reference path, eager, with the operator profiles: fp16
+    # inference at 224² batch 128 and the 1792² batch-1 latency (the two eager targets).
+    LIMIT=130 compare gpu_eager_pooling --models "${WITH_REFERENCE[@]}" \
+        "${TORCH_POOLING[@]}" "${PEERS[@]}" --modes infer latency --precision fp16 \
+        --latency-sizes 1792 --channels-last --profile
     # compile_blocks with mode='reduce-overhead' (each compiled block replayed as a CUDA
     # graph, the launches of a block's forward and backward cut to one) in the training step
     # and the 1792² latency.
