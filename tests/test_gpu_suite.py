@@ -68,8 +68,7 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
     result = run_suite(
         tmp_path, SUITE_PART='extra', SUITE_ONLY='gpu_block_cudagraphs', SUITE_DRY_RUN='1')
     log = (tmp_path / 'out' / 'suite_extra.log').read_text()
-    for name in ('gpu_train_fp16_fused_adamw', 'gpu_eager_pooling',
-                 'gpu_latency_1792_profile'):
+    for name in ('gpu_train_fp16_fused_adamw', 'gpu_eager_pooling', 'gpu_latency_1792_profile'):
         assert f'## {name} skipped: not in SUITE_ONLY' in log
     # The chosen one ran (and failed here: the python given cannot start).
     assert '## gpu_block_cudagraphs failed' in log and result.returncode == 1
