@@ -54,10 +54,12 @@ def test_model_names_build_the_right_path(benchmark):
         for cfg, expected in ((compiled.compile_cfg, blocks), (compiled.backbone_compile_cfg,
                                                                backbone)):
             assert cfg == (None if expected is None else dict(dynamic=False, **expected))
+        assert compiled.compile_eval  # also compiled in eval mode (inference, latency)
         # Not compiled again by --compile, and left out of --count-ops.
         assert benchmark.compile_model(f'glnet_stl{suffix}', compiled, eager_run) is compiled
         assert not benchmark.dispatches_operators(f'glnet_stl{suffix}', eager_run)
     assert fast.compile_cfg is None and fast.backbone_compile_cfg is None
+    assert not fast.compile_eval
     assert benchmark.dispatches_operators('glnet_stl', eager_run)
 
 

@@ -63,7 +63,10 @@ def test_compile_blocks_runs_every_block_compiled(arch_name):
     arch = dict(ARCHS[arch_name], depth=[1, 1, 6, 1])
     backend = CountingBackend()
     model = GLNet(
-        arch=arch, drop_path_rate=0.2, compile_blocks=dict(backend=backend, dynamic=False))
+        arch=arch,
+        drop_path_rate=0.2,
+        compile_blocks=dict(backend=backend, dynamic=False),
+        compile_eval=True)
     blocks = num_blocks(model)
     # What a graph is specialised to: stage (shape), block class, drop path or not.
     kinds = {(index, type(block), type(block.drop_path))
@@ -116,7 +119,8 @@ def test_compile_backbone_runs_the_backbone_as_one_graph():
     model = GLNet(
         arch=dict(TINY_ARCH, depth=[1, 1, 6, 1]),
         drop_path_rate=0.2,
-        compile_backbone=dict(backend=backend, dynamic=False))
+        compile_backbone=dict(backend=backend, dynamic=False),
+        compile_eval=True)
     assert all(stage.compile_cfg is None for stage in model.stages)
     torch._dynamo.reset()
     for training in (True, False, True):
@@ -132,12 +136,36 @@ def test_compile_backbone_runs_the_backbone_as_one_graph():
 
 
 @pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_eval_mode_runs_eagerly_unless_compile_eval(option):
+    """By default only training forwards run compiled: validation at a new image size each
+    time compiles nothing (it would compile the graphs again for every size). With
+    compile_blocks, the blocks of frozen stages, in eval mode while training, run eagerly."""
+    backend = CountingBackend()
+    model = GLNet(
+        arch=dict(TINY_ARCH), frozen_stages=2, **{option: dict(backend=backend, dynamic=False)})
+    torch._dynamo.reset()
+    model.train()
+    model(torch.randn(2, 3, 64, 64))
+    trained_blocks = sum(len(stage.blocks) for stage in model.stages[2:])
+    assert backend.runs == (trained_blocks if option == 'compile_blocks' else 1)
+    graphs = backend.graphs
+    model.eval()
+    backend.runs = 0
+    with torch.no_grad():
+        for size in (64, 96, 128):
+            model(torch.randn(1, 3, size, 64))
+    assert backend.runs == 0 and backend.graphs == graphs
+    with pytest.raises(TypeError, match="compile_eval='yes' must be True or False"):
+        GLNet(arch=dict(TINY_ARCH), compile_eval='yes', **{option: True})
+
+
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
 def test_compiling_leaves_state_and_copies_alone(option):
     """The option stores nothing in the model: same state dict keys, and a deep copy (as EMA
     makes) computes with its own weights through the shared compiled function."""
     torch.manual_seed(0)
     plain = GLNet(arch=dict(TINY_ARCH))
-    model = GLNet(arch=dict(TINY_ARCH), **{option: dict(backend='eager')}).eval()
+    model = GLNet(arch=dict(TINY_ARCH), compile_eval=True, **{option: dict(backend='eager')}).eval()
     assert list(model.state_dict()) == list(plain.state_dict())
     x = torch.randn(1, 3, 64, 64)
     torch._dynamo.reset()
@@ -154,10 +182,13 @@ def test_compiling_leaves_state_and_copies_alone(option):
 def test_compiled_glnet_runs_eagerly_while_tracing(option):
     """JIT tracing (mmengine's FLOP counter) sees the plain modules."""
     backend = CountingBackend()
-    model = GLNet(arch=dict(TINY_ARCH), **{option: dict(backend=backend)}).eval()
+    model = GLNet(arch=dict(TINY_ARCH), compile_eval=True, **{option: dict(backend=backend)}).eval()
     x = torch.randn(1, 3, 64, 64)
     torch._dynamo.reset()
     with torch.no_grad():
+        model(x)
+        assert backend.runs > 0
+        backend.runs = 0
         traced = torch.jit.trace(model, x, check_trace=False)
         assert backend.runs == 0
         torch.testing.assert_close(traced(x)[-1], model(x)[-1])
@@ -206,7 +237,9 @@ def test_cuda_graph_blocks_mark_one_step_per_backbone_forward(monkeypatch):
     monkeypatch.setattr(glnet, 'compiled_run_block',
                         lambda cfg: lambda block, x: events.append('block') or block(x))
     x = torch.randn(1, 3, 64, 64)
-    graphed = GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(mode='reduce-overhead')).eval()
+    graphed = GLNet(
+        arch=dict(TINY_ARCH), compile_blocks=dict(mode='reduce-overhead'),
+        compile_eval=True).eval()
     with torch.no_grad():
         graphed(x)  # on a device without CUDA graphs: no step marked
         assert events == ['block'] * num_blocks(graphed)
@@ -216,8 +249,12 @@ def test_cuda_graph_blocks_mark_one_step_per_backbone_forward(monkeypatch):
         graphed(x)
         assert events == (['step'] + ['block'] * num_blocks(graphed)) * 2
         events.clear()
-        GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(dynamic=False)).eval()(x)
+        GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(dynamic=False), compile_eval=True).eval()(x)
         assert events == ['block'] * num_blocks(graphed)
+        events.clear()
+        # Eval mode without compile_eval: eager blocks, no step marked.
+        GLNet(arch=dict(TINY_ARCH), compile_blocks=dict(mode='reduce-overhead')).eval()(x)
+        assert events == []
         events.clear()
         torch.jit.trace(graphed, x, check_trace=False)  # blocks run eagerly while tracing
         assert events == []
@@ -234,10 +271,19 @@ def test_cuda_graph_backbone_marks_one_step_per_forward(monkeypatch):
     monkeypatch.setattr(compilation, 'CUDA_GRAPH_DEVICES', frozenset({'cpu'}))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        GLNet(arch=dict(TINY_ARCH), compile_backbone=dict(mode='reduce-overhead')).eval()(x)
+        graphed = GLNet(arch=dict(TINY_ARCH), compile_backbone=dict(mode='reduce-overhead'))
+        graphed.train()(x)
         assert events == ['step', 'backbone']
         events.clear()
-        GLNet(arch=dict(TINY_ARCH), compile_backbone=dict(dynamic=False)).eval()(x)
+        graphed.eval()(x)  # eval mode without compile_eval: eager, no step marked
+        assert events == []
+        GLNet(
+            arch=dict(TINY_ARCH), compile_backbone=dict(mode='reduce-overhead'),
+            compile_eval=True).eval()(
+                x)
+        assert events == ['step', 'backbone']
+        events.clear()
+        GLNet(arch=dict(TINY_ARCH), compile_backbone=dict(dynamic=False)).train()(x)
         assert events == ['backbone']
 
 

@@ -185,22 +185,27 @@ class GLNetStage(nn.Module):
         compile_cfg (dict, optional): :func:`torch.compile` keywords to run every block
             compiled (see :mod:`mmglnet.models.compilation`); None runs them eagerly.
             Defaults to None.
+        compile_eval (bool): Whether the blocks also run compiled in eval mode. Defaults to
+            False.
     """
 
     def __init__(self,
                  blocks: Sequence[nn.Module],
                  token_layout: bool,
                  with_cp: bool = False,
-                 compile_cfg: Optional[dict] = None) -> None:
+                 compile_cfg: Optional[dict] = None,
+                 compile_eval: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.token_layout = token_layout
         self.with_cp = with_cp
         self.compile_cfg = compile_cfg
+        self.compile_eval = compile_eval
 
     def _block_runner(self):
         """``fn(block, x)``: compiled where configured and allowed now, else eager."""
-        if self.compile_cfg is None or compiling_disallowed():
+        if (self.compile_cfg is None or not (self.training or self.compile_eval)
+                or compiling_disallowed()):
             return lambda block, x: block(x)
         return compiled_run_block(self.compile_cfg)
 
@@ -223,7 +228,8 @@ def build_stage(arch: dict,
                 index: int,
                 drop_path_rates: Sequence[float],
                 with_cp: bool,
-                compile_cfg: Optional[dict] = None) -> GLNetStage:
+                compile_cfg: Optional[dict] = None,
+                compile_eval: bool = False) -> GLNetStage:
     """Build stage ``index`` of ``arch`` with one drop-path rate per block."""
     dim = arch['embed_dim'][index]
     mode = arch['mixing_modes'][index]
@@ -256,7 +262,11 @@ def build_stage(arch: dict,
         else:
             blocks.append(mha_nchw(rate))
     return GLNetStage(
-        blocks, token_layout=(mode == 'mha'), with_cp=with_cp, compile_cfg=compile_cfg)
+        blocks,
+        token_layout=(mode == 'mha'),
+        with_cp=with_cp,
+        compile_cfg=compile_cfg,
+        compile_eval=compile_eval)
 
 
 # Model-zoo names of other backbones' checkpoints (mmcv's ``open-mmlab://resnet50_v1c``...).
@@ -340,6 +350,13 @@ class GLNet(BaseModule):
             each instead of the kernels launched one by one. Compiles longer than
             ``compile_blocks``, which it excludes; the keywords are the same. Runs eagerly
             while tracing or exporting. Defaults to False.
+        compile_eval (bool): Whether ``compile_blocks`` or ``compile_backbone`` also apply in
+            eval mode (validation, testing, inference). By default only training forwards run
+            compiled, as mmengine's Runner compiles only the training step: validation and
+            test images often vary in size, and each new size would compile the graphs again
+            (minutes each for the whole backbone). Set it for fixed-size inference. With
+            ``compile_blocks``, the blocks of frozen stages (in eval mode) follow it too.
+            Defaults to False.
         weights_key (str, optional): Entry of an official release file that holds the weights
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
             evaluation uses: ``'model_ema'`` for ``'16g'``, else ``'model'``. Defaults to None.
@@ -366,6 +383,7 @@ class GLNet(BaseModule):
                  with_cp: bool = False,
                  compile_blocks: Union[bool, dict] = False,
                  compile_backbone: Union[bool, dict] = False,
+                 compile_eval: bool = False,
                  weights_key: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -417,6 +435,9 @@ class GLNet(BaseModule):
                 f'{compile_backbone!r}: choose one. compile_backbone compiles the backbone as '
                 'one graph (fused across blocks, fewer launches; compiles longer); '
                 'compile_blocks compiles each block.')
+        if not isinstance(compile_eval, bool):
+            raise TypeError(f'compile_eval={compile_eval!r} must be True or False.')
+        self.compile_eval = compile_eval
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']
         total = sum(depths)
@@ -424,7 +445,7 @@ class GLNet(BaseModule):
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList(
             build_stage(settings, i, rates[sum(depths[:i]):sum(depths[:i + 1])], with_cp,
-                        self.compile_cfg) for i in range(NUM_STAGES))
+                        self.compile_cfg, compile_eval) for i in range(NUM_STAGES))
 
         self.out_norm_cfg = out_norm_cfg
         if out_norm_cfg is not None:
@@ -481,8 +502,9 @@ class GLNet(BaseModule):
     def forward(self, x: torch.Tensor) -> tuple:
         """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
         self._check_input(x)
-        whole = self.backbone_compile_cfg
-        begin_cuda_graph_step(self.compile_cfg if whole is None else whole, x)
+        compiles = self.training or self.compile_eval
+        whole = self.backbone_compile_cfg if compiles else None
+        begin_cuda_graph_step(self.compile_cfg if compiles and whole is None else whole, x)
         if whole is None or compiling_disallowed():
             return self.forward_features(x)
         return compiled_run_backbone(whole)(self, x)

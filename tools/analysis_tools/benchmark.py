@@ -147,6 +147,7 @@ def build_glnet(arch: str,
         if compiling:  # the backbone's own option: (name, torch.compile keywords)
             option, cfg = compiling
             backbone[option] = cfg
+            backbone['compile_eval'] = True  # inference and latency run in eval mode
         model = set_impl(build_model(Config(dict(model=backbone))), impl)
         return TorchSlotPooling(model) if torch_pooling else model
 
