@@ -15,6 +15,9 @@ across block boundaries, and with ``mode='reduce-overhead'`` one CUDA graph each
 without launching kernels one by one. It compiles longer (every block is traced) and
 recompiles for every input shape it is specialised to.
 
+Both options compile training forwards only, unless the backbone has ``compile_eval=True``:
+validation and test images often vary in size, and each new size would compile again.
+
 A graph is specialised to its input shape and training flag, and to whether a block has drop
 path (its rate is an input: :class:`~mmglnet.models.layers.DropPath`); while the compiled
 functions run, dynamo's per-function recompile limit is raised to :data:`RECOMPILE_LIMIT` so

@@ -502,9 +502,11 @@ class GLNet(BaseModule):
     def forward(self, x: torch.Tensor) -> tuple:
         """Return a tuple of (N, C_i, H_i, W_i) features, one per index in ``out_indices``."""
         self._check_input(x)
-        compiles = self.training or self.compile_eval
-        whole = self.backbone_compile_cfg if compiles else None
-        begin_cuda_graph_step(self.compile_cfg if compiles and whole is None else whole, x)
+        if self.training or self.compile_eval:
+            whole, blocks = self.backbone_compile_cfg, self.compile_cfg
+        else:  # eval mode runs eagerly unless compile_eval (the stages decide alike)
+            whole = blocks = None
+        begin_cuda_graph_step(blocks if whole is None else whole, x)
         if whole is None or compiling_disallowed():
             return self.forward_features(x)
         return compiled_run_backbone(whole)(self, x)
