@@ -97,8 +97,6 @@ SELF_COMPILING = {
     ('compile_backbone', dict(dynamic=False, mode='reduce-overhead')),
 }
 TORCH_POOLING_SUFFIX = '_torch_pooling'
-# torch.compile modes whose graphs inductor replays as CUDA graphs.
-CUDA_GRAPH_COMPILE_MODES = ('reduce-overhead', 'max-autotune')
 
 
 class Features(nn.Module):
@@ -421,10 +419,11 @@ def compile_mode(args) -> Optional[str]:
 
 def replays_compiled_cuda_graphs(name: str, args) -> bool:
     """Whether torch.compile should replay the graphs of ``name`` as CUDA graphs in this run."""
+    from mmglnet.models.compilation import replays_cuda_graphs
     own = own_compilation(name)
     if own is not None:
-        return own[1].get('mode') in CUDA_GRAPH_COMPILE_MODES
-    return args.compile and compile_mode(args) in CUDA_GRAPH_COMPILE_MODES
+        return replays_cuda_graphs(own[1])
+    return args.compile and replays_cuda_graphs(dict(mode=compile_mode(args)))
 
 
 def compile_model(name: str, model: nn.Module, args) -> Callable:
