@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO_ROOT
 
@@ -28,7 +29,11 @@ def run_suite(tmp_path, with_benchmark: bool = False, **env) -> subprocess.Compl
     shutil.copy(SUITE, script)
     python = str(tmp_path / 'no-python')
     if with_benchmark:
-        shutil.copy(osp.join(osp.dirname(SUITE), 'benchmark.py'), script.parent)
+        for tool in ('benchmark.py', 'check_compiled_training.py'):
+            shutil.copy(osp.join(osp.dirname(SUITE), tool), script.parent)
+        demo_arch = osp.join('configs', 'demo', '_base_', 'glnet-tiny.py')
+        os.makedirs(osp.dirname(tmp_path / 'tree' / demo_arch))
+        shutil.copy(osp.join(REPO_ROOT, demo_arch), tmp_path / 'tree' / demo_arch)
         python = sys.executable
     environment = dict(os.environ, PYTHON=python, SUITE_COMMIT='test', **env)
     return subprocess.run(['bash', str(script), str(tmp_path / 'out')],
@@ -44,10 +49,15 @@ def listed_comparisons() -> set:
     return set(listed)
 
 
-def test_every_comparison_is_listed_for_suite_only():
+def suite_steps(kind: str) -> set:
+    """Names of the suite's steps run by ``compare`` (benchmark.py) or ``check_training``."""
     script = open(SUITE).read()
-    run = set(re.findall(r'^\s*(?:LIMIT=\d+ )?compare (\w+)', script, re.M))
-    assert run == listed_comparisons()
+    return set(re.findall(rf'^\s*(?:LIMIT=\d+ )?{kind} (\w+)', script, re.M))
+
+
+def test_every_comparison_is_listed_for_suite_only():
+    assert suite_steps('compare') | suite_steps('check_training') == listed_comparisons()
+    assert suite_steps('check_training')  # the compiled-training check is one of them
 
 
 @pytest.mark.parametrize('env,message', [
@@ -68,14 +78,17 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
     result = run_suite(
         tmp_path, SUITE_PART='extra', SUITE_ONLY='gpu_block_cudagraphs', SUITE_DRY_RUN='1')
     log = (tmp_path / 'out' / 'suite_extra.log').read_text()
-    for name in ('gpu_train_fp16_fused_adamw', 'gpu_eager_pooling', 'gpu_latency_1792_profile'):
+    for name in ('gpu_check_compiled_training', 'gpu_train_fp16_fused_adamw', 'gpu_eager_pooling'):
         assert f'## {name} skipped: not in SUITE_ONLY' in log
     # The chosen one ran (and failed here: the python given cannot start).
     assert '## gpu_block_cudagraphs failed' in log and result.returncode == 1
 
 
 def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
-    comparisons = ['gpu_infer_fp16', 'gpu_train_fp16', 'gpu_latency', 'gpu_eager_pooling']
+    comparisons = [
+        'gpu_infer_fp16', 'gpu_train_fp16', 'gpu_latency', 'gpu_eager_pooling',
+        'gpu_check_compiled_training'
+    ]
     result = run_suite(
         tmp_path,
         with_benchmark=True,
@@ -101,6 +114,10 @@ def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
     train = json.loads((tmp_path / 'out' / 'gpu_train_fp16.json').read_text())
     assert all(row['aten_ops_per_step'] > 0 for row in train['results'])
     assert train['settings']['channels_last'] is True
+    # The compiled-training check ran (on the CPU: no CUDA graphs) and found no difference.
+    check = log[log.index('## gpu_check_compiled_training:'):]
+    assert 'OK: largest relative difference' in check.split(
+        '## gpu_check_compiled_training done')[0]
 
 
 def test_every_device_command_passes_the_benchmark_tools_checks(tmp_path, monkeypatch):
@@ -124,10 +141,23 @@ def test_every_device_command_passes_the_benchmark_tools_checks(tmp_path, monkey
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     commands = [json.loads(line) for line in calls.read_text().splitlines()]
-    commands = [c[1:] for c in commands if c and c[0] == 'tools/analysis_tools/benchmark.py']
-    assert len(commands) == len(listed_comparisons())
-    benchmark = load_tool('benchmark')
-    monkeypatch.setattr(benchmark.torch.cuda, 'is_available', lambda: True)
+    by_tool = {}
     for command in commands:
+        if command[0] != '-c':  # the device's description in the log's header
+            by_tool.setdefault(command[0], []).append(command[1:])
+    assert set(by_tool) == {
+        'tools/analysis_tools/benchmark.py', 'tools/analysis_tools/check_compiled_training.py'
+    }
+    benchmarks = by_tool['tools/analysis_tools/benchmark.py']
+    checks = by_tool['tools/analysis_tools/check_compiled_training.py']
+    assert len(benchmarks) == len(suite_steps('compare'))
+    assert len(checks) == len(suite_steps('check_training'))
+    benchmark, check = load_tool('benchmark'), load_tool('check_compiled_training')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'pretended GPU')
+    for command in benchmarks:
         args = benchmark.parse_args(command)
         assert args.device == 'cuda' and args.out.endswith('.json'), command
+    for command in checks:
+        args = check.parse_args(command)
+        assert args.device == 'cuda' and args.mode == 'reduce-overhead', command

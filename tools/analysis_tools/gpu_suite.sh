@@ -14,12 +14,12 @@
 # peers. Part "blocks" (SUITE_PART=blocks), GLNet through its compile_blocks option: the
 # training step against the eager peers (with its profile), fp16 inference with every model
 # compiled, 1792² latency eager and with CUDA graphs, and the training step with every model
-# compiled. Part "extra" (SUITE_PART=extra), in this order: eager fp16 inference and 1792²
-# latency with their operator profiles, the slot pooling against torch's kernel;
+# compiled. Part "extra" (SUITE_PART=extra), in this order: whether compile_backbone with
+# CUDA graphs trains as eager mode does (check_compiled_training.py); eager fp16 inference and
+# 1792² latency with their operator profiles, the slot pooling against torch's kernel;
 # compile_blocks with every block replayed as a CUDA graph (training step, 1792² latency);
 # the training step with AdamW's fused kernels for every model (eager, and GLNet with
-# compile_blocks); the operator profile of the 1792² batch-1 latency, eager and with
-# compile_blocks.
+# compile_blocks).
 # SUITE_PART=all (the default) runs all four, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
@@ -66,8 +66,8 @@ COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone
     gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
-    gpu_train_fp16_fused_adamw gpu_eager_pooling gpu_latency_1792_profile
-    gpu_block_cudagraphs)
+    gpu_train_fp16_fused_adamw gpu_eager_pooling
+    gpu_block_cudagraphs gpu_check_compiled_training)
 ONLY=(${SUITE_ONLY:-})
 # in_list WORD LIST...: whether WORD is one of the LIST.
 in_list() { local word="$1"; shift; [[ " $* " == *" $word "* ]]; }
@@ -125,25 +125,12 @@ fi
 } 2>&1 | tee "$LOG"
 
 status=0
-compare() {
+# run_limited NAME COMMAND...: one step of the suite, skipped where SUITE_ONLY leaves it out,
+# stopped at its time limit (SIGTERM; KILL follows if it has not ended GRACE seconds later).
+run_limited() {
     local name="$1"; shift
-    in_list "$name" "${COMPARISONS[@]}" || {
-        echo "## $name is missing from COMPARISONS in $0" | tee -a "$LOG"; exit 2; }
-    if [ "${#ONLY[@]}" -gt 0 ] && ! in_list "$name" "${ONLY[@]}"; then
-        echo "## $name skipped: not in SUITE_ONLY" | tee -a "$LOG"
-        return
-    fi
-    echo "## $name: benchmark.py $* ($(date -u +%T))" | tee -a "$LOG"
-    if [ "${SUITE_DRY_RUN:-0}" = 1 ] && in_list --cuda-graphs "$@"; then
-        echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
-        return
-    fi
-    # At the limit benchmark.py gets SIGTERM: it stops, writes what it measured and exits 3;
-    # KILL follows if it has not ended GRACE seconds later.
     local limit="${SUITE_LIMIT:-${LIMIT:-150}}"
-    timeout --preserve-status -k "${SUITE_GRACE:-30}" "$limit" "$PY" \
-        tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" --git-commit "$COMMIT" \
-        --out "$OUT_DIR/$name.json" 2>&1 | tee -a "$LOG"
+    timeout --preserve-status -k "${SUITE_GRACE:-30}" "$limit" "$PY" "$@" 2>&1 | tee -a "$LOG"
     local code="${PIPESTATUS[0]}"
     if [ "$code" = 3 ]; then
         echo "## $name cut short at its limit of $limit s: $name.json holds what was measured" \
@@ -154,6 +141,37 @@ compare() {
         status=1
     fi
     echo "## $name done ($(date -u +%T))" | tee -a "$LOG"
+}
+# selected NAME TOOL ARGS...: whether NAME runs (it is in COMPARISONS and SUITE_ONLY), logged.
+selected() {
+    local name="$1"; shift
+    in_list "$name" "${COMPARISONS[@]}" || {
+        echo "## $name is missing from COMPARISONS in $0" | tee -a "$LOG"; exit 2; }
+    if [ "${#ONLY[@]}" -gt 0 ] && ! in_list "$name" "${ONLY[@]}"; then
+        echo "## $name skipped: not in SUITE_ONLY" | tee -a "$LOG"
+        return 1
+    fi
+    echo "## $name: $* ($(date -u +%T))" | tee -a "$LOG"
+}
+compare() {
+    local name="$1"; shift
+    selected "$name" benchmark.py "$@" || return 0
+    if [ "${SUITE_DRY_RUN:-0}" = 1 ] && in_list --cuda-graphs "$@"; then
+        echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
+        return
+    fi
+    # At the limit benchmark.py stops, writes what it measured and exits 3.
+    run_limited "$name" tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" \
+        --git-commit "$COMMIT" --out "$OUT_DIR/$name.json"
+}
+# check_training NAME ARGS...: check_compiled_training.py (exit 1: the compiled copy trains
+# differently from the eager one).
+check_training() {
+    local name="$1"; shift
+    selected "$name" check_compiled_training.py "$@" || return 0
+    local dry=()
+    [ "${SUITE_DRY_RUN:-0}" = 1 ] && dry=(--device cpu --precision fp32 --backend aot_eager)
+    run_limited "$name" tools/analysis_tools/check_compiled_training.py "$@" "${dry[@]}"
 }
 
 if [ "$PART" = eager ] || [ "$PART" = all ]; then
@@ -204,6 +222,10 @@ if [ "$PART" = blocks ] || [ "$PART" = all ]; then
 fi
 if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
+    # First, whether the fastest training candidate trains as eager mode does: the backbone
+    # as one graph replayed as CUDA graphs, fp16, against an eager copy (demo-size GLNet).
+    LIMIT=60 check_training gpu_check_compiled_training --option compile_backbone \
+        --mode reduce-overhead --precision fp16
     # The slot pooling on CUDA (a mean over equal windows, averaging products over uneven
     # ones, as at 224² in stages 2-3) against torch's adaptive kernel in the same fast path
     # (*_torch_pooling) and in the reference path, eager, with the operator profiles: fp16
@@ -221,10 +243,5 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # multi-tensor launches; GLNet-4G has 621 parameter tensors, Swin-T 171.
     LIMIT=200 compare gpu_train_fp16_fused_adamw --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
         "${PEERS[@]}" --modes train --channels-last --fused-optimizer --count-ops
-    # Where the 1792² batch-1 time goes: eager (torch's adaptive pooling in *_torch_pooling
-    # and the reference path), compiled, and the peer.
-    LIMIT=110 compare gpu_latency_1792_profile --models "${WITH_REFERENCE[@]}" \
-        "${TORCH_POOLING[@]}" "${COMPILED_BLOCKS[@]}" convnext_t --modes latency --channels-last \
-        --latency-sizes 1792 --profile
 fi
 exit "$status"
