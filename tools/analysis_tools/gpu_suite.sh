@@ -224,7 +224,7 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
     # First, whether the fastest training candidate trains as eager mode does: the backbone
     # as one graph replayed as CUDA graphs, fp16, against an eager copy (demo-size GLNet).
-    LIMIT=60 check_training gpu_check_compiled_training --option compile_backbone \
+    LIMIT=90 check_training gpu_check_compiled_training --option compile_backbone \
         --mode reduce-overhead --precision fp16
     # The slot pooling on CUDA (a mean over equal windows, averaging products over uneven
     # ones, as at 224² in stages 2-3) against torch's adaptive kernel in the same fast path
