@@ -68,6 +68,9 @@ def test_bad_arguments_are_refused_with_the_reason(check_tool, capsys):
         check_tool.parse_args(['--size', '16', '--device', 'cpu'])
     assert 'at least 32' in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        check_tool.parse_args(['--arch', '5g', '--device', 'cpu'])
+    assert "--arch '5g': choose demo-tiny or one of ['16g', '4g'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         check_tool.parse_args(['--option', 'compile_everything'])
     assert "choose from 'compile_backbone', 'compile_blocks'" in capsys.readouterr().err
     assert check_tool.parse_args(['--precision', 'bf16', '--device', 'cpu']).tolerance == 5e-2

@@ -87,6 +87,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.steps < 1 or args.batch < 1 or args.size < 32:
         parser.error('--steps and --batch must be at least 1 and --size at least 32 (the '
                      'total stride)')
+    from mmglnet.models.glnet import ARCH_SETTINGS
+    if args.arch != 'demo-tiny' and args.arch not in ARCH_SETTINGS:
+        parser.error(f'--arch {args.arch!r}: choose demo-tiny or one of {sorted(ARCH_SETTINGS)}')
     if args.tolerance is None:
         args.tolerance = TOLERANCES[args.precision]
     return args
