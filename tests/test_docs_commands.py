@@ -142,10 +142,9 @@ COMMANDS: Dict[str, tuple] = {
     (ELSEWHERE,
      dict(why="a checkout of mmsegmentation, whose tools/train.py it runs", own_python=True)),
     '.venv/bin/python tools/analysis_tools/check_compiled_training.py --option compile_backbone '
-    '--mode reduce-overhead --precision fp16':
-    (REFUSED, dict(says='fp16 needs --device cuda')),
-    '.venv/bin/python tools/analysis_tools/check_compiled_training.py --backend aot_eager':
-    (RUN, {}),
+    '--mode reduce-overhead --precision fp16': (REFUSED, dict(says='fp16 needs --device cuda')),
+    '.venv/bin/python tools/analysis_tools/check_compiled_training.py --backend aot_eager': (RUN,
+                                                                                             {}),
     # docs/visualization.md
     '.venv/bin/python tools/visualize_slots.py IMAGE CONFIG_OR_PRESET [CHECKPOINT] '
     '[--blocks 0.3 2.16 | all] [--k 4] [--size 512 | H W | 0] [--out-dir slot_maps]': (SYNOPSIS,
