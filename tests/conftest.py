@@ -1,4 +1,5 @@
 """Shared test fixtures: where the parity fixtures live and a tiny GLNet arch."""
+import importlib.util
 import json
 import os.path as osp
 import sys
@@ -28,6 +29,15 @@ TINY_STL_ARCH = dict(
     transition_layout='norm.proj',
     norm_layer='bn',
 )
+
+
+def load_tool(name: str):
+    """``tools/analysis_tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'mmglnet_tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def parity_path(name: str) -> str:

@@ -1,5 +1,4 @@
 """tools/analysis_tools/benchmark.py and the page rendered from its committed runs."""
-import importlib.util
 import json
 import logging
 import os
@@ -16,15 +15,7 @@ import torch
 from mmglnet.models import GLNet, pooling
 from mmglnet.testing import get_impl, set_impl
 
-from conftest import REPO_ROOT, TINY_ARCH
-
-
-def load_tool(name: str):
-    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'mmglnet_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import REPO_ROOT, TINY_ARCH, load_tool
 
 
 @pytest.fixture(scope='module')

@@ -3,21 +3,15 @@
 On the CPU with dynamo's ``aot_eager`` backend (tracing and autograd as in real compilation,
 no kernels generated); the GPU suite runs it with CUDA graphs.
 """
-import importlib.util
-import os.path as osp
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_tool
 
 
 @pytest.fixture(scope='module')
 def check_tool():
-    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'check_compiled_training.py')
-    spec = importlib.util.spec_from_file_location('mmglnet_tool_check_compiled_training', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('check_compiled_training')
 
 
 @pytest.mark.parametrize('option', ['compile_backbone', 'compile_blocks'])

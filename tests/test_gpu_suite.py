@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 
 SUITE = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'gpu_suite.sh')
 
@@ -124,7 +124,6 @@ def test_every_device_command_passes_the_benchmark_tools_checks(tmp_path, monkey
     """Each benchmark command of every part, as the device would run it, is accepted by the
     tool's own argument checks (model names, flag combinations), here with a CUDA device
     pretended: a typo found on the device costs minutes of its time."""
-    from test_benchmark_tool import load_tool
     calls = tmp_path / 'calls.jsonl'
     stub = tmp_path / 'python'
     stub.write_text('#!/bin/bash\n'

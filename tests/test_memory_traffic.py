@@ -1,21 +1,15 @@
 """tools/analysis_tools/memory_traffic.py: bytes of the library calls of one forward."""
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import REPO_ROOT
+from conftest import load_tool
 
 
 @pytest.fixture(scope='module')
 def traffic_tool():
-    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'memory_traffic.py')
-    spec = importlib.util.spec_from_file_location('mmglnet_tool_memory_traffic', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('memory_traffic')
 
 
 class ConvThenAttention(nn.Module):
