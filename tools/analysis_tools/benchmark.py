@@ -219,6 +219,13 @@ DEVICE_DEFAULTS = {
 }
 
 
+def refuse_unknown_models(parser: argparse.ArgumentParser, models: List[str]) -> None:
+    """``parser.error`` naming the choices, for names not in :data:`MODEL_BUILDERS`."""
+    unknown = [name for name in models if name not in MODEL_BUILDERS]
+    if unknown:
+        parser.error(f'unknown model(s) {unknown}; choose from {sorted(MODEL_BUILDERS)}')
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Benchmark GLNet against peer backbones, all in the same mode.',
@@ -321,9 +328,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--note', default='', help='free text stored with the results')
     args = parser.parse_args(argv)
 
-    unknown = [name for name in args.models if name not in MODEL_BUILDERS]
-    if unknown:
-        parser.error(f'unknown model(s) {unknown}; choose from {sorted(MODEL_BUILDERS)}')
+    refuse_unknown_models(parser, args.models)
     if len(set(args.models)) != len(args.models):
         parser.error(f'--models {args.models} names a model twice')
     if args.device is None:

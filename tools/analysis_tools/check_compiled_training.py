@@ -31,17 +31,17 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)  # run from a checkout without `pip install -e .`
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+# tools/analysis_tools/benchmark.py: precisions, autocast; it puts the checkout on sys.path.
+import benchmark  # noqa: E402
 
 OPTIONS = ('compile_backbone', 'compile_blocks')
-PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # Largest relative difference accepted per precision: float32 kernels differ in their order of
 # summation; under autocast, fused kernels keep float32 where eager rounds to 16 bits.
 TOLERANCES = {'fp32': 1e-4, 'fp16': 5e-2, 'bf16': 5e-2}
 # The tiny GLNet of the demo configs: every block type of the G series, quick to compile.
-DEMO_ARCH_FILE = osp.join(REPO_ROOT, 'configs', 'demo', '_base_', 'glnet-tiny.py')
+DEMO_ARCH_FILE = osp.join(benchmark.REPO_ROOT, 'configs', 'demo', '_base_', 'glnet-tiny.py')
 
 
 def demo_arch() -> dict:
@@ -62,7 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--mode', default=None, help="torch.compile mode, e.g. 'reduce-overhead' (CUDA graphs)")
     parser.add_argument(
         '--backend', default=None, help="torch.compile backend, e.g. 'aot_eager' (no kernels)")
-    parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32')
+    parser.add_argument('--precision', choices=list(benchmark.PRECISIONS), default='fp32')
     parser.add_argument('--steps', type=int, default=3, help='training steps compared')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, default=64, help='input side')
@@ -146,17 +146,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(args.device, enabled=args.precision == 'fp16')
         self.initial = {n: p.detach().clone() for n, p in model.named_parameters()}
 
-    def autocast(self):
-        dtype = PRECISIONS[self.args.precision]
-        return torch.autocast(
-            self.args.device, dtype=dtype or torch.float32, enabled=dtype is not None)
-
     def step(self, x: torch.Tensor,
              targets: List[torch.Tensor]) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """Train one step on ``x``; returns copies of the outputs and the loss."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
+        with benchmark.autocast(self.args.device, self.args.precision):
             outputs = self.model(x)
             loss = sum(((out.float() - target)**2).mean() for out, target in zip(outputs, targets))
         # Copies: the outputs of a CUDA-graph replay are overwritten by the next one.
@@ -177,7 +172,7 @@ class Trainer:
 
     def evaluate(self, x: torch.Tensor) -> List[torch.Tensor]:
         self.model.eval()
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), benchmark.autocast(self.args.device, self.args.precision):
             return [out.float().clone() for out in self.model(x)]
 
 

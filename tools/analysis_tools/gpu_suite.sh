@@ -125,8 +125,8 @@ fi
 } 2>&1 | tee "$LOG"
 
 status=0
-# run_limited NAME COMMAND...: one step of the suite, skipped where SUITE_ONLY leaves it out,
-# stopped at its time limit (SIGTERM; KILL follows if it has not ended GRACE seconds later).
+# run_limited NAME TOOL ARGS...: one step of the suite (chosen by `selected`), stopped at its
+# time limit (SIGTERM; KILL follows if it has not ended GRACE seconds later).
 run_limited() {
     local name="$1"; shift
     local limit="${SUITE_LIMIT:-${LIMIT:-150}}"

@@ -151,9 +151,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=DEFAULT_BANDWIDTH,
         help='memory bandwidth in bytes/s for the time column (default: an H100 SXM)')
     args = parser.parse_args(argv)
-    unknown = [m for m in args.models if m not in benchmark.MODEL_BUILDERS]
-    if unknown:
-        parser.error(f'unknown model(s) {unknown}; choose from {sorted(benchmark.MODEL_BUILDERS)}')
+    benchmark.refuse_unknown_models(parser, args.models)
     self_compiling = [m for m in args.models if benchmark.compiles_itself(m)]
     if self_compiling:
         parser.error(f'{self_compiling} compile themselves; name the eager model (e.g. glnet_4g): '
