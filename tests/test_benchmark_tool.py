@@ -3,6 +3,7 @@ import json
 import logging
 import os
 import os.path as osp
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def test_model_names_build_the_right_path(benchmark):
         ('_compile_blocks_cudagraphs', graphs, None),
         ('_compile_backbone', None, {}),
         ('_compile_backbone_cudagraphs', None, graphs),
+        ('_compile_backbone_autotune', None, dict(mode='max-autotune-no-cudagraphs')),
     ):
         compiled = benchmark.MODEL_BUILDERS[f'glnet_stl{suffix}'](224)
         for cfg, expected in ((compiled.compile_cfg, blocks), (compiled.backbone_compile_cfg,
@@ -85,6 +87,44 @@ def test_bad_arguments_are_rejected_with_the_choices(benchmark, capsys):
     with pytest.raises(SystemExit):
         benchmark.parse_args(['--models', 'glnet_4g', '--device', 'cpu', '--cuda-graphs'])
     assert 'needs --device cuda' in capsys.readouterr().err
+
+
+def test_a_glnet_compiling_itself_in_another_mode_than_compile_is_refused(benchmark, capsys):
+    """Models are compared in one mode: a GLNet that compiles itself in torch's default mode
+    beside peers compiled with max-autotune is refused, naming the variant to use."""
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([
+            '--models', 'glnet_4g_compile_backbone', 'swin_t', '--device', 'cpu', '--compile',
+            '--compile-mode', 'max-autotune-no-cudagraphs'
+        ])
+    err = capsys.readouterr().err
+    assert "glnet_4g_compile_backbone compiles itself with mode='default'" in err
+    assert "['glnet_4g_compile_backbone_autotune']" in err
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([
+            '--models', 'glnet_stl_compile_blocks_cudagraphs', 'swin_t', '--device', 'cpu',
+            '--compile'
+        ])
+    assert "mode='reduce-overhead'" in capsys.readouterr().err
+    for models, flags in ((['glnet_4g_compile_backbone_autotune',
+                            'swin_t'], ['--compile-mode', 'max-autotune-no-cudagraphs']),
+                          (['glnet_4g_compile_backbone', 'glnet_4g_compile_blocks',
+                            'swin_t'], []), (['glnet_4g_compile_backbone_autotune', 'swin_t'], [])):
+        # The last: without --compile the peers run eagerly, a comparison of its own.
+        compile_flag = ['--compile'] if flags else []
+        args = benchmark.parse_args(['--models', *models, '--device', 'cpu', *compile_flag, *flags])
+        assert args.models == models
+
+
+def test_every_reproduction_recipe_passes_the_tools_checks(benchmark, renderer, monkeypatch):
+    """The benchmark page's commands are accepted as written (a GPU pretended where they
+    need one)."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    prefix = 'python tools/analysis_tools/benchmark.py '
+    for title, command in renderer.REPRODUCE:
+        assert command.startswith(prefix), title
+        args = benchmark.parse_args(shlex.split(command[len(prefix):]))
+        assert args.device == ('cpu' if title.startswith('CPU') else 'cuda'), title
 
 
 def use_tiny_models(benchmark, monkeypatch, **extra) -> None:
@@ -314,6 +354,16 @@ def test_targets_take_each_glnet_variant_only_in_its_own_mode(renderer):
     assert [(c[1], c[3][:5])
             for c in reference] == [('glnet_4g_compile_backbone_cudagraphs', '4.00×')]
     assert cells('GLNet-4G fp16 training step 512², batch 16, eager')[0][3] == 'not measured yet'
+
+    autotuned = synthetic_run('autotune.json',
+                              dict(compile=True, compile_mode='max-autotune-no-cudagraphs'), [
+                                  ('swin_t', 'infer', 224, 10.0),
+                                  ('glnet_4g_compile_backbone_autotune', 'infer', 224, 12.5),
+                              ])
+    rows = renderer.target_rows([autotuned])
+    compiled = cells('GLNet-4G fp16 inference 224², batch 128, compiled')
+    assert [(c[1], c[3], c[5]) for c in compiled] == [('glnet_4g_compile_backbone_autotune',
+                                                       '0.80× (10240.0 vs 12800.0 img/s)', 'met')]
 
 
 def test_models_meant_to_replay_cuda_graphs_are_told_apart(benchmark):

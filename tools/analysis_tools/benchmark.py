@@ -36,8 +36,10 @@ implementation, ``glnet_<arch>_reference`` with the reference one
 backbone's ``compile_blocks`` option (every block compiled; not compiled again by
 ``--compile``), ``glnet_<arch>_compile_blocks_cudagraphs`` the same with
 ``mode='reduce-overhead'`` (each compiled block replayed as a CUDA graph),
-``glnet_<arch>_compile_backbone`` and ``glnet_<arch>_compile_backbone_cudagraphs`` the same
-with the ``compile_backbone`` option (the backbone compiled as one graph),
+``glnet_<arch>_compile_backbone``, ``glnet_<arch>_compile_backbone_cudagraphs`` and
+``glnet_<arch>_compile_backbone_autotune`` (``mode='max-autotune-no-cudagraphs'``) the same
+with the ``compile_backbone`` option (the backbone compiled as one graph; with ``--compile``
+the other models are compiled in the same mode, which the tool checks),
 ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling kernel for the
 initial slots on every device (to measure the fast path's own pooling on CUDA,
 :func:`mmglnet.models.pooling.slot_pool2d`); ``swin_t`` and ``convnext_t`` from timm
@@ -87,14 +89,18 @@ GLNET_ARCHS = ('stl', 'stl_paramslot', '4g', '9g', '16g')
 SCHEMA_VERSION = 1
 # Model-name suffixes of a GLNet that compiles itself as a config would set it: its option
 # (compile_blocks: every block compiled; compile_backbone: the backbone as one graph) and
-# its torch.compile keywords, torch's default mode or mode='reduce-overhead' (the compiled
-# graphs replayed as CUDA graphs). Such a model is not compiled again by --compile.
+# its torch.compile keywords, torch's default mode, mode='reduce-overhead' (the compiled
+# graphs replayed as CUDA graphs) or mode='max-autotune-no-cudagraphs' (kernels chosen by
+# timing candidates, Triton matrix products with fused epilogues among them). Such a model is
+# not compiled again by --compile, which must then use the same mode.
 SELF_COMPILING = {
     '_compile_blocks': ('compile_blocks', dict(dynamic=False)),
     '_compile_blocks_cudagraphs': ('compile_blocks', dict(dynamic=False, mode='reduce-overhead')),
     '_compile_backbone': ('compile_backbone', dict(dynamic=False)),
     '_compile_backbone_cudagraphs':
     ('compile_backbone', dict(dynamic=False, mode='reduce-overhead')),
+    '_compile_backbone_autotune':
+    ('compile_backbone', dict(dynamic=False, mode='max-autotune-no-cudagraphs')),
 }
 TORCH_POOLING_SUFFIX = '_torch_pooling'
 
@@ -226,6 +232,29 @@ def refuse_unknown_models(parser: argparse.ArgumentParser, models: List[str]) ->
         parser.error(f'unknown model(s) {unknown}; choose from {sorted(MODEL_BUILDERS)}')
 
 
+def refuse_mixed_compile_modes(parser: argparse.ArgumentParser, args) -> None:
+    """``parser.error`` for a GLNet compiled by its own option in another mode than the
+    ``--compile`` of the others: models are compared in one mode."""
+    run_mode = compile_mode(args) or 'default'
+    for name in args.models:
+        own = own_compilation(name)
+        if own is not None and (own[1].get('mode') or 'default') != run_mode:
+            parser.error(f"{name} compiles itself with mode={own[1].get('mode') or 'default'!r} "
+                         f'but --compile compiles the other models with mode={run_mode!r}: '
+                         'compare models in one mode. Give --compile-mode (or --cuda-graphs for '
+                         "'reduce-overhead') to match, or pick the GLNet variant of that mode: "
+                         f'{self_compiling_variants(name, run_mode)}.')
+
+
+def self_compiling_variants(name: str, mode: str) -> List[str]:
+    """The self-compiling models of ``name``'s arch whose own mode is ``mode``."""
+    arch = name[len('glnet_'):].split('_compile_')[0]
+    return [
+        f'glnet_{arch}{suffix}' for suffix, (_, cfg) in SELF_COMPILING.items()
+        if (cfg.get('mode') or 'default') == mode
+    ]
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Benchmark GLNet against peer backbones, all in the same mode.',
@@ -344,6 +373,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('--cuda-graphs without --compile covers the infer and latency modes '
                      'only; add --compile (reduce-overhead) to graph the training step, or '
                      'drop train from --modes')
+    if args.compile:
+        refuse_mixed_compile_modes(parser, args)
     if args.baseline is not None and args.baseline not in args.models:
         parser.error(f'--baseline {args.baseline!r} is not among --models {args.models}')
     defaults = DEVICE_DEFAULTS[args.device]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU comparison of docs/benchmark.md, in four parts that each finish inside one
+# Every GPU comparison of docs/benchmark.md, in five parts that each finish inside one
 # 10-minute call.
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
@@ -19,8 +19,10 @@
 # 1792² latency with their operator profiles, the slot pooling against torch's kernel;
 # compile_blocks with every block replayed as a CUDA graph (training step, 1792² latency);
 # the training step with AdamW's fused kernels for every model (eager, and GLNet with
-# compile_blocks).
-# SUITE_PART=all (the default) runs all four, which takes more than one call. Each comparison
+# compile_blocks). Part "autotune" (SUITE_PART=autotune): fp16 inference with every model
+# compiled with mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose
+# autotuning takes minutes per model.
+# SUITE_PART=all (the default) runs all five, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Commit the JSON files under docs/benchmarks/ and regenerate docs/benchmark.md with
@@ -31,7 +33,7 @@
 # OpenMMLab packages"): they are installed into a private folder first.
 #
 # Environment:
-#   SUITE_PART     eager, compiled, blocks, extra or all (default).
+#   SUITE_PART     eager, compiled, blocks, extra, autotune or all (default).
 #   SUITE_MODELS   GLNet models compared in every mode (default: "glnet_4g glnet_stl"); each
 #                  gets its reference path too (the stand-in for the official code) where the
 #                  mode compares them.
@@ -58,8 +60,9 @@ cd "$REPO_ROOT"
 OUT_DIR="${1:-${OUT:-work_dirs/benchmarks}}"
 mkdir -p "$OUT_DIR"
 PART="${SUITE_PART:-all}"
-case "$PART" in eager|compiled|blocks|extra|all) ;; *)
-    echo "SUITE_PART=$PART is not one of eager, compiled, blocks, extra, all" >&2; exit 2;; esac
+case "$PART" in eager|compiled|blocks|extra|autotune|all) ;; *)
+    echo "SUITE_PART=$PART is not one of eager, compiled, blocks, extra, autotune, all" >&2
+    exit 2;; esac
 # Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
 COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_train_fp16_compile_backbone_cudagraphs gpu_train_fp16_compile_cudagraphs
@@ -67,7 +70,7 @@ COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
     gpu_train_fp16_fused_adamw gpu_eager_pooling
-    gpu_block_cudagraphs gpu_check_compiled_training)
+    gpu_block_cudagraphs gpu_check_compiled_training gpu_infer_fp16_compile_autotune)
 ONLY=(${SUITE_ONLY:-})
 # in_list WORD LIST...: whether WORD is one of the LIST.
 in_list() { local word="$1"; shift; [[ " $* " == *" $word "* ]]; }
@@ -96,6 +99,7 @@ COMPILED_BLOCKS=()
 BLOCK_CUDAGRAPHS=()
 COMPILED_BACKBONE=()
 BACKBONE_CUDAGRAPHS=()
+AUTOTUNED_BACKBONE=()
 TORCH_POOLING=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
@@ -104,6 +108,7 @@ for model in "${GLNETS[@]}"; do
     BLOCK_CUDAGRAPHS+=("${model}_compile_blocks_cudagraphs")
     COMPILED_BACKBONE+=("${model}_compile_backbone")
     BACKBONE_CUDAGRAPHS+=("${model}_compile_backbone_cudagraphs")
+    AUTOTUNED_BACKBONE+=("${model}_compile_backbone_autotune")
     TORCH_POOLING+=("${model}_torch_pooling")
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
@@ -243,5 +248,20 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # multi-tensor launches; GLNet-4G has 621 parameter tensors, Swin-T 171.
     LIMIT=200 compare gpu_train_fp16_fused_adamw --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
         "${PEERS[@]}" --modes train --channels-last --fused-optimizer --count-ops
+fi
+if [ "$PART" = autotune ] || [ "$PART" = all ]; then
+    # Every model compiled with mode='max-autotune-no-cudagraphs': inductor times candidate
+    # kernels for each matrix product and convolution (Triton templates with the bias,
+    # residual and activation fused among them: GLNet-4G's 94 pointwise convolutions are
+    # such products in channels-last) and keeps the fastest. Swin-T first, then GLNet, then
+    # the other peers: a run cut short keeps the pair of the compiled inference target.
+    TARGET_PEER=()
+    OTHER_PEERS=()
+    for peer in "${PEERS[@]}"; do
+        if [ "$peer" = swin_t ]; then TARGET_PEER+=(swin_t); else OTHER_PEERS+=("$peer"); fi
+    done
+    LIMIT=540 compare gpu_infer_fp16_compile_autotune --models "${TARGET_PEER[@]}" \
+        "${AUTOTUNED_BACKBONE[@]}" "${OTHER_PEERS[@]}" --modes infer --precision fp16 \
+        --channels-last --compile --compile-mode max-autotune-no-cudagraphs
 fi
 exit "$status"

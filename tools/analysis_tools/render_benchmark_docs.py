@@ -33,8 +33,10 @@ CUDA_COMPILED_GRAPHS = dict(device='cuda', compile=True, cuda_graphs=True)
 CUDA_GRAPHS = dict(device='cuda', cuda_graphs=True)
 CPU_EAGER = dict(device='cpu', compile=False)
 # GLNet-4G compiled by its own options (compile_blocks, compile_backbone), without and with
-# CUDA graphs (mode='reduce-overhead'); the tool does not compile these again.
-GLNET_4G_COMPILED = ('glnet_4g_compile_blocks', 'glnet_4g_compile_backbone')
+# CUDA graphs (mode='reduce-overhead'); the tool does not compile these again, and compiles
+# the other models of a run in the same mode (max-autotune-no-cudagraphs for *_autotune).
+GLNET_4G_COMPILED = ('glnet_4g_compile_blocks', 'glnet_4g_compile_backbone',
+                     'glnet_4g_compile_backbone_autotune')
 GLNET_4G_GRAPHED = ('glnet_4g_compile_blocks_cudagraphs', 'glnet_4g_compile_backbone_cudagraphs')
 GLNET_4G = ('glnet_4g', ) + GLNET_4G_COMPILED
 INFER = dict(mode='infer', precision='fp16', size=224, batch=128)
@@ -97,7 +99,7 @@ TARGETS = [
 REPRODUCE = [
     ('CPU, forward 224², batch 8: fast path, reference path, mmdet\'s Swin-T',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference '
-     'swin_t_mmdet --modes infer --repeats 7'),
+     'swin_t_mmdet --modes infer --repeats 7 --device cpu'),
     ('GPU, inference 224², batch 128, fp16 and fp32, eager',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
      'swin_t convnext_t --modes infer --precision fp16 fp32 --channels-last'),
@@ -108,6 +110,12 @@ REPRODUCE = [
     ('GPU, inference 224², batch 128, fp16, compiled (GLNet through compile_backbone)',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_backbone swin_t '
      'convnext_t --modes infer --precision fp16 --channels-last --compile'),
+    ('GPU, inference 224², batch 128, fp16, every model compiled with '
+     "mode='max-autotune-no-cudagraphs' (kernels chosen by timing, Triton matrix products with "
+     'fused epilogues among them; GLNet through compile_backbone)',
+     'python tools/analysis_tools/benchmark.py --models swin_t glnet_4g_compile_backbone_autotune '
+     'convnext_t --modes infer --precision fp16 --channels-last --compile '
+     '--compile-mode max-autotune-no-cudagraphs'),
     ('GPU, training step 512², batch 16, fp16, with peak memory',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
      'swin_t convnext_t --modes train --channels-last'),
