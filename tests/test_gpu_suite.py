@@ -23,7 +23,7 @@ SUITE = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'gpu_suite.sh')
 def run_suite(tmp_path, with_benchmark: bool = False, **env) -> subprocess.CompletedProcess:
     """Runs a copy of the suite in a tree of its own (no carried wheels to install). Without
     ``with_benchmark`` the tree has no benchmark tool and the python cannot start: whatever
-    gets past the checks fails loudly."""
+    gets past the checks fails loudly. ``env`` may give another ``PYTHON``."""
     script = tmp_path / 'tree' / 'tools' / 'analysis_tools' / 'gpu_suite.sh'
     script.parent.mkdir(parents=True)
     shutil.copy(SUITE, script)
@@ -35,7 +35,12 @@ def run_suite(tmp_path, with_benchmark: bool = False, **env) -> subprocess.Compl
         os.makedirs(osp.dirname(tmp_path / 'tree' / demo_arch))
         shutil.copy(osp.join(REPO_ROOT, demo_arch), tmp_path / 'tree' / demo_arch)
         python = sys.executable
-    environment = dict(os.environ, PYTHON=python, SUITE_COMMIT='test', **env)
+    environment = dict(
+        os.environ,
+        PYTHON=python,
+        SUITE_COMMIT='test',
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / 'compile_cache'))
+    environment.update(env)
     return subprocess.run(['bash', str(script), str(tmp_path / 'out')],
                           env=environment,
                           capture_output=True,
@@ -82,6 +87,63 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
         assert f'## {name} skipped: not in SUITE_ONLY' in log
     # The chosen one ran (and failed here: the python given cannot start).
     assert '## gpu_block_cudagraphs failed' in log and result.returncode == 1
+
+
+def fake_compiling_python(tmp_path) -> str:
+    """A python for the suite that records, per tool call, whether inductor's cache directory
+    already held a compiled graph, then "compiles" one into it."""
+    helper = tmp_path / 'fake_compile.py'
+    helper.write_text(
+        'import json, os, sys\n'
+        'if sys.argv[1] != "-c":  # not the device description of the log header\n'
+        '    entry = os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "fxgraph", "graph")\n'
+        f'    with open({str(tmp_path / "calls.jsonl")!r}, "a") as f:\n'
+        '        f.write(json.dumps(os.path.exists(entry)) + "\\n")\n'
+        '    os.makedirs(os.path.dirname(entry), exist_ok=True)\n'
+        '    open(entry, "w").write("compiled")\n')
+    stub = tmp_path / 'python'
+    stub.write_text(f'#!/bin/bash\nexec {sys.executable} {helper} "$@"\n')
+    stub.chmod(0o755)
+    return str(stub)
+
+
+def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
+    """The caches a part compiled come back packed in OUT_DIR; given to the next run (on a
+    fresh machine: an empty cache directory), they are in place before its first tool starts."""
+    python = fake_compiling_python(tmp_path)
+    first = run_suite(
+        tmp_path / 'first', SUITE_PART='eager', SUITE_ONLY='gpu_infer_fp16', PYTHON=python)
+    assert first.returncode == 0, first.stdout + first.stderr
+    archive = tmp_path / 'first' / 'out' / 'compile_cache.tar.gz'
+    assert 'compile cache: none carried' in first.stdout
+    assert archive.is_file() and not (archive.parent / 'compile_cache.tar.gz.tmp').exists()
+
+    second = run_suite(
+        tmp_path / 'second',
+        SUITE_PART='eager',
+        SUITE_ONLY='gpu_infer_fp16',
+        PYTHON=python,
+        SUITE_COMPILE_CACHE=str(archive))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f'compile cache: unpacked {archive} (1 files)' in second.stdout
+    calls = [json.loads(line) for line in (tmp_path / 'calls.jsonl').read_text().splitlines()]
+    assert calls == [False, True]  # cold, then warm
+
+    small = run_suite(
+        tmp_path / 'small',
+        SUITE_PART='eager',
+        SUITE_ONLY='gpu_infer_fp16',
+        PYTHON=python,
+        SUITE_CACHE_MAX_MB='0')
+    assert 'over SUITE_CACHE_MAX_MB=0; not written' in small.stdout
+    assert not (tmp_path / 'small' / 'out' / 'compile_cache.tar.gz').exists()
+
+
+def test_a_missing_compile_cache_stops_before_anything_runs(tmp_path):
+    result = run_suite(tmp_path, SUITE_COMPILE_CACHE=str(tmp_path / 'cache.tar.gz'))
+    assert result.returncode == 2
+    assert f'SUITE_COMPILE_CACHE={tmp_path}/cache.tar.gz is not a file' in result.stderr
+    assert not (tmp_path / 'out' / 'suite_all.log').exists()
 
 
 def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
@@ -134,7 +196,11 @@ def test_every_device_command_passes_the_benchmark_tools_checks(tmp_path, monkey
     script.parent.mkdir(parents=True)
     shutil.copy(SUITE, script)
     result = subprocess.run(['bash', str(script), str(tmp_path / 'out')],
-                            env=dict(os.environ, PYTHON=str(stub), SUITE_COMMIT='test'),
+                            env=dict(
+                                os.environ,
+                                PYTHON=str(stub),
+                                SUITE_COMMIT='test',
+                                TORCHINDUCTOR_CACHE_DIR=str(tmp_path / 'compile_cache')),
                             capture_output=True,
                             text=True,
                             timeout=300)

@@ -53,6 +53,17 @@
 #                  gpu_eager_pooling"), the others of the part skipped: to fit what is
 #                  left of a device budget. Default: all of the part.
 #   SUITE_DRY_RUN  1: tiny sizes and few iterations, on the CPU, to check the script end to end.
+#   SUITE_COMPILE_CACHE  a .tar.gz of torch.compile's caches (inductor's compiled graphs,
+#                  AOTAutograd's, Triton's kernels) written by an earlier run of the suite on
+#                  the same kind of GPU with the same torch: unpacked into inductor's cache
+#                  directory before the part, so that graphs it holds are loaded instead of
+#                  compiled (GLNet-4G's training graphs with compile_backbone: 162 s cold,
+#                  21 s warm on a 2-core CPU machine). Default: .compile_cache/compile_cache.tar.gz
+#                  where it exists; "none" starts cold. A graph the code has changed since is
+#                  compiled again. After every comparison the cache is packed into
+#                  OUT_DIR/compile_cache.tar.gz (left out above SUITE_CACHE_MAX_MB MiB, default
+#                  15, the size a device call brings back): put it in .compile_cache/ for the
+#                  next device session.
 set -uo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -79,6 +90,14 @@ for name in "${ONLY[@]}"; do
         echo "SUITE_ONLY names $name, which is not a comparison of this suite: choose among" \
             "${COMPARISONS[*]}" >&2; exit 2; }
 done
+DEFAULT_CACHE=.compile_cache/compile_cache.tar.gz
+CACHE_ARCHIVE="${SUITE_COMPILE_CACHE:-$DEFAULT_CACHE}"
+if [ "$CACHE_ARCHIVE" = none ]; then
+    CACHE_ARCHIVE=
+elif [ ! -f "$CACHE_ARCHIVE" ] && [ "$CACHE_ARCHIVE" != "$DEFAULT_CACHE" ]; then
+    echo "SUITE_COMPILE_CACHE=$CACHE_ARCHIVE is not a file: give the compile_cache.tar.gz of an" \
+        "earlier run, or none to start cold" >&2; exit 2
+fi
 LOG="$OUT_DIR/suite_$PART.log"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
@@ -129,6 +148,39 @@ fi
         --format=csv,noheader
 } 2>&1 | tee "$LOG"
 
+# torch.compile's caches: inductor's directory (Triton's lies inside it), warm from an
+# earlier run where one was carried.
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/mmglnet_compile_cache}"
+mkdir -p "$TORCHINDUCTOR_CACHE_DIR"
+if [ -n "$CACHE_ARCHIVE" ] && [ -f "$CACHE_ARCHIVE" ]; then
+    if tar -xzf "$CACHE_ARCHIVE" -C "$TORCHINDUCTOR_CACHE_DIR"; then
+        echo "## compile cache: unpacked $CACHE_ARCHIVE ($(find "$TORCHINDUCTOR_CACHE_DIR" \
+            -type f | wc -l) files) into $TORCHINDUCTOR_CACHE_DIR" | tee -a "$LOG"
+    else
+        echo "## compile cache: $CACHE_ARCHIVE could not be unpacked; compiling cold" \
+            | tee -a "$LOG"
+    fi
+else
+    echo "## compile cache: none carried; compiling cold into $TORCHINDUCTOR_CACHE_DIR" \
+        | tee -a "$LOG"
+fi
+# pack_compile_cache: the cache as OUT_DIR/compile_cache.tar.gz, after every comparison so
+# that a call cut off later still brings it back; left out when too large to come back.
+pack_compile_cache() {
+    [ -n "$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -print -quit)" ] || return 0
+    local packed=/tmp/mmglnet_compile_cache.tar.gz max_mb="${SUITE_CACHE_MAX_MB:-15}"
+    tar -czf "$packed" -C "$TORCHINDUCTOR_CACHE_DIR" . || return 0
+    local size_mb=$(( ($(stat -c %s "$packed") + 1048575) / 1048576 ))
+    if [ "$size_mb" -gt "$max_mb" ]; then
+        echo "## compile cache: $size_mb MiB packed, over SUITE_CACHE_MAX_MB=$max_mb; not written" \
+            | tee -a "$LOG"
+        rm -f "$OUT_DIR/compile_cache.tar.gz"
+        return 0
+    fi
+    cp "$packed" "$OUT_DIR/compile_cache.tar.gz.tmp" \
+        && mv "$OUT_DIR/compile_cache.tar.gz.tmp" "$OUT_DIR/compile_cache.tar.gz"
+}
+
 status=0
 # run_limited NAME TOOL ARGS...: one step of the suite (chosen by `selected`), stopped at its
 # time limit (SIGTERM; KILL follows if it has not ended GRACE seconds later).
@@ -145,6 +197,7 @@ run_limited() {
         echo "## $name failed with exit code $code" | tee -a "$LOG"
         status=1
     fi
+    pack_compile_cache
     echo "## $name done ($(date -u +%T))" | tee -a "$LOG"
 }
 # selected NAME TOOL ARGS...: whether NAME runs (it is in COMPARISONS and SUITE_ONLY), logged.
