@@ -54,6 +54,42 @@ def test_a_copy_that_returns_stale_outputs_is_caught(check_tool, monkeypatch, ca
     assert 'MISMATCH: largest relative difference' in capsys.readouterr().out
 
 
+def test_accumulated_gradients_are_compared(check_tool, capsys):
+    code = check_tool.main(
+        ['--backend', 'aot_eager', '--steps', '2', '--accumulate', '1', '2', '--device', 'cpu'])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    assert 'step 1: loss' in output and 'step 2 (2 micro-batches): loss' in output
+
+
+def test_a_copy_that_loses_earlier_micro_batches_gradients_is_caught(check_tool, monkeypatch):
+    """A compiled copy gone wrong, as one whose gradients were overwritten by the next
+    CUDA-graph replay: each forward drops the gradients accumulated so far."""
+    build_pair = check_tool.build_pair
+
+    def losing_gradients(args):
+        eager, compiled = build_pair(args)
+        forward = compiled.forward
+
+        def forward_dropping_gradients(x):
+            for param in compiled.parameters():
+                param.grad = None
+            return forward(x)
+
+        compiled.forward = forward_dropping_gradients
+        return eager, compiled
+
+    monkeypatch.setattr(check_tool, 'build_pair', losing_gradients)
+    args = check_tool.parse_args(
+        ['--backend', 'aot_eager', '--steps', '2', '--accumulate', '1', '2', '--device', 'cpu'])
+    result = check_tool.compare(args)
+    plain, accumulated = result['steps']
+    assert plain['micro_batches'] == 1 and plain['gradients'] == 0
+    # The outputs of both micro-batches are right; the second step's gradients are not.
+    assert accumulated['micro_batches'] == 2 and accumulated['outputs'][0] == 0
+    assert accumulated['gradients'] > 0.1 and not result['ok']
+
+
 def test_bad_arguments_are_refused_with_the_reason(check_tool, capsys):
     with pytest.raises(SystemExit):
         check_tool.parse_args(['--precision', 'fp16', '--device', 'cpu'])
@@ -61,6 +97,9 @@ def test_bad_arguments_are_refused_with_the_reason(check_tool, capsys):
     with pytest.raises(SystemExit):
         check_tool.parse_args(['--size', '16', '--device', 'cpu'])
     assert 'at least 32' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        check_tool.parse_args(['--accumulate', '1', '0', '--device', 'cpu'])
+    assert '--accumulate must be at least 1' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         check_tool.parse_args(['--arch', '5g', '--device', 'cpu'])
     assert "--arch '5g': choose demo-tiny or one of ['16g', '4g'" in capsys.readouterr().err

@@ -145,6 +145,8 @@ COMMANDS: Dict[str, tuple] = {
     '--mode reduce-overhead --precision fp16': (REFUSED, dict(says='fp16 needs --device cuda')),
     '.venv/bin/python tools/analysis_tools/check_compiled_training.py --backend aot_eager': (RUN,
                                                                                              {}),
+    '.venv/bin/python tools/analysis_tools/check_compiled_training.py --backend aot_eager '
+    '--steps 4 --accumulate 1 2': (RUN, {}),
     # docs/visualization.md
     '.venv/bin/python tools/visualize_slots.py IMAGE CONFIG_OR_PRESET [CHECKPOINT] '
     '[--blocks 0.3 2.16 | all] [--k 4] [--size 512 | H W | 0] [--out-dir slot_maps]': (SYNOPSIS,

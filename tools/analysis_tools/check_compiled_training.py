@@ -13,6 +13,12 @@ gradients of the previous step, weights whose change the graph does not see) is 
 whatever its speed. SGD keeps the weights' change proportional to the gradients; AdamW's first
 steps would turn rounding noise in near-zero gradients into full-size updates of either sign.
 
+``--accumulate`` gives the micro-batches per step, cycled over the steps: with ``1 2`` plain
+steps alternate with steps that accumulate the gradients of two micro-batches before the
+optimizer steps, as mmengine's ``OptimWrapper(accumulative_counts=2)`` does. With CUDA
+graphs that is where a gradient held across a replay could be overwritten; the outputs of
+every micro-batch are compared.
+
 Examples::
 
     # GPU: the backbone as one graph replayed as CUDA graphs, in float16
@@ -20,6 +26,9 @@ Examples::
         --mode reduce-overhead --precision fp16
     # CPU, quick: dynamo and autograd as in real compilation, without generating kernels
     python tools/analysis_tools/check_compiled_training.py --backend aot_eager
+    # Gradient accumulation: steps of one and of two micro-batches in turn
+    python tools/analysis_tools/check_compiled_training.py --backend aot_eager \
+        --steps 4 --accumulate 1 2
 """
 import argparse
 import copy
@@ -64,6 +73,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--backend', default=None, help="torch.compile backend, e.g. 'aot_eager' (no kernels)")
     parser.add_argument('--precision', choices=list(benchmark.PRECISIONS), default='fp32')
     parser.add_argument('--steps', type=int, default=3, help='training steps compared')
+    parser.add_argument(
+        '--accumulate',
+        type=int,
+        nargs='+',
+        default=[1],
+        help='micro-batches whose gradients each step accumulates, cycled over the steps '
+        '(e.g. 1 2: plain steps and steps of two micro-batches in turn)')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, default=64, help='input side')
     parser.add_argument(
@@ -84,9 +100,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.precision == 'fp16' and args.device != 'cuda':
         parser.error('--precision fp16 needs --device cuda (autocast with a gradient '
                      'scaler); use bf16 or fp32 on the CPU')
-    if args.steps < 1 or args.batch < 1 or args.size < 32:
-        parser.error('--steps and --batch must be at least 1 and --size at least 32 (the '
-                     'total stride)')
+    if args.steps < 1 or args.batch < 1 or args.size < 32 or min(args.accumulate) < 1:
+        parser.error('--steps, --batch and --accumulate must be at least 1 and --size at '
+                     'least 32 (the total stride)')
     from mmglnet.models.glnet import ARCH_SETTINGS
     if args.arch != 'demo-tiny' and args.arch not in ARCH_SETTINGS:
         parser.error(f'--arch {args.arch!r}: choose demo-tiny or one of {sorted(ARCH_SETTINGS)}')
@@ -146,17 +162,23 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(args.device, enabled=args.precision == 'fp16')
         self.initial = {n: p.detach().clone() for n, p in model.named_parameters()}
 
-    def step(self, x: torch.Tensor,
-             targets: List[torch.Tensor]) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """Train one step on ``x``; returns copies of the outputs and the loss."""
+    def step(self, micro_batches: List[torch.Tensor],
+             targets: List[torch.Tensor]) -> Tuple[List[List[torch.Tensor]], torch.Tensor]:
+        """Train one step, accumulating the gradients of the micro-batches (each loss divided
+        by their number, as mmengine does); returns copies of every micro-batch's outputs and
+        the summed loss."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with benchmark.autocast(self.args.device, self.args.precision):
-            outputs = self.model(x)
-            loss = sum(((out.float() - target)**2).mean() for out, target in zip(outputs, targets))
-        # Copies: the outputs of a CUDA-graph replay are overwritten by the next one.
-        kept = [out.detach().float().clone() for out in outputs]
-        self.scaler.scale(loss).backward()
+        kept, total = [], 0.
+        for x in micro_batches:
+            with benchmark.autocast(self.args.device, self.args.precision):
+                outputs = self.model(x)
+                loss = sum(((out.float() - target)**2).mean()
+                           for out, target in zip(outputs, targets)) / len(micro_batches)
+            # Copies: the outputs of a CUDA-graph replay are overwritten by the next one.
+            kept.append([out.detach().float().clone() for out in outputs])
+            self.scaler.scale(loss).backward()
+            total = total + loss.detach().clone()
         self.scaler.unscale_(self.optimizer)
         self.grads = {
             name: param.grad.detach().clone()
@@ -164,7 +186,7 @@ class Trainer:
         }
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return kept, loss.detach().clone()
+        return kept, total
 
     def changes(self) -> Dict[str, torch.Tensor]:
         """Every weight's change since the start."""
@@ -180,7 +202,8 @@ def compare(args) -> dict:
     """Train the two copies side by side and compare them after every step.
 
     Returns:
-        dict: ``steps`` (per step: the losses; the largest relative difference of the outputs
+        dict: ``steps`` (per step: the losses, the number of micro-batches; the largest relative
+        difference of the outputs of every micro-batch
         and of the BatchNorm statistics, with the tensor's name; the relative norm of the
         difference of the gradients and of the weights' changes), ``eval`` (the eval-mode
         outputs), ``first_step_s`` (the compiled copy's, compilation included), ``largest``
@@ -197,11 +220,14 @@ def compare(args) -> dict:
         shapes = [out.shape for out in eager_model.eval()(draw(1, 3, args.size, args.size))]
     targets = [draw(args.batch, *shape[1:]) for shape in shapes]
     steps, first_step_s = [], None
-    for _ in range(args.steps):
-        x = draw(args.batch, 3, args.size, args.size)
-        expected, expected_loss = eager.step(x, targets)
+    for number in range(args.steps):
+        micro_batches = [
+            draw(args.batch, 3, args.size, args.size)
+            for _ in range(args.accumulate[number % len(args.accumulate)])
+        ]
+        expected, expected_loss = eager.step(micro_batches, targets)
         start = time.perf_counter()
-        outputs, loss = compiled.step(x, targets)
+        outputs, loss = compiled.step(micro_batches, targets)
         if args.device == 'cuda':
             torch.cuda.synchronize()
         if first_step_s is None:
@@ -214,9 +240,12 @@ def compare(args) -> dict:
         steps.append(
             dict(
                 loss=(loss.item(), expected_loss.item()),
+                micro_batches=len(micro_batches),
                 outputs=worst({
-                    f'stage {i}': pair
-                    for i, pair in enumerate(zip(outputs, expected))
+                    f'stage {i}' + (f', micro-batch {k + 1}' if len(micro_batches) > 1 else ''):
+                    pair
+                    for k, (ours, theirs) in enumerate(zip(outputs, expected))
+                    for i, pair in enumerate(zip(ours, theirs))
                 }),
                 gradients=relative_norm({
                     n: (g, eager.grads[n])
@@ -255,8 +284,8 @@ def named(difference: Tuple[float, str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    settings = ', '.join(f'{k}={getattr(args, k)}'
-                         for k in ('arch', 'option', 'mode', 'backend', 'precision', 'device'))
+    settings = ', '.join(f'{k}={getattr(args, k)}' for k in ('arch', 'option', 'mode', 'backend',
+                                                             'precision', 'device', 'accumulate'))
     device = torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'
     print(
         f'{device}, torch {torch.__version__}: eager against {args.option} ({settings}), '
@@ -264,7 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         flush=True)
     result = compare(args)
     for number, step in enumerate(result['steps'], 1):
-        print(f'step {number}: loss {step["loss"][0]:.6g} (eager {step["loss"][1]:.6g}); '
+        micro = f' ({step["micro_batches"]} micro-batches)' if step['micro_batches'] > 1 else ''
+        print(f'step {number}{micro}: loss {step["loss"][0]:.6g} (eager {step["loss"][1]:.6g}); '
               f'outputs {named(step["outputs"])}, gradients {step["gradients"]:.1e}, weight '
               f'changes {step["weights"]:.1e}, buffers {named(step["buffers"])}')
     print(f'eval forward: outputs {named(result["eval"])}')

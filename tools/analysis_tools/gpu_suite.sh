@@ -281,9 +281,10 @@ fi
 if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
     # First, whether the fastest training candidate trains as eager mode does: the backbone
-    # as one graph replayed as CUDA graphs, fp16, against an eager copy (demo-size GLNet).
+    # as one graph replayed as CUDA graphs, fp16, against an eager copy (demo-size GLNet);
+    # plain steps and steps accumulating two micro-batches' gradients in turn.
     LIMIT=90 check_training gpu_check_compiled_training --option compile_backbone \
-        --mode reduce-overhead --precision fp16
+        --mode reduce-overhead --precision fp16 --steps 4 --accumulate 1 2
     # The slot pooling on CUDA (a mean over equal windows, averaging products over uneven
     # ones, as at 224² in stages 2-3) against torch's adaptive kernel in the same fast path
     # (*_torch_pooling) and in the reference path, eager, with the operator profiles: fp16
