@@ -25,8 +25,9 @@
 # SUITE_PART=all (the default) runs all five, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
-# Commit the JSON files under docs/benchmarks/ and regenerate docs/benchmark.md with
-# tools/analysis_tools/render_benchmark_docs.py.
+# Bring the returned files in with tools/analysis_tools/import_device_results.py OUT_DIR (it
+# names them after the GPU, puts the compile cache in .compile_cache/ and regenerates
+# docs/benchmark.md), then commit docs/benchmarks/ and the page.
 #
 # The GLNet core needs only torch and mmengine; timm provides the peers. On a machine without
 # mmengine, put pure-Python wheels in .whl/ (see docs/benchmark.md, "On a GPU machine without the

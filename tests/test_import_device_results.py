@@ -1,0 +1,121 @@
+"""tools/analysis_tools/import_device_results.py: a GPU-suite run's files into the repository."""
+import json
+import os.path as osp
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from mmglnet.models import GLNet
+
+from conftest import REPO_ROOT, TINY_ARCH, load_tool
+
+
+@pytest.fixture(scope='module')
+def importer():
+    return load_tool('import_device_results')
+
+
+def device_run(tmp_path, monkeypatch, name: str = 'gpu_train_fp16') -> dict:
+    """A suite run's returned files in ``tmp_path / 'returned'``: a real benchmark run of a tiny
+    GLNet on the CPU, with a profile, recorded as on an H100; the part's log; a compile
+    cache."""
+    benchmark = load_tool('benchmark')
+    monkeypatch.setitem(benchmark.MODEL_BUILDERS, 'glnet_tiny',
+                        lambda size: GLNet(TINY_ARCH, out_indices=(3, )))
+    returned = tmp_path / 'returned'
+    returned.mkdir()
+    out = returned / f'{name}.json'
+    benchmark.main([
+        '--models', 'glnet_tiny', '--device', 'cpu', '--modes', 'infer', '--batch-size', '1',
+        '--infer-size', '32', '--warmup', '1', '--iters', '1', '--repeats', '1', '--profile',
+        '--out',
+        str(out)
+    ])
+    record = json.loads(out.read_text())
+    record['environment'].update(cuda='13.0', cudnn=91900, device='NVIDIA H100 80GB HBM3')
+    out.write_text(json.dumps(record))
+    (returned / 'suite_compiled.log').write_text(
+        '# gpu_suite part compiled: commit abc, 2026-11-27T10:00:00Z\n'
+        'torch 2.11.0+cu130 cuda 13.0 NVIDIA H100 80GB HBM3\n'
+        'NVIDIA H100 80GB HBM3, 81559 MiB, 1980 MHz\n')
+    entry = tmp_path / 'graph'
+    entry.write_text('compiled')
+    with tarfile.open(returned / 'compile_cache.tar.gz', 'w:gz') as archive:
+        archive.add(entry, arcname='fxgraph/graph')
+    return record
+
+
+def test_a_device_run_lands_under_its_gpu_name_with_its_profile_log_and_cache(
+        importer, tmp_path, monkeypatch, capsys):
+    record = device_run(tmp_path, monkeypatch)
+    docs = tmp_path / 'docs' / 'benchmarks'
+    cache = tmp_path / 'cache'
+    code = importer.main(
+        [str(tmp_path / 'returned'), '--docs-dir',
+         str(docs), '--cache-dir',
+         str(cache)])
+    assert code == 0, capsys.readouterr()
+    assert sorted(p.name for p in docs.iterdir()) == [
+        'h100_suite_compiled.log', 'h100_train_fp16.json', 'h100_train_fp16_profile.txt'
+    ]
+    imported = json.loads((docs / 'h100_train_fp16.json').read_text())
+    assert imported['profile_file'] == 'h100_train_fp16_profile.txt'
+    assert imported['results'] == record['results']
+    profile = (tmp_path / 'returned' / record['profile_file']).read_text()
+    assert (docs / 'h100_train_fp16_profile.txt').read_text() == profile
+    with tarfile.open(cache / 'compile_cache.tar.gz') as archive:
+        assert archive.getnames() == ['fxgraph/graph']
+    # The page beside the runs' folder shows the run, its profile linked under its new name.
+    page = (tmp_path / 'docs' / 'benchmark.md').read_text()
+    assert '### h100_train_fp16.json' in page
+    assert '(benchmarks/h100_train_fp16_profile.txt)' in page
+
+
+def test_a_dry_run_is_refused_and_nothing_is_written(importer, tmp_path, monkeypatch, capsys):
+    device_run(tmp_path, monkeypatch)
+    dry = tmp_path / 'returned' / 'gpu_infer_fp16.json'
+    record = json.loads((tmp_path / 'returned' / 'gpu_train_fp16.json').read_text())
+    record['environment'].pop('cuda')
+    record['environment']['device'] = 'AMD EPYC (2 cores, 2 torch threads)'
+    dry.write_text(json.dumps(record))
+    docs = tmp_path / 'docs' / 'benchmarks'
+    assert importer.main([str(tmp_path / 'returned'), '--docs-dir', str(docs)]) == 2
+    err = capsys.readouterr().err
+    assert f'{dry} was not measured on a GPU (AMD EPYC (2 cores, 2 torch threads) recorded)' in err
+    assert not docs.exists()
+
+
+def test_a_run_without_its_profile_is_refused(importer, tmp_path, monkeypatch, capsys):
+    record = device_run(tmp_path, monkeypatch)
+    (tmp_path / 'returned' / record['profile_file']).unlink()
+    docs = tmp_path / 'docs' / 'benchmarks'
+    assert importer.main([str(tmp_path / 'returned'), '--docs-dir', str(docs)]) == 2
+    assert 'gpu_train_fp16_profile.txt, which is not beside it' in capsys.readouterr().err
+    assert not docs.exists()
+
+
+@pytest.mark.parametrize('device,prefix',
+                         [('NVIDIA H100 80GB HBM3', 'h100'), ('NVIDIA H200', 'h200'),
+                          ('NVIDIA A100-SXM4-80GB', 'a100')])
+def test_gpu_prefix_is_the_model_number(importer, device, prefix):
+    assert importer.gpu_prefix(device) == prefix
+
+
+def test_an_unknown_gpu_name_asks_for_a_prefix(importer):
+    with pytest.raises(importer.ResultFileError, match='pass --prefix'):
+        importer.gpu_prefix('Some Accelerator')
+
+
+def test_the_command_line_tool_says_when_there_is_nothing_to_import(tmp_path):
+    result = subprocess.run([
+        sys.executable,
+        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'import_device_results.py'),
+        str(tmp_path)
+    ],
+                            capture_output=True,
+                            text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert 'holds no gpu_*.json, suite_*.log or compile_cache.tar.gz' in result.stdout
