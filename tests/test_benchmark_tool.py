@@ -59,7 +59,7 @@ def test_model_names_build_the_right_path(benchmark):
 def test_torch_pooling_variant_switches_the_fast_pooling_off_in_its_forward_only(
         benchmark, monkeypatch):
     wrapped = benchmark.MODEL_BUILDERS['glnet_stl_torch_pooling'](224)
-    assert isinstance(wrapped, benchmark.TorchSlotPooling) and get_impl(wrapped.model) == 'fast'
+    assert isinstance(wrapped, benchmark.WithDevices) and get_impl(wrapped.model) == 'fast'
     # The CPU stands in for CUDA, where the fast path does not call torch's kernel.
     monkeypatch.setattr(pooling, 'FAST_SLOT_POOLING_DEVICES', frozenset({'cpu'}))
     torch_kernel_calls = []
@@ -71,13 +71,35 @@ def test_torch_pooling_variant_switches_the_fast_pooling_off_in_its_forward_only
     with torch.no_grad():
         fast = model(x)
         assert not torch_kernel_calls
-        with_torch_kernel = benchmark.TorchSlotPooling(model)(x)
+        with_torch_kernel = benchmark.torch_slot_pooling(model)(x)
     assert len(torch_kernel_calls) == 3  # one GLMix block in each of stages 1-3
     assert pooling.FAST_SLOT_POOLING_DEVICES == {'cpu'}
     torch.testing.assert_close(with_torch_kernel, fast)
     with pytest.raises(ValueError, match="5 channels"):  # restored after a failure too
-        benchmark.TorchSlotPooling(model)(torch.randn(1, 5, 64, 64))
+        benchmark.torch_slot_pooling(model)(torch.randn(1, 5, 64, 64))
     assert pooling.FAST_SLOT_POOLING_DEVICES == {'cpu'}
+
+
+def test_shifted_dw_conv_variant_compiles_the_backbone_with_shifts_in_its_forward_only(benchmark):
+    from mmglnet.models import layers
+    for graphs in ('', '_cudagraphs'):
+        name = f'glnet_stl_compile_backbone{graphs}_shift_dwconv'
+        wrapped = benchmark.MODEL_BUILDERS[name](224)
+        assert isinstance(wrapped, benchmark.WithDevices) and get_impl(wrapped.model) == 'fast'
+        assert wrapped.model.backbone_compile_cfg == benchmark.own_compilation(name)[1]
+        assert benchmark.own_compilation(name) == benchmark.own_compilation(
+            name[:-len('_shift_dwconv')])
+    seen = []
+
+    class Probe(torch.nn.Module):
+
+        def forward(self, x):
+            seen.append(layers.SHIFTED_DW_CONV_DEVICES)
+            return x
+
+    benchmark.shifted_dw_convs(Probe())(torch.zeros(1))
+    assert seen == [frozenset({'cuda', 'cpu'})]
+    assert layers.SHIFTED_DW_CONV_DEVICES == frozenset()  # the library's default, restored
 
 
 def test_bad_arguments_are_rejected_with_the_choices(benchmark, capsys):

@@ -7,8 +7,9 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mmglnet.models import GLNet, compilation, glnet
+from mmglnet.models import GLNet, compilation, glnet, layers
 from mmglnet.models.compilation import replays_cuda_graphs, resolve_compile_cfg
 
 from conftest import TINY_ARCH, TINY_STL_ARCH
@@ -294,3 +295,88 @@ def test_resolve_compile_cfg():
     assert resolve_compile_cfg(dict(dynamic=False)) == dict(dynamic=False)
     with pytest.raises(TypeError, match='compile_backbone=1 must be'):
         resolve_compile_cfg(1, 'compile_backbone')
+
+
+@pytest.mark.parametrize('size', [3, 5])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_depthwise_conv_by_shifts_is_the_convolution(size, channels_last):
+    """The shifted products compute torch's zero-padded depth-wise convolution, gradients
+    included, in the input's memory format."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 9, 7, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    weight = torch.randn(6, 1, size, size, dtype=torch.float64)
+    bias = torch.randn(6, dtype=torch.float64)
+    for with_bias in (True, False):
+        inputs = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        expected = F.conv2d(
+            inputs[0], inputs[1], inputs[2] if with_bias else None, padding=size // 2, groups=6)
+        ours = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        out = layers.depthwise_conv_by_shifts(ours[0], ours[1], ours[2] if with_bias else None)
+        torch.testing.assert_close(out, expected)
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+        grad = torch.randn_like(expected)
+        expected.backward(grad)
+        out.backward(grad)
+        for mine, reference in zip(ours, inputs):
+            if reference.grad is not None:
+                torch.testing.assert_close(mine.grad, reference.grad)
+
+
+def test_depthwise_conv_by_shifts_computes_in_autocast_dtype():
+    x = torch.randn(1, 4, 8, 8)
+    weight, bias = torch.randn(4, 1, 3, 3), torch.randn(4)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        expected = F.conv2d(x, weight, bias, padding=1, groups=4)
+        out = layers.depthwise_conv_by_shifts(x, weight, bias)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected, rtol=2e-2, atol=2e-2)
+
+
+def depthwise_convolutions(graph_module) -> int:
+    return sum(
+        1 for node in graph_module.graph.nodes
+        if node.target in (torch.conv2d, F.conv2d) and node.kwargs.get('groups', 1) > 1 or (
+            node.target in (torch.conv2d, F.conv2d) and len(node.args) > 6 and node.args[6] > 1))
+
+
+def test_compiled_backbone_computes_residual_dw_convs_by_shifts_where_asked(monkeypatch):
+    """On the devices of SHIFTED_DW_CONV_DEVICES, the compiled backbone has no residual
+    depth-wise convolution left (the position encodings' and the FFN's), and computes what
+    eager mode does, gradients included; eager mode keeps the convolutions."""
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch.manual_seed(0)
+    eager = GLNet(arch=dict(TINY_ARCH), drop_path_rate=0.).double()
+    residual = sum(isinstance(m, layers.ResidualDWConv) for m in eager.modules())
+    assert residual > 0
+    results = {}
+    for devices in (frozenset(), frozenset({'cpu'})):
+        monkeypatch.setattr(layers, 'SHIFTED_DW_CONV_DEVICES', devices)
+        compiled = GLNet(
+            arch=dict(TINY_ARCH),
+            drop_path_rate=0.,
+            compile_backbone=dict(backend=recording_backend)).double()
+        compiled.load_state_dict(eager.state_dict())
+        torch._dynamo.reset()
+        graphs.clear()
+        x = torch.randn(
+            2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        outputs = compiled(x)
+        sum((out * out).sum() for out in outputs).backward()
+        assert len(graphs) == 1
+        results[devices] = (depthwise_convolutions(graphs[0]), outputs, {
+            n: p.grad
+            for n, p in compiled.named_parameters()
+        })
+    plain, shifted = results[frozenset()], results[frozenset({'cpu'})]
+    assert plain[0] - shifted[0] == residual
+    for out, ref in zip(shifted[1], plain[1]):
+        torch.testing.assert_close(out, ref)
+    for name, grad in shifted[2].items():
+        torch.testing.assert_close(grad, plain[2][name], msg=name)

@@ -67,7 +67,7 @@ def test_every_comparison_is_listed_for_suite_only():
 
 @pytest.mark.parametrize('env,message', [
     (dict(SUITE_PART='compile'),
-     'SUITE_PART=compile is not one of eager, compiled, blocks, extra, autotune, all'),
+     'SUITE_PART=compile is not one of eager, compiled, blocks, extra, autotune, shifts, all'),
     (dict(SUITE_ONLY='gpu_infer_fp16 gpu_eager_poolin'),
      'SUITE_ONLY names gpu_eager_poolin, which is not a comparison of this suite: '
      'choose among gpu_infer_fp16 gpu_train_fp16'),

@@ -102,12 +102,65 @@ def identity_dw_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     return kernel
 
 
+# Devices on which, under torch.compile, the residual depth-wise convolutions are computed as
+# sums of shifted products (:func:`depthwise_conv_by_shifts`) instead of a convolution call.
+# Empty: an experiment, measured on a GPU by the benchmark's ``*_shift_dwconv`` models before it
+# becomes a default. Inductor fuses the shifted products with their neighbours (the FFN's GELU,
+# the position encoding's consumers) into one generated kernel, where a convolution is a
+# library call that writes its output to memory and reads nothing fused: GLNet-4G's 60
+# depth-wise 3x3 convolutions move 4.5 GB per 224², batch-128 forward in fp16
+# (tools/analysis_tools/memory_traffic.py), a quarter of its library calls' bytes. Not for the
+# CPU with torch 2.11: its vectorised C++ kernels crash (segmentation fault) on GLNet's
+# training graph with shifted position encodings (torch 2.14 runs it).
+SHIFTED_DW_CONV_DEVICES: frozenset = frozenset()
+
+
+def depthwise_conv_by_shifts(x: torch.Tensor, weight: torch.Tensor,
+                             bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """A same-size, stride-1 depth-wise convolution as a sum of shifted products.
+
+    ``out[:, c] = bias[c] + sum_ij weight[c, 0, i, j] * x_padded[:, c, i:i + H, j:j + W]``,
+    the zero-padded convolution of :func:`torch.nn.functional.conv2d` with ``groups=C``.
+    Eagerly that is ``k * k`` passes; under :func:`torch.compile` it is one generated kernel
+    with ``k * k`` loads per output, fused with element-wise neighbours, and its backward a
+    few more (the weights' gradient a reduction per tap). Under autocast it computes in
+    autocast's dtype, as the convolution would.
+
+    Args:
+        x (Tensor): Input (N, C, H, W).
+        weight (Tensor): (C, 1, k, k) kernel, odd ``k``.
+        bias (Tensor, optional): (C, ) bias.
+
+    Returns:
+        Tensor: (N, C, H, W), in ``x``'s memory format.
+    """
+    device_type = x.device.type
+    if _DEVICE_AUTOCAST_API and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+    else:
+        dtype = torch.promote_types(x.dtype, weight.dtype)
+    x, weight = x.to(dtype), weight.to(dtype)
+    size = weight.shape[-1]
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (size // 2, ) * 4)
+    out = None
+    for i in range(size):
+        for j in range(size):
+            term = padded[:, :, i:i + height, j:j + width] * weight[:, :, i, j].view(1, -1, 1, 1)
+            out = term if out is None else out + term
+    if bias is not None:
+        out = out + bias.to(dtype).view(1, -1, 1, 1)
+    return out
+
+
 def residual_dw_conv(x: torch.Tensor, conv: nn.Conv2d, identity: torch.Tensor) -> torch.Tensor:
     """``x + conv(x)`` for a same-size depth-wise ``conv``, as a single convolution.
 
     Adding the identity kernel to the weights folds the shortcut into the convolution: one
     pass over the feature map instead of a convolution and an addition. The gradients of
-    the weight, the bias and ``x`` are those of ``x + conv(x)``.
+    the weight, the bias and ``x`` are those of ``x + conv(x)``. Under :func:`torch.compile`
+    on the devices of :data:`SHIFTED_DW_CONV_DEVICES`, the convolution is
+    :func:`depthwise_conv_by_shifts`.
 
     Args:
         x (Tensor): Input (N, C, H, W).
@@ -117,6 +170,8 @@ def residual_dw_conv(x: torch.Tensor, conv: nn.Conv2d, identity: torch.Tensor) -
     Returns:
         Tensor: ``x + conv(x)``.
     """
+    if x.device.type in SHIFTED_DW_CONV_DEVICES and is_compiling():
+        return depthwise_conv_by_shifts(x, conv.weight + identity, conv.bias)
     return F.conv2d(x, conv.weight + identity, conv.bias, conv.stride, conv.padding, conv.dilation,
                     conv.groups)
 

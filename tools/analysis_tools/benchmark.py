@@ -42,7 +42,11 @@ with the ``compile_backbone`` option (the backbone compiled as one graph; with `
 the other models are compiled in the same mode, which the tool checks),
 ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling kernel for the
 initial slots on every device (to measure the fast path's own pooling on CUDA,
-:func:`mmglnet.models.pooling.slot_pool2d`); ``swin_t`` and ``convnext_t`` from timm
+:func:`mmglnet.models.pooling.slot_pool2d`);
+``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
+convolutions computed as shifted products under compilation
+(:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
+neighbours); ``swin_t`` and ``convnext_t`` from timm
 (``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
 SwinTransformer with the Swin-T settings). Every model runs up to its last stage, with the
 norm its detection/segmentation use applies there, and no classifier.
@@ -103,6 +107,9 @@ SELF_COMPILING = {
     ('compile_backbone', dict(dynamic=False, mode='max-autotune-no-cudagraphs')),
 }
 TORCH_POOLING_SUFFIX = '_torch_pooling'
+# Appended to a compile_backbone model: the residual depth-wise convolutions computed as shifted
+# products under torch.compile (an experiment; see mmglnet.models.layers).
+SHIFTED_DW_CONV_SUFFIX = '_shift_dwconv'
 
 
 class Features(nn.Module):
@@ -117,28 +124,46 @@ class Features(nn.Module):
         return self.fn(self.model, x)
 
 
-class TorchSlotPooling(nn.Module):
-    """Runs ``model`` with torch's adaptive pooling kernel for the GLMix slots on every device:
-    the fast path's own pooling (a mean or averaging products on CUDA) switched off."""
+class WithDevices(nn.Module):
+    """Runs ``model`` with a device set of the GLNet code (``module.attribute``, e.g. the
+    devices of the fast slot pooling) replaced by ``devices`` during its forward."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, module: str, attribute: str, devices: frozenset) -> None:
         super().__init__()
         self.model = model
+        self.module = module
+        self.attribute = attribute
+        self.devices = devices
 
     def forward(self, x: torch.Tensor):
-        from mmglnet.models import pooling
-        fast_devices = pooling.FAST_SLOT_POOLING_DEVICES
-        pooling.FAST_SLOT_POOLING_DEVICES = frozenset()
+        import importlib
+        module = importlib.import_module(self.module)
+        kept = getattr(module, self.attribute)
+        setattr(module, self.attribute, self.devices)
         try:
             return self.model(x)
         finally:
-            pooling.FAST_SLOT_POOLING_DEVICES = fast_devices
+            setattr(module, self.attribute, kept)
+
+
+def torch_slot_pooling(model: nn.Module) -> WithDevices:
+    """``model`` with torch's adaptive pooling kernel for the GLMix slots on every device: the
+    fast path's own pooling (a mean or averaging products on CUDA) switched off."""
+    return WithDevices(model, 'mmglnet.models.pooling', 'FAST_SLOT_POOLING_DEVICES', frozenset())
+
+
+def shifted_dw_convs(model: nn.Module) -> WithDevices:
+    """``model`` with its residual depth-wise convolutions computed as shifted products under
+    torch.compile on every device (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`)."""
+    return WithDevices(model, 'mmglnet.models.layers', 'SHIFTED_DW_CONV_DEVICES',
+                       frozenset({'cuda', 'cpu'}))
 
 
 def build_glnet(arch: str,
                 impl: str,
                 compiling: Optional[Tuple[str, dict]] = None,
-                torch_pooling: bool = False) -> Callable[[int], nn.Module]:
+                torch_pooling: bool = False,
+                shifted_dw_conv: bool = False) -> Callable[[int], nn.Module]:
 
     def build(image_size: int) -> nn.Module:
         from mmengine.config import Config
@@ -153,7 +178,9 @@ def build_glnet(arch: str,
             backbone[option] = cfg
             backbone['compile_eval'] = True  # inference and latency run in eval mode
         model = set_impl(build_model(Config(dict(model=backbone))), impl)
-        return TorchSlotPooling(model) if torch_pooling else model
+        if torch_pooling:
+            return torch_slot_pooling(model)
+        return shifted_dw_convs(model) if shifted_dw_conv else model
 
     return build
 
@@ -195,6 +222,9 @@ for _arch in GLNET_ARCHS:
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', compiling=_compiling)
     MODEL_BUILDERS[f'glnet_{_arch}{TORCH_POOLING_SUFFIX}'] = build_glnet(
         _arch, 'fast', torch_pooling=True)
+    for _suffix in ('_compile_backbone', '_compile_backbone_cudagraphs'):
+        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}{SHIFTED_DW_CONV_SUFFIX}'] = build_glnet(
+            _arch, 'fast', compiling=SELF_COMPILING[_suffix], shifted_dw_conv=True)
 
 # Defaults that differ between devices (a 2-core CPU runs far smaller problems).
 DEVICE_DEFAULTS = {
@@ -438,6 +468,8 @@ def prepare_model(name: str, image_size: int, args) -> nn.Module:
 
 def own_compilation(name: str) -> Optional[Tuple[str, dict]]:
     """The (option, torch.compile keywords) of a GLNet that compiles itself, else None."""
+    if name.endswith(SHIFTED_DW_CONV_SUFFIX):
+        name = name[:-len(SHIFTED_DW_CONV_SUFFIX)]
     return next((value for suffix, value in SELF_COMPILING.items() if name.endswith(suffix)), None)
 
 
