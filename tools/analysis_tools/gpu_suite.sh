@@ -65,9 +65,9 @@
 #                  21 s warm on a 2-core CPU machine). Default: .compile_cache/compile_cache.tar.gz
 #                  where it exists; "none" starts cold. A graph the code has changed since is
 #                  compiled again. After every comparison the cache is packed into
-#                  OUT_DIR/compile_cache.tar.gz (left out above SUITE_CACHE_MAX_MB MiB, default
-#                  15, the size a device call brings back): put it in .compile_cache/ for the
-#                  next device session.
+#                  OUT_DIR/compile_cache.tar.gz (not above SUITE_CACHE_MAX_MB MiB, default 15,
+#                  the size a device call brings back; an earlier, smaller archive then stays):
+#                  import_device_results.py puts it in .compile_cache/ for the next session.
 set -uo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -178,17 +178,20 @@ fi
 # that a call cut off later still brings it back; left out when too large to come back.
 pack_compile_cache() {
     [ -n "$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -print -quit)" ] || return 0
-    local packed=/tmp/mmglnet_compile_cache.tar.gz max_mb="${SUITE_CACHE_MAX_MB:-15}"
-    tar -czf "$packed" -C "$TORCHINDUCTOR_CACHE_DIR" . || return 0
-    local size_mb=$(( ($(stat -c %s "$packed") + 1048575) / 1048576 ))
-    if [ "$size_mb" -gt "$max_mb" ]; then
-        echo "## compile cache: $size_mb MiB packed, over SUITE_CACHE_MAX_MB=$max_mb; not written" \
-            | tee -a "$LOG"
-        rm -f "$OUT_DIR/compile_cache.tar.gz"
-        return 0
+    local packed max_mb="${SUITE_CACHE_MAX_MB:-15}"
+    packed="$(mktemp /tmp/mmglnet_compile_cache.XXXXXX)" || return 0
+    if tar -czf "$packed" -C "$TORCHINDUCTOR_CACHE_DIR" .; then
+        local size_mb=$(( ($(stat -c %s "$packed") + 1048575) / 1048576 ))
+        if [ "$size_mb" -gt "$max_mb" ]; then
+            # An earlier, smaller archive stays: its graphs are still valid.
+            echo "## compile cache: $size_mb MiB packed, over SUITE_CACHE_MAX_MB=$max_mb;" \
+                "not written" | tee -a "$LOG"
+        else
+            cp "$packed" "$OUT_DIR/compile_cache.tar.gz.tmp" \
+                && mv "$OUT_DIR/compile_cache.tar.gz.tmp" "$OUT_DIR/compile_cache.tar.gz"
+        fi
     fi
-    cp "$packed" "$OUT_DIR/compile_cache.tar.gz.tmp" \
-        && mv "$OUT_DIR/compile_cache.tar.gz.tmp" "$OUT_DIR/compile_cache.tar.gz"
+    rm -f "$packed"
 }
 
 status=0
