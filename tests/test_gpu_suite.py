@@ -117,6 +117,7 @@ def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
     archive = tmp_path / 'first' / 'out' / 'compile_cache.tar.gz'
     assert 'compile cache: none carried' in first.stdout
     assert archive.is_file() and not (archive.parent / 'compile_cache.tar.gz.tmp').exists()
+    assert archive.stat().st_mode & 0o044 == 0o044  # readable by whoever fetches it
 
     second = run_suite(
         tmp_path / 'second',

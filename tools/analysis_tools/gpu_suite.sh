@@ -187,7 +187,9 @@ pack_compile_cache() {
             echo "## compile cache: $size_mb MiB packed, over SUITE_CACHE_MAX_MB=$max_mb;" \
                 "not written" | tee -a "$LOG"
         else
+            # (mktemp's file is private: the copy gets the usual permissions.)
             cp "$packed" "$OUT_DIR/compile_cache.tar.gz.tmp" \
+                && chmod 644 "$OUT_DIR/compile_cache.tar.gz.tmp" \
                 && mv "$OUT_DIR/compile_cache.tar.gz.tmp" "$OUT_DIR/compile_cache.tar.gz"
         fi
     fi
