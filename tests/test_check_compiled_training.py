@@ -62,6 +62,14 @@ def test_accumulated_gradients_are_compared(check_tool, capsys):
     assert 'step 1: loss' in output and 'step 2 (2 micro-batches): loss' in output
 
 
+def test_checkpointed_blocks_are_compared(check_tool, capsys):
+    args = check_tool.parse_args(['--backend', 'aot_eager', '--steps', '1', '--with-cp'])
+    eager, compiled = check_tool.build_pair(args)
+    assert all(stage.with_cp for model in (eager, compiled) for stage in model.stages)
+    assert check_tool.main(['--backend', 'aot_eager', '--steps', '1', '--with-cp']) == 0
+    assert 'with_cp=True' in capsys.readouterr().out
+
+
 def test_a_copy_that_loses_earlier_micro_batches_gradients_is_caught(check_tool, monkeypatch):
     """A compiled copy gone wrong, as one whose gradients were overwritten by the next
     CUDA-graph replay: each forward drops the gradients accumulated so far."""

@@ -17,7 +17,8 @@ steps would turn rounding noise in near-zero gradients into full-size updates of
 steps alternate with steps that accumulate the gradients of two micro-batches before the
 optimizer steps, as mmengine's ``OptimWrapper(accumulative_counts=2)`` does. With CUDA
 graphs that is where a gradient held across a replay could be overwritten; the outputs of
-every micro-batch are compared.
+every micro-batch are compared. ``--with-cp`` checkpoints every block in both copies, so that
+the compiled graph runs the blocks again in its backward.
 
 Examples::
 
@@ -90,6 +91,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help='largest relative difference accepted; default by precision: ' +
         ', '.join(f'{k} {v:g}' for k, v in TOLERANCES.items()))
+    parser.add_argument(
+        '--with-cp',
+        action='store_true',
+        help='both copies checkpoint every block (with_cp=True): the blocks run again in '
+        'the backward, inside the compiled graph')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     if args.device is None:
@@ -121,10 +127,11 @@ def build_pair(args) -> Tuple[nn.Module, nn.Module]:
     if args.backend is not None:
         compile_cfg['backend'] = args.backend
     torch.manual_seed(args.seed)
-    eager = GLNet(arch=copy.deepcopy(arch), out_indices=(0, 1, 2, 3))
+    eager = GLNet(arch=copy.deepcopy(arch), out_indices=(0, 1, 2, 3), with_cp=args.with_cp)
     compiled = GLNet(
         arch=copy.deepcopy(arch),
         out_indices=(0, 1, 2, 3),
+        with_cp=args.with_cp,
         compile_eval=True,
         **{args.option: compile_cfg})
     compiled.load_state_dict(eager.state_dict())
@@ -284,8 +291,9 @@ def named(difference: Tuple[float, str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    settings = ', '.join(f'{k}={getattr(args, k)}' for k in ('arch', 'option', 'mode', 'backend',
-                                                             'precision', 'device', 'accumulate'))
+    settings = ', '.join(f'{k}={getattr(args, k)}'
+                         for k in ('arch', 'option', 'mode', 'backend', 'precision', 'device',
+                                   'accumulate', 'with_cp'))
     device = torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'
     print(
         f'{device}, torch {torch.__version__}: eager against {args.option} ({settings}), '
