@@ -28,7 +28,7 @@ Examples::
     # CPU, quick: dynamo and autograd as in real compilation, without generating kernels
     python tools/analysis_tools/check_compiled_training.py --backend aot_eager
     # Gradient accumulation: steps of one and of two micro-batches in turn
-    python tools/analysis_tools/check_compiled_training.py --backend aot_eager \
+    python tools/analysis_tools/check_compiled_training.py --backend aot_eager \\
         --steps 4 --accumulate 1 2
 """
 import argparse
@@ -210,11 +210,10 @@ def compare(args) -> dict:
 
     Returns:
         dict: ``steps`` (per step: the losses, the number of micro-batches; the largest relative
-        difference of the outputs of every micro-batch
-        and of the BatchNorm statistics, with the tensor's name; the relative norm of the
-        difference of the gradients and of the weights' changes), ``eval`` (the eval-mode
-        outputs), ``first_step_s`` (the compiled copy's, compilation included), ``largest``
-        and ``ok``.
+        difference of the outputs of every micro-batch and of the BatchNorm statistics, with
+        the tensor's name; the relative norm of the difference of the gradients and of the
+        weights' changes), ``eval`` (the eval-mode outputs), ``first_step_s`` (the compiled
+        copy's, compilation included), ``largest`` and ``ok``.
     """
     eager_model, compiled_model = build_pair(args)
     eager, compiled = Trainer(eager_model, args), Trainer(compiled_model, args)

@@ -197,6 +197,16 @@ pack_compile_cache() {
 }
 
 status=0
+# split_peers PEER: TARGET_PEER holds PEER where it is one of PEERS, OTHER_PEERS the rest, in
+# order; a comparison puts the target's peer where a run cut short still has it.
+split_peers() {
+    TARGET_PEER=()
+    OTHER_PEERS=()
+    local peer
+    for peer in "${PEERS[@]}"; do
+        if [ "$peer" = "$1" ]; then TARGET_PEER+=("$peer"); else OTHER_PEERS+=("$peer"); fi
+    done
+}
 # run_limited NAME TOOL ARGS...: one step of the suite (chosen by `selected`), stopped at its
 # time limit (SIGTERM; KILL follows if it has not ended GRACE seconds later).
 run_limited() {
@@ -271,13 +281,10 @@ if [ "$PART" = compiled ] || [ "$PART" = all ]; then
     LIMIT=120 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
         "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile
     # ConvNeXt-T, the latency target's peer, right after GLNet, before the other peers.
-    LATENCY_PEERS=()
-    in_list convnext_t "${PEERS[@]}" && LATENCY_PEERS+=(convnext_t)
-    for peer in "${PEERS[@]}"; do
-        [ "$peer" = convnext_t ] || LATENCY_PEERS+=("$peer")
-    done
+    split_peers convnext_t
     LIMIT=80 compare gpu_latency_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
-        "${LATENCY_PEERS[@]}" --modes latency --channels-last --latency-sizes 1792
+        "${TARGET_PEER[@]}" "${OTHER_PEERS[@]}" --modes latency --channels-last \
+        --latency-sizes 1792
 fi
 if [ "$PART" = blocks ] || [ "$PART" = all ]; then
     # GLNet with compile_blocks (as a config sets it) against the eager peers and paths.
@@ -324,11 +331,7 @@ if [ "$PART" = autotune ] || [ "$PART" = all ]; then
     # residual and activation fused among them: GLNet-4G's 94 pointwise convolutions are
     # such products in channels-last) and keeps the fastest. Swin-T first, then GLNet, then
     # the other peers: a run cut short keeps the pair of the compiled inference target.
-    TARGET_PEER=()
-    OTHER_PEERS=()
-    for peer in "${PEERS[@]}"; do
-        if [ "$peer" = swin_t ]; then TARGET_PEER+=(swin_t); else OTHER_PEERS+=("$peer"); fi
-    done
+    split_peers swin_t
     LIMIT=540 compare gpu_infer_fp16_compile_autotune --models "${TARGET_PEER[@]}" \
         "${AUTOTUNED_BACKBONE[@]}" "${OTHER_PEERS[@]}" --modes infer --precision fp16 \
         --channels-last --compile --compile-mode max-autotune-no-cudagraphs
