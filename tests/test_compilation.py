@@ -335,10 +335,13 @@ def test_depthwise_conv_by_shifts_computes_in_autocast_dtype():
 
 
 def depthwise_convolutions(graph_module) -> int:
-    return sum(
-        1 for node in graph_module.graph.nodes
-        if node.target in (torch.conv2d, F.conv2d) and node.kwargs.get('groups', 1) > 1 or (
-            node.target in (torch.conv2d, F.conv2d) and len(node.args) > 6 and node.args[6] > 1))
+    """Grouped convolutions in a dynamo graph (``groups`` by keyword or 7th argument)."""
+
+    def groups(node) -> int:
+        return node.kwargs.get('groups', node.args[6] if len(node.args) > 6 else 1)
+
+    return sum(1 for node in graph_module.graph.nodes
+               if node.target in (torch.conv2d, F.conv2d) and groups(node) > 1)
 
 
 def test_compiled_backbone_computes_residual_dw_convs_by_shifts_where_asked(monkeypatch):

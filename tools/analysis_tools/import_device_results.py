@@ -131,7 +131,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.copyfile(path, osp.join(args.docs_dir, name))
         imported.append(name)
     for name in imported:
-        print(f'{osp.join(args.docs_dir, name)}')
+        print(osp.join(args.docs_dir, name))
     if osp.isfile(cache):
         os.makedirs(args.cache_dir, exist_ok=True)
         shutil.copyfile(cache, osp.join(args.cache_dir, CACHE_FILE))
