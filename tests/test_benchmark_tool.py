@@ -80,6 +80,28 @@ def test_torch_pooling_variant_switches_the_fast_pooling_off_in_its_forward_only
     assert pooling.FAST_SLOT_POOLING_DEVICES == {'cpu'}
 
 
+def test_conv_pointwise_variant_switches_the_products_off_in_its_forward_only(
+        benchmark, monkeypatch):
+    from mmglnet.models import layers
+    wrapped = benchmark.MODEL_BUILDERS['glnet_stl_conv_pointwise'](224)
+    assert isinstance(wrapped, benchmark.WithDevices) and get_impl(wrapped.model) == 'fast'
+    # The CPU in float32 stands in for CUDA in float16, where the fast path computes products.
+    monkeypatch.setattr(layers, 'LINEAR_POINTWISE_CONV_DEVICES', frozenset({'cpu'}))
+    monkeypatch.setattr(layers, 'LINEAR_POINTWISE_CONV_DTYPES', (torch.float32, ))
+    model = GLNet(TINY_ARCH, out_indices=(3, )).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad(), benchmark.OperatorCounter() as fast_ops:
+        fast = model(x)
+    with torch.no_grad(), benchmark.OperatorCounter() as conv_ops:
+        with_convolutions = benchmark.conv_pointwise(model)(x)
+    # Each pointwise convolution is a product in one and a convolution in the other (the
+    # attention's projections are products in both).
+    moved = fast_ops.counts['addmm'] - conv_ops.counts['addmm']
+    assert moved > 0 and conv_ops.counts['convolution'] - fast_ops.counts['convolution'] == moved
+    assert layers.LINEAR_POINTWISE_CONV_DEVICES == {'cpu'}  # restored after the forward
+    torch.testing.assert_close(with_convolutions, fast, rtol=1e-5, atol=1e-5)
+
+
 def test_shifted_dw_conv_variant_compiles_the_backbone_with_shifts_in_its_forward_only(benchmark):
     from mmglnet.models import layers
     for graphs in ('', '_cudagraphs'):

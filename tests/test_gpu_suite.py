@@ -83,7 +83,8 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
     result = run_suite(
         tmp_path, SUITE_PART='extra', SUITE_ONLY='gpu_block_cudagraphs', SUITE_DRY_RUN='1')
     log = (tmp_path / 'out' / 'suite_extra.log').read_text()
-    for name in ('gpu_check_compiled_training', 'gpu_train_fp16_fused_adamw', 'gpu_eager_pooling'):
+    for name in ('gpu_check_compiled_training', 'gpu_train_fp16_fused_adamw',
+                 'gpu_eager_fast_path'):
         assert f'## {name} skipped: not in SUITE_ONLY' in log
     # The chosen one ran (and failed here: the python given cannot start).
     assert '## gpu_block_cudagraphs failed' in log and result.returncode == 1
@@ -149,7 +150,7 @@ def test_a_missing_compile_cache_stops_before_anything_runs(tmp_path):
 
 def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
     comparisons = [
-        'gpu_infer_fp16', 'gpu_train_fp16', 'gpu_latency', 'gpu_eager_pooling',
+        'gpu_infer_fp16', 'gpu_train_fp16', 'gpu_latency', 'gpu_eager_fast_path',
         'gpu_check_compiled_training'
     ]
     result = run_suite(
@@ -166,7 +167,8 @@ def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
         'gpu_infer_fp16': {'glnet_stl', 'glnet_stl_reference'},
         'gpu_train_fp16': {'glnet_stl', 'glnet_stl_reference'},
         'gpu_latency': {'glnet_stl', 'glnet_stl_reference'},
-        'gpu_eager_pooling': {'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling'},
+        'gpu_eager_fast_path':
+        {'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling', 'glnet_stl_conv_pointwise'},
     }
     for name, models in expected_models.items():
         record = json.loads((tmp_path / 'out' / f'{name}.json').read_text())

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiheadSelfAttention
-from .layers import (ConvFFN, LayerNorm2d, ResidualDWConv, eager_autocast_dtype, make_drop_path,
-                     make_layer_scale)
+from .layers import (ConvFFN, LayerNorm2d, PointwiseConv2d, ResidualDWConv, eager_autocast_dtype,
+                     make_drop_path, make_layer_scale)
 from .pooling import slot_pool2d
 
 SLOT_INITS = ('ada_avgpool', 'param')
@@ -150,10 +150,10 @@ class GLMixBlock(nn.Module):
         self.norm1 = LayerNorm2d(embed_dim)
         self.relation_mha = MultiheadSelfAttention(embed_dim, num_heads)
         self.feature_conv = nn.Sequential(
-            nn.Conv2d(embed_dim, embed_dim, 1),
+            PointwiseConv2d(embed_dim, embed_dim),
             nn.Conv2d(
                 embed_dim, embed_dim, local_dw_ks, padding=local_dw_ks // 2, groups=embed_dim),
-            nn.Conv2d(embed_dim, embed_dim, 1),
+            PointwiseConv2d(embed_dim, embed_dim),
         ) if local_dw_ks > 0 else nn.Identity()  # the official adds the normed input at 0
         self.norm2 = LayerNorm2d(embed_dim)
         self.mlp = ConvFFN(embed_dim, mlp_ratio, with_dwconv=mlp_dw)

@@ -200,6 +200,65 @@ class ResidualDWConv(nn.Conv2d):
         return residual_dw_conv(x, self, self.identity)
 
 
+# Devices on which, in eager mode, a 1x1 convolution over a channels-last feature map in a
+# 16-bit dtype is computed as a matrix product with its bias added by the product itself
+# (:class:`PointwiseConv2d`). On CUDA a convolution call adds its bias in a separate kernel,
+# one more pass over the output: for GLNet-4G's 94 pointwise convolutions at 224², batch 128
+# in float16 that is 6.2 GB read and written per forward. The CPU keeps the convolution,
+# which is mostly as fast or faster there (2 threads, GLNet-4G's stage shapes, training most
+# of all).
+LINEAR_POINTWISE_CONV_DEVICES: frozenset = frozenset({'cuda'})
+# The dtypes it is chosen in (see computes_pointwise_as_linear).
+LINEAR_POINTWISE_CONV_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def computes_pointwise_as_linear(x: torch.Tensor) -> bool:
+    """Whether :class:`PointwiseConv2d` computes its convolution of ``x`` as a matrix product.
+
+    Only in eager mode: under :func:`torch.compile` inductor fuses the bias with neighbouring
+    element-wise work itself, JIT traces (mmengine's FLOP counter) and ONNX export keep the
+    convolution operator. Only in float16/bfloat16 (autocast's dtype or the input's): in
+    float32 cuDNN's convolutions may use TF32 (``torch.backends.cudnn.allow_tf32``, on by
+    default) where matrix products do not, and a product would be slower and round
+    differently.
+    """
+    device_type = x.device.type
+    if (device_type not in LINEAR_POINTWISE_CONV_DEVICES or x.dim() != 4 or is_compiling()
+            or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        return False
+    dtype = eager_autocast_dtype(device_type) or x.dtype
+    return dtype in LINEAR_POINTWISE_CONV_DTYPES and x.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution that, on the devices of :data:`LINEAR_POINTWISE_CONV_DEVICES`, runs
+    as a matrix product with a fused bias.
+
+    A channels-last (N, C, H, W) feature map is a contiguous (N * H * W, C) matrix, and its
+    1x1 convolution is ``F.linear`` of that matrix: on CUDA one GEMM whose epilogue adds the
+    bias, where the convolution call writes its output and adds the bias in a second kernel.
+    The output is channels-last strided, as the convolution's would be; the weight keeps the
+    convolution's (C_out, C_in, 1, 1) shape and name, so checkpoints load unchanged. Elsewhere
+    (see :func:`computes_pointwise_as_linear`) it is ``nn.Conv2d``.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not computes_pointwise_as_linear(x):
+            return super().forward(x)
+        batch, _, height, width = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(batch * height * width, self.in_channels)  # a view
+        out = F.linear(tokens, self.weight.flatten(1), self.bias)
+        return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
+
+
 class LayerScale(nn.Module):
     """Per-channel learnable scaling, as in CaiT.
 
@@ -280,10 +339,10 @@ class ConvFFN(nn.Sequential):
     def __init__(self, channels: int, mlp_ratio: float, with_dwconv: bool = False) -> None:
         hidden = int(mlp_ratio * channels)
         super().__init__(
-            nn.Conv2d(channels, hidden, kernel_size=1),
+            PointwiseConv2d(channels, hidden),
             ResidualDWConv(hidden, 3) if with_dwconv else nn.Identity(),
             nn.GELU(),
-            nn.Conv2d(hidden, channels, kernel_size=1),
+            PointwiseConv2d(hidden, channels),
         )
 
 

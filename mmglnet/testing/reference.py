@@ -2,11 +2,12 @@
 
 The literal forward passes that first reproduced the official model on the parity fixtures.
 The production modules (:class:`~mmglnet.models.GLMixBlock`, the attention blocks, the layer
-norms and the residual depth-wise convolution) compute the same results with fewer memory
-passes and layout changes, and do not depend on this module. The reference classes subclass
-them, add no parameters or buffers and only override how the forward pass is computed, so a
-model switches path in place (:func:`set_impl`) and keeps its state dict. The tests compare
-both paths; the benchmark tool times the reference path as the stand-in for the official code.
+norms, the residual depth-wise and the pointwise convolutions) compute the same results with
+fewer memory passes and layout changes, and do not depend on this module. The reference
+classes subclass them, add no parameters or buffers and only override how the forward pass is
+computed, so a model switches path in place (:func:`set_impl`) and keeps its state dict. The
+tests compare both paths; the benchmark tool times the reference path as the stand-in for the
+official code.
 
 Example:
     >>> from mmglnet.models import GLNet
@@ -20,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmglnet.models import ChannelFirstMHSABlock, GLMixBlock
-from mmglnet.models.layers import LayerNorm, LayerNorm2d, ResidualDWConv
+from mmglnet.models.layers import LayerNorm, LayerNorm2d, PointwiseConv2d, ResidualDWConv
 
 IMPLS = ('fast', 'reference')
 
@@ -46,6 +47,13 @@ class ReferenceResidualDWConv(ResidualDWConv):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + nn.Conv2d.forward(self, x)
+
+
+class ReferencePointwiseConv2d(PointwiseConv2d):
+    """:class:`PointwiseConv2d` computed by the convolution on every device."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.Conv2d.forward(self, x)
 
 
 class ReferenceGLMixBlock(GLMixBlock):
@@ -108,6 +116,7 @@ REFERENCE_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {
     GLMixBlock: ReferenceGLMixBlock,
     ChannelFirstMHSABlock: ReferenceChannelFirstMHSABlock,
     ResidualDWConv: ReferenceResidualDWConv,
+    PointwiseConv2d: ReferencePointwiseConv2d,
     LayerNorm: ReferenceLayerNorm,
     LayerNorm2d: ReferenceLayerNorm2d,
 }

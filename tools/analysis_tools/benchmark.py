@@ -42,7 +42,9 @@ with the ``compile_backbone`` option (the backbone compiled as one graph; with `
 the other models are compiled in the same mode, which the tool checks),
 ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling kernel for the
 initial slots on every device (to measure the fast path's own pooling on CUDA,
-:func:`mmglnet.models.pooling.slot_pool2d`);
+:func:`mmglnet.models.pooling.slot_pool2d`), ``glnet_<arch>_conv_pointwise`` with the fast one
+but its pointwise convolutions computed by convolution calls on every device (to measure its
+products with a fused bias on CUDA, :class:`mmglnet.models.layers.PointwiseConv2d`);
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -106,7 +108,6 @@ SELF_COMPILING = {
     '_compile_backbone_autotune':
     ('compile_backbone', dict(dynamic=False, mode='max-autotune-no-cudagraphs')),
 }
-TORCH_POOLING_SUFFIX = '_torch_pooling'
 # Appended to a compile_backbone model: the residual depth-wise convolutions computed as shifted
 # products under torch.compile (an experiment; see mmglnet.models.layers).
 SHIFTED_DW_CONV_SUFFIX = '_shift_dwconv'
@@ -159,11 +160,20 @@ def shifted_dw_convs(model: nn.Module) -> WithDevices:
                        frozenset({'cuda', 'cpu'}))
 
 
-def build_glnet(arch: str,
-                impl: str,
-                compiling: Optional[Tuple[str, dict]] = None,
-                torch_pooling: bool = False,
-                shifted_dw_conv: bool = False) -> Callable[[int], nn.Module]:
+def conv_pointwise(model: nn.Module) -> WithDevices:
+    """``model`` with its pointwise convolutions computed by convolution calls on every device:
+    the fast path's matrix products with a fused bias on CUDA
+    (:class:`mmglnet.models.layers.PointwiseConv2d`) switched off."""
+    return WithDevices(model, 'mmglnet.models.layers', 'LINEAR_POINTWISE_CONV_DEVICES', frozenset())
+
+
+def build_glnet(
+        arch: str,
+        impl: str,
+        compiling: Optional[Tuple[str, dict]] = None,
+        variant: Optional[Callable[[nn.Module], nn.Module]] = None) -> Callable[[int], nn.Module]:
+    """A builder of GLNet ``arch`` with the ``impl`` path, compiled by its own option where
+    ``compiling`` gives it, wrapped by ``variant`` (e.g. :func:`torch_slot_pooling`)."""
 
     def build(image_size: int) -> nn.Module:
         from mmengine.config import Config
@@ -178,9 +188,7 @@ def build_glnet(arch: str,
             backbone[option] = cfg
             backbone['compile_eval'] = True  # inference and latency run in eval mode
         model = set_impl(build_model(Config(dict(model=backbone))), impl)
-        if torch_pooling:
-            return torch_slot_pooling(model)
-        return shifted_dw_convs(model) if shifted_dw_conv else model
+        return variant(model) if variant else model
 
     return build
 
@@ -209,6 +217,14 @@ def build_mmdet_swin(image_size: int) -> nn.Module:
         out_indices=(3, ))
 
 
+# Model-name suffixes of the fast path with one of its choices for CUDA switched off, to measure
+# that choice: torch's adaptive pooling kernel for the slots, convolution calls for the
+# pointwise convolutions.
+EAGER_VARIANTS = {
+    '_torch_pooling': torch_slot_pooling,
+    '_conv_pointwise': conv_pointwise,
+}
+
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.
 MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
     'swin_t': build_timm('swin_tiny_patch4_window7_224', takes_image_size=True),
@@ -220,11 +236,11 @@ for _arch in GLNET_ARCHS:
     MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(_arch, 'reference')
     for _suffix, _compiling in SELF_COMPILING.items():
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', compiling=_compiling)
-    MODEL_BUILDERS[f'glnet_{_arch}{TORCH_POOLING_SUFFIX}'] = build_glnet(
-        _arch, 'fast', torch_pooling=True)
+    for _suffix, _variant in EAGER_VARIANTS.items():
+        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', variant=_variant)
     for _suffix in ('_compile_backbone', '_compile_backbone_cudagraphs'):
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}{SHIFTED_DW_CONV_SUFFIX}'] = build_glnet(
-            _arch, 'fast', compiling=SELF_COMPILING[_suffix], shifted_dw_conv=True)
+            _arch, 'fast', compiling=SELF_COMPILING[_suffix], variant=shifted_dw_convs)
 
 # Defaults that differ between devices (a 2-core CPU runs far smaller problems).
 DEVICE_DEFAULTS = {

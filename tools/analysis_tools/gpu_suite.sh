@@ -16,8 +16,9 @@
 # compiled, 1792² latency eager and with CUDA graphs, and the training step with every model
 # compiled. Part "extra" (SUITE_PART=extra), in this order: whether compile_backbone with
 # CUDA graphs trains as eager mode does (check_compiled_training.py); eager fp16 inference and
-# 1792² latency with their operator profiles, the slot pooling against torch's kernel;
-# compile_blocks with every block replayed as a CUDA graph (training step, 1792² latency);
+# 1792² latency with their operator profiles, the fast path's slot pooling and pointwise
+# products against torch's kernels; compile_blocks with every block replayed as a CUDA graph
+# (training step, 1792² latency);
 # the training step with AdamW's fused kernels for every model (eager, and GLNet with
 # compile_blocks). Part "autotune" (SUITE_PART=autotune): fp16 inference with every model
 # compiled with mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose
@@ -54,7 +55,7 @@
 #   SUITE_COMMIT   the commit to record (default: git rev-parse HEAD); give it where the copy
 #                  of the tree that runs has no .git or a stale one.
 #   SUITE_ONLY     names of comparisons to run (e.g. "gpu_train_fp16_compile_blocks
-#                  gpu_eager_pooling"), the others of the part skipped: to fit what is
+#                  gpu_eager_fast_path"), the others of the part skipped: to fit what is
 #                  left of a device budget. Default: all of the part.
 #   SUITE_DRY_RUN  1: tiny sizes and few iterations, on the CPU, to check the script end to end.
 #   SUITE_COMPILE_CACHE  a .tar.gz of torch.compile's caches (inductor's compiled graphs,
@@ -84,7 +85,7 @@ COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone
     gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
-    gpu_train_fp16_fused_adamw gpu_eager_pooling
+    gpu_train_fp16_fused_adamw gpu_eager_fast_path
     gpu_block_cudagraphs gpu_check_compiled_training gpu_infer_fp16_compile_autotune
     gpu_infer_fp16_compile_shift_dwconv gpu_train_fp16_shift_dwconv_cudagraphs)
 ONLY=(${SUITE_ONLY:-})
@@ -127,6 +128,7 @@ AUTOTUNED_BACKBONE=()
 SHIFTED_BACKBONE=()
 SHIFTED_BACKBONE_CUDAGRAPHS=()
 TORCH_POOLING=()
+CONV_POINTWISE=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
     REFERENCES+=("${model}_reference")
@@ -139,6 +141,7 @@ for model in "${GLNETS[@]}"; do
     SHIFTED_BACKBONE_CUDAGRAPHS+=("${model}_compile_backbone_cudagraphs"
         "${model}_compile_backbone_cudagraphs_shift_dwconv")
     TORCH_POOLING+=("${model}_torch_pooling")
+    CONV_POINTWISE+=("${model}_conv_pointwise")
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
 COMMIT="${SUITE_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
@@ -307,13 +310,16 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # plain steps and steps accumulating two micro-batches' gradients in turn.
     LIMIT=90 check_training gpu_check_compiled_training --option compile_backbone \
         --mode reduce-overhead --precision fp16 --steps 4 --accumulate 1 2
-    # The slot pooling on CUDA (a mean over equal windows, averaging products over uneven
-    # ones, as at 224² in stages 2-3) against torch's adaptive kernel in the same fast path
-    # (*_torch_pooling) and in the reference path, eager, with the operator profiles: fp16
-    # inference at 224² batch 128 and the 1792² batch-1 latency (the two eager targets).
-    LIMIT=130 compare gpu_eager_pooling --models "${WITH_REFERENCE[@]}" \
-        "${TORCH_POOLING[@]}" "${PEERS[@]}" --modes infer latency --precision fp16 \
-        --latency-sizes 1792 --channels-last --profile
+    # The fast path's eager choices for CUDA, each against its torch kernels in the same fast
+    # path and against the reference path, with the operator profiles: the slot pooling (a
+    # mean over equal windows, averaging products over uneven ones, as at 224² in stages 2-3)
+    # against torch's adaptive kernel (*_torch_pooling), the pointwise convolutions as
+    # products with a fused bias against convolution calls that add it in a second kernel
+    # (*_conv_pointwise). fp16 inference at 224² batch 128 and the 1792² batch-1 latency (the
+    # two eager targets).
+    LIMIT=150 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
+        "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" "${PEERS[@]}" --modes infer latency \
+        --precision fp16 --latency-sizes 1792 --channels-last --profile
     # compile_blocks with mode='reduce-overhead' (each compiled block replayed as a CUDA
     # graph, the launches of a block's forward and backward cut to one) in the training step
     # and the 1792² latency.
