@@ -160,6 +160,70 @@ def test_a_glnet_compiling_itself_in_another_mode_than_compile_is_refused(benchm
         assert args.models == models
 
 
+def test_cuda_graph_training_captures_eager_models_only(benchmark, capsys, monkeypatch):
+    """--cuda-graphs without --compile captures every model's eager training step; a GLNet
+    that compiles itself is refused there, pointing to torch.compile's CUDA graphs."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    graphed = ['--device', 'cuda', '--modes', 'train', '--cuda-graphs']
+    args = benchmark.parse_args(['--models', 'glnet_4g', 'glnet_4g_reference', 'swin_t', *graphed])
+    assert args.cuda_graphs and not args.compile and args.modes == ['train']
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--models', 'glnet_4g', 'glnet_4g_compile_backbone', *graphed])
+    err = capsys.readouterr().err
+    assert "['glnet_4g_compile_backbone'] compile themselves" in err
+    assert '--compile --cuda-graphs with the *_cudagraphs variants' in err
+    # Inference and latency still capture a self-compiling model's forward (compile_blocks
+    # replayed as one CUDA graph is one of the measured runs).
+    benchmark.parse_args([
+        '--models', 'glnet_4g_compile_blocks', 'swin_t', '--device', 'cuda', '--modes', 'latency',
+        '--cuda-graphs'
+    ])
+
+
+def test_cuda_graph_training_step_replays_the_captured_passes(benchmark, monkeypatch):
+    """The training step of a --cuda-graphs run calls what make_graphed_callables returned
+    for the model and its input, captured under autocast without its weight cache, and
+    trains the model's parameters with AdamW outside the graphs (here on the CPU, with a
+    stand-in for the capture, which needs CUDA)."""
+    captures, replays = [], []
+
+    def make_graphed_callables(model, sample_args, num_warmup_iters, allow_unused_input):
+        captures.append(
+            dict(
+                inputs=sample_args,
+                warmup=num_warmup_iters,
+                allow_unused=allow_unused_input,
+                autocast=torch.is_autocast_enabled('cpu'),
+                cache=torch.is_autocast_cache_enabled()))
+
+        def replay(x):
+            replays.append(x)
+            return model(x)
+
+        return replay
+
+    monkeypatch.setattr(torch.cuda, 'make_graphed_callables', make_graphed_callables)
+    use_tiny_models(benchmark, monkeypatch)
+    args = SimpleNamespace(
+        device='cpu',
+        channels_last=True,
+        compile=False,
+        cuda_graphs=True,
+        warmup=1,
+        fused_optimizer=False)
+    runner = benchmark.train_runner('glnet_tiny', 2, 64, 'bf16', args)
+    (capture, ) = captures
+    assert capture['autocast'] and not capture['cache']
+    assert capture['allow_unused'] and capture['warmup'] == 3
+    (x, ) = capture['inputs']
+    assert x.shape == (2, 3, 64, 64) and x.is_contiguous(memory_format=torch.channels_last)
+    before = [p.detach().clone() for p in runner.model.parameters()]
+    runner.step()
+    assert len(replays) == 1 and replays[0] is x
+    after = list(runner.model.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))
+
+
 def test_every_reproduction_recipe_passes_the_tools_checks(benchmark, renderer, monkeypatch):
     """The benchmark page's commands are accepted as written (a GPU pretended where they
     need one)."""

@@ -65,6 +65,22 @@ def test_every_comparison_is_listed_for_suite_only():
     assert suite_steps('check_training')  # the compiled-training check is one of them
 
 
+def test_each_part_fits_one_device_command():
+    """The time limits of a part's steps add up to at most the 600 s of one device command
+    (150 s where a step gives none), so that a part cut short is one that overran."""
+    script = open(SUITE).read()
+    parts = re.findall(r'^if \[ "\$PART" = (\w+) \] \|\| \[ "\$PART" = all \]; then\n(.*?)^fi$',
+                       script, re.M | re.S)
+    assert {name
+            for name, _ in parts} == {'eager', 'compiled', 'blocks', 'extra', 'autotune', 'shifts'}
+    for name, body in parts:
+        limits = [
+            int(limit or 150) for limit in re.findall(
+                r'^\s*(?:LIMIT=(\d+) )?(?:compare|check_training) \w+', body, re.M)
+        ]
+        assert limits and sum(limits) <= 600, (name, limits)
+
+
 @pytest.mark.parametrize('env,message', [
     (dict(SUITE_PART='compile'),
      'SUITE_PART=compile is not one of eager, compiled, blocks, extra, autotune, shifts, all'),

@@ -10,7 +10,11 @@ load on the machine hits all of them alike):
 * ``latency``: batch-1 latency at each of ``--latency-sizes`` and its peak memory.
 
 ``--compile``, ``--cuda-graphs``, ``--channels-last`` and ``--fused-optimizer`` apply to every
-model of the run. ``--count-ops`` records, for every eager model, the ATen operators one step
+model of the run. ``--cuda-graphs`` without ``--compile`` captures every model's eager forward
+(inference, latency), or its forward and backward (training step; AdamW and the loss scaler
+stay outside), as CUDA graphs that replay its kernels without launching them one by one; the
+graphs' memory is taken at capture, before the timed iterations, so a CUDA-graph row's step
+memory leaves it out. ``--count-ops`` records, for every eager model, the ATen operators one step
 of the model dispatches (views excluded; the optimizer's apart): on a GPU each is about one
 kernel launch, the host-side cost that bounds an eager step when the kernels are short.
 ``--profile`` also records the device kernels of the profiled step and their total time.
@@ -292,6 +296,18 @@ def refuse_mixed_compile_modes(parser: argparse.ArgumentParser, args) -> None:
                          f'{self_compiling_variants(name, run_mode)}.')
 
 
+def refuse_graphed_compiled_training(parser: argparse.ArgumentParser, models: List[str]) -> None:
+    """``parser.error`` for a GLNet that compiles itself in a ``--cuda-graphs`` training step
+    without ``--compile``, where every model's eager forward and backward are captured as
+    CUDA graphs: torch.compile's own CUDA graphs are its ``*_cudagraphs`` variants."""
+    compiled = [name for name in models if compiles_itself(name)]
+    if compiled:
+        parser.error(f'{compiled} compile themselves, but --cuda-graphs without --compile '
+                     "captures every model's eager training step as CUDA graphs. For "
+                     "torch.compile's CUDA graphs run --compile --cuda-graphs with the "
+                     '*_cudagraphs variants, or leave these models out of this run.')
+
+
 def self_compiling_variants(name: str, mode: str) -> List[str]:
     """The self-compiling models of ``name``'s arch whose own mode is ``mode``."""
     arch = name[len('glnet_'):].split('_compile_')[0]
@@ -365,8 +381,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--cuda-graphs',
         action='store_true',
-        help='replay CUDA graphs: captured eager forward passes for infer and '
-        "latency, or with --compile the 'reduce-overhead' mode (all modes)")
+        help='replay CUDA graphs: captured eager forward passes for infer and latency, '
+        'eager forward and backward passes for train (torch.cuda.make_graphed_callables), '
+        "or with --compile the 'reduce-overhead' mode")
     parser.add_argument(
         '--fused-optimizer',
         action='store_true',
@@ -416,9 +433,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.cuda_graphs and args.device != 'cuda':
         parser.error('--cuda-graphs needs --device cuda')
     if args.cuda_graphs and not args.compile and 'train' in args.modes:
-        parser.error('--cuda-graphs without --compile covers the infer and latency modes '
-                     'only; add --compile (reduce-overhead) to graph the training step, or '
-                     'drop train from --modes')
+        refuse_graphed_compiled_training(parser, args.models)
     if args.compile:
         refuse_mixed_compile_modes(parser, args)
     if args.baseline is not None and args.baseline not in args.models:
@@ -607,11 +622,30 @@ def optimizer_kwargs(args) -> dict:
     return dict(fused=True) if args.fused_optimizer else {}
 
 
+def graph_training_passes(model: nn.Module, x: torch.Tensor, precision: str, warmup: int,
+                          device: str) -> nn.Module:
+    """``model`` with its forward and backward on ``x`` captured as CUDA graphs and replayed
+    (:func:`torch.cuda.make_graphed_callables`): the eager kernels without their launches.
+
+    The capture runs under autocast of ``precision`` without its weight cache (the casts
+    are kernels of the graphs); parameters the forward leaves unused (a classifier's) are
+    allowed. The optimizer and the loss scaler stay outside, as in a training loop.
+    """
+    with autocast(device, precision, cache_enabled=False):
+        return torch.cuda.make_graphed_callables(
+            model, (x, ), num_warmup_iters=max(warmup, 3), allow_unused_input=True)
+
+
 def train_runner(name: str, batch: int, size: int, precision: str, args) -> Runner:
     model = prepare_model(name, size, args)
     model.train()
     x = make_input(batch, size, args)
-    fn = compile_model(name, model, args) if args.compile else model
+    if args.compile:
+        fn = compile_model(name, model, args)
+    elif args.cuda_graphs:
+        fn = graph_training_passes(model, x, precision, args.warmup, args.device)
+    else:
+        fn = model
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=1e-4, weight_decay=0.05, **optimizer_kwargs(args))
     scaler = torch.amp.GradScaler(args.device, enabled=precision == 'fp16')

@@ -17,10 +17,10 @@
 # compiled. Part "extra" (SUITE_PART=extra), in this order: whether compile_backbone with
 # CUDA graphs trains as eager mode does (check_compiled_training.py); eager fp16 inference and
 # 1792² latency with their operator profiles, the fast path's slot pooling and pointwise
-# products against torch's kernels; compile_blocks with every block replayed as a CUDA graph
-# (training step, 1792² latency);
-# the training step with AdamW's fused kernels for every model (eager, and GLNet with
-# compile_blocks). Part "autotune" (SUITE_PART=autotune): fp16 inference with every model
+# products against torch's kernels; the training step with every model's eager forward and
+# backward replayed as CUDA graphs; compile_blocks with every block replayed as a CUDA graph
+# (training step, 1792² latency); the training step with AdamW's fused kernels for every
+# model (eager). Part "autotune" (SUITE_PART=autotune): fp16 inference with every model
 # compiled with mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose
 # autotuning takes minutes per model. Part "shifts" (SUITE_PART=shifts), an experiment:
 # compile_backbone with its residual depth-wise convolutions computed as shifted products that
@@ -85,7 +85,7 @@ COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone
     gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
-    gpu_train_fp16_fused_adamw gpu_eager_fast_path
+    gpu_train_fp16_fused_adamw gpu_eager_fast_path gpu_train_fp16_cuda_graphs
     gpu_block_cudagraphs gpu_check_compiled_training gpu_infer_fp16_compile_autotune
     gpu_infer_fp16_compile_shift_dwconv gpu_train_fp16_shift_dwconv_cudagraphs)
 ONLY=(${SUITE_ONLY:-})
@@ -320,6 +320,11 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     LIMIT=150 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
         "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" "${PEERS[@]}" --modes infer latency \
         --precision fp16 --latency-sizes 1792 --channels-last --profile
+    # The training step with every model's eager forward and backward captured as CUDA graphs
+    # (no compilation, AdamW outside the graphs): the eager kernels without the launches that
+    # bound GLNet's eager step, against the peers and the reference path in the same mode.
+    LIMIT=90 compare gpu_train_fp16_cuda_graphs --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" \
+        --modes train --channels-last --cuda-graphs
     # compile_blocks with mode='reduce-overhead' (each compiled block replayed as a CUDA
     # graph, the launches of a block's forward and backward cut to one) in the training step
     # and the 1792² latency.
@@ -328,8 +333,8 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
         --latency-sizes 1792
     # AdamW's fused kernels: one launch per group of parameters instead of a dozen
     # multi-tensor launches; GLNet-4G has 621 parameter tensors, Swin-T 171.
-    LIMIT=200 compare gpu_train_fp16_fused_adamw --models "${GLNETS[@]}" "${COMPILED_BLOCKS[@]}" \
-        "${PEERS[@]}" --modes train --channels-last --fused-optimizer --count-ops
+    LIMIT=100 compare gpu_train_fp16_fused_adamw --models "${GLNETS[@]}" "${PEERS[@]}" \
+        --modes train --channels-last --fused-optimizer --count-ops
 fi
 if [ "$PART" = autotune ] || [ "$PART" = all ]; then
     # Every model compiled with mode='max-autotune-no-cudagraphs': inductor times candidate
