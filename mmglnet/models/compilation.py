@@ -32,8 +32,7 @@ from typing import Callable, Dict, Optional, Union
 import torch
 import torch.nn as nn
 
-from .layers import is_compiling
-from .pooling import is_exporting
+from .layers import compiling_disallowed
 
 # Keywords of torch.compile that make sense here (``model`` is the block or the backbone).
 COMPILE_KEYS = ('fullgraph', 'dynamic', 'backend', 'mode', 'options', 'disable')
@@ -175,8 +174,3 @@ def begin_cuda_graph_step(cfg: Optional[dict], x: torch.Tensor) -> None:
     if (replays_cuda_graphs(cfg) and x.device.type in CUDA_GRAPH_DEVICES
             and not compiling_disallowed()):
         torch.compiler.cudagraph_mark_step_begin()
-
-
-def compiling_disallowed() -> bool:
-    """Whether GLNet must run eagerly now: JIT tracing, ONNX export, or an outer compile."""
-    return torch.jit.is_tracing() or is_exporting() or is_compiling()

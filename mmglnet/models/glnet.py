@@ -19,9 +19,9 @@ from mmglnet.registry import MODELS
 
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
 from .compilation import (begin_cuda_graph_step, compiled_run_backbone, compiled_run_block,
-                          compiling_disallowed, resolve_compile_cfg)
+                          resolve_compile_cfg)
 from .glmix import GLMixBlock, slot_count
-from .layers import LayerNorm2d, build_channel_norm
+from .layers import LayerNorm2d, build_channel_norm, compiling_disallowed
 
 # Stages of every GLNet (strides 4, 8, 16, 32); the arch gives one value per stage.
 NUM_STAGES = 4

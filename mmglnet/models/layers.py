@@ -20,6 +20,21 @@ def is_compiling() -> bool:
     return compiler is not None and hasattr(compiler, 'is_compiling') and compiler.is_compiling()
 
 
+def is_exporting() -> bool:
+    """Whether the forward is being exported to ONNX.
+
+    Plain JIT tracing (mmengine's FLOP counter) keeps torch's kernels, and so their count.
+    """
+    return torch.onnx.is_in_onnx_export()
+
+
+def compiling_disallowed() -> bool:
+    """Whether GLNet must run its plain operators now: JIT tracing, ONNX export, or a
+    :func:`torch.compile` (its own, or an outer one) tracing the code. GLNet's own compilation
+    and the eager-only forms (:class:`PointwiseConv2d`) are off then."""
+    return torch.jit.is_tracing() or is_exporting() or is_compiling()
+
+
 def eager_autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     """The autocast dtype that eager code should keep by hand for ``device_type``, or None.
 
@@ -223,8 +238,7 @@ def computes_pointwise_as_linear(x: torch.Tensor) -> bool:
     differently.
     """
     device_type = x.device.type
-    if (device_type not in LINEAR_POINTWISE_CONV_DEVICES or x.dim() != 4 or is_compiling()
-            or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+    if device_type not in LINEAR_POINTWISE_CONV_DEVICES or x.dim() != 4 or compiling_disallowed():
         return False
     dtype = eager_autocast_dtype(device_type) or x.dtype
     return dtype in LINEAR_POINTWISE_CONV_DTYPES and x.is_contiguous(

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import eager_autocast_dtype, is_compiling
+from .layers import eager_autocast_dtype, is_compiling, is_exporting
 
 
 def _pair(output_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -26,14 +26,6 @@ def _pair(output_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
         return output_size, output_size
     rows, cols = output_size
     return rows, cols
-
-
-def is_exporting() -> bool:
-    """Whether the forward is being exported to ONNX.
-
-    Plain JIT tracing (mmengine's FLOP counter) keeps torch's kernel, and so its count.
-    """
-    return torch.onnx.is_in_onnx_export()
 
 
 def averaging_matrix(length: Union[int, torch.Tensor],
