@@ -21,6 +21,28 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual.float() - expected.float()).abs().max() / expected.float().abs().max()).item()
 
 
+def input_and_parameter_grads(model: torch.nn.Module, x: torch.Tensor) -> tuple:
+    """The gradients of the input and of every parameter of one forward and backward of
+    ``model`` on ``x``, for a loss that weighs every output element differently."""
+    inputs = x.clone().requires_grad_()
+    model.zero_grad()
+    outs = model(inputs)
+    sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return inputs.grad, grads
+
+
+def assert_same_gradients(got: tuple, expected: tuple) -> None:
+    """:func:`input_and_parameter_grads` results agree: the input's to 1e-5 relative, each
+    parameter's to 1e-5 of the largest parameter gradient."""
+    (input_grad, grads), (expected_input_grad, expected_grads) = got, expected
+    assert grads.keys() == expected_grads.keys()
+    assert relative_error(input_grad, expected_input_grad) < 1e-5
+    scale = max(grad.abs().max() for grad in expected_grads.values())
+    for name, grad in grads.items():
+        assert (grad - expected_grads[name]).abs().max() <= 1e-5 * scale, name
+
+
 def fixture_model(name: str, impl: str) -> GLNet:
     case = CASES[name]
     state = extract_backbone_state(

@@ -8,7 +8,8 @@ float32 fixtures, float32) to what chooses it (``LINEAR_POINTWISE_CONV_DEVICES``
 import pytest
 import torch
 import torch.nn.functional as F
-from test_fast_path import PARITY_RUNS, fixture_model, parity_path, relative_error
+from test_fast_path import (PARITY_RUNS, assert_same_gradients, fixture_model,
+                            input_and_parameter_grads, parity_path, relative_error)
 from test_slot_pooling import OperatorNames
 
 from mmglnet.models import GLNet, layers
@@ -162,20 +163,8 @@ def test_product_trains_like_the_convolution(linear_on_cpu_in_any_dtype, monkeyp
     torch.manual_seed(0)
     model = GLNet(TINY_ARCH, drop_path_rate=0.).train()
     x = torch.randn(2, 3, 64, 96)
-
-    def input_and_grads():
-        inputs = x.clone().requires_grad_()
-        model.zero_grad()
-        outs = model(inputs)
-        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        return inputs.grad, grads
-
-    input_grad, grads = input_and_grads()
+    with OperatorNames() as recorder:
+        with_products = input_and_parameter_grads(model, x)
+    assert 'addmm' in recorder.names
     monkeypatch.setattr(layers, 'LINEAR_POINTWISE_CONV_DEVICES', frozenset())
-    expected_input_grad, expected_grads = input_and_grads()
-    assert grads.keys() == expected_grads.keys()
-    assert relative_error(input_grad, expected_input_grad) < 1e-5
-    scale = max(grad.abs().max() for grad in expected_grads.values())
-    for name, grad in grads.items():
-        assert (grad - expected_grads[name]).abs().max() <= 1e-5 * scale, name
+    assert_same_gradients(with_products, input_and_parameter_grads(model, x))
