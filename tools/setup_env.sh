@@ -16,11 +16,41 @@ STAMP="$VENV/.mmglnet-setup-stamp"
 # URL only and would hand a wheel compiled against another torch to this one.
 WHEELHOUSE_ROOT="${MMGLNET_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmglnet/wheels}"
 
+# Disk the two large steps need (measured: torch's CUDA stack 5.5 GiB in the venv; mmcv's build
+# tree 430 MiB under TMPDIR), with some room to spare.
+TORCH_INSTALL_MIB=6144
+MMCV_BUILD_MIB=1024
+
 log() { echo "[setup_env] $*" >&2; }
+
+# Free space in MiB on the file system that holds $1 (or would hold it: its nearest existing parent).
+free_mib() {
+    local path="$1"
+    while [ ! -e "$path" ]; do path="$(dirname "$path")"; done
+    df -Pk "$path" | awk 'NR == 2 { print int($4 / 1024) }'
+}
+# Stop before a long step that would run out of disk half-way: pip then leaves a venv that imports
+# nothing, after minutes of work. Args: path, MiB needed, what needs them, what to do otherwise.
+require_free_space() {
+    local path="$1" need_mib="$2" what="$3" remedy="$4" have_mib
+    have_mib="$(free_mib "$path")"
+    if [ "$have_mib" -lt "$need_mib" ]; then
+        log "ERROR: $what needs about $need_mib MiB free at $path, but only $have_mib MiB are free there."
+        log "$remedy"
+        exit 1
+    fi
+}
+
 pin() { grep -E "^$1[=<>]" "$CONSTRAINTS" | head -n1; }
 pinned_version() { pin "$1" | cut -d= -f3; }
 
+require_space_for_torch() {
+    require_free_space "$VENV" "$TORCH_INSTALL_MIB" "installing $(pin torch) and $(pin torchvision)" \
+        "Free space there, point MMGLNET_VENV at a file system with room, or install torch into $VENV first."
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
+    require_space_for_torch
     log "creating virtual environment at $VENV"
     "$PYTHON_BIN" -m venv "$VENV"
 fi
@@ -71,6 +101,7 @@ if "$PY" -c "import torch" 2>/dev/null; then
         fi
     fi
 else
+    require_space_for_torch
     log "installing $(pin torch) and $(pin torchvision)"
     quiet_pip install "$(pin torch)" "$(pin torchvision)"
 fi
@@ -97,6 +128,8 @@ EOF
     WHEEL="$(ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
     if [ -z "$WHEEL" ]; then
         log "building mmcv $MMCV_VERSION with its C++ ops for $WHEEL_TAG (once, 10-20 min on 2 cores)"
+        require_free_space "${TMPDIR:-/tmp}" "$MMCV_BUILD_MIB" "building mmcv $MMCV_VERSION" \
+            "Free space there or set TMPDIR to a directory with room, then run this again."
         BUILD_DIR="$(mktemp -d)"
         quiet_pip install "$(sed -n 's/^# build-only: //p' "$CONSTRAINTS")"
         # mmcv 2.1.0's setup.py asks for -std=c++17; torch >= 2.14's headers need C++20. A compiler
