@@ -100,9 +100,10 @@ def adaptive_avg_pool2d(x: torch.Tensor, output_size: Union[int, Sequence[int]])
 # H100, torch's channels-last kernel read GLNet-4G's stage-1 features at about 78 GB/s (430 us
 # for 16x64x128x128 half floats in the training profile,
 # docs/benchmarks/h100_train_fp16_profile.txt), where CUDA's reductions and matrix products
-# stream them at memory speed. On the CPU it is the other way round: the adaptive kernel,
-# vectorised over channels, is 3 to 13 times as fast as the strided reduction and 1.7 to 3 times
-# as fast as the products.
+# stream them at memory speed: for an 8x8 output that kernel runs N * ceil(C / 128) thread
+# blocks, each walking its windows pixel by pixel, so at batch 1 one block reads a whole map.
+# On the CPU it is the other way round: the adaptive kernel, vectorised over channels, is 3 to
+# 13 times as fast as the strided reduction and 1.7 to 3 times as fast as the products.
 FAST_SLOT_POOLING_DEVICES = frozenset({'cuda'})
 
 
