@@ -102,6 +102,111 @@ def test_conv_pointwise_variant_switches_the_products_off_in_its_forward_only(
     torch.testing.assert_close(with_convolutions, fast, rtol=1e-5, atol=1e-5)
 
 
+def precast_twin(benchmark, name: str):
+    """``name`` and its ``_precast`` twin with the same weights, channels-last, in eval mode."""
+    plain = benchmark.MODEL_BUILDERS[name](64)
+    precast = benchmark.MODEL_BUILDERS[name + '_precast'](64)
+    precast.model.load_state_dict(plain.state_dict())
+    for model in (plain, precast):
+        model.to(memory_format=torch.channels_last)
+        model.eval()  # not chained: mmdet's Swin returns None
+    return plain, precast
+
+
+def casts_per_forward(benchmark, model, x) -> int:
+    """Casts one forward dispatches in a fresh bfloat16 autocast context, as a benchmark step."""
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        model(x)  # builds what the model keeps between forwards (pooling matrices)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with benchmark.OperatorCounter() as ops:
+            model(x)
+    return ops.counts['_to_copy']
+
+
+@pytest.mark.parametrize('name, cuda_choices', [('glnet_4g', False), ('glnet_stl', True),
+                                                ('glnet_stl_reference', False),
+                                                ('swin_t_mmdet', False)])
+def test_precast_twin_gives_the_same_outputs_without_the_weight_casts(benchmark, monkeypatch, name,
+                                                                      cuda_choices):
+    from mmglnet.models import layers
+    if cuda_choices:  # the CPU stands in for CUDA: products of views of the pointwise weights
+        monkeypatch.setattr(layers, 'LINEAR_POINTWISE_CONV_DEVICES', frozenset({'cpu'}))
+        monkeypatch.setattr(pooling, 'FAST_SLOT_POOLING_DEVICES', frozenset({'cpu'}))
+    plain, precast = precast_twin(benchmark, name)
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    casts_before = casts_per_forward(benchmark, plain, x)
+    outputs = []
+    for _ in range(2):  # the first forward casts the weights, the second finds them cast
+        with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+            outputs.append(benchmark.as_tuple(precast(x)))
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        expected = benchmark.as_tuple(plain(x))
+    for output in outputs:
+        assert all(torch.equal(a, b) for a, b in zip(output, expected))
+    params = dict(precast.model.named_parameters())
+    assert precast.cast_dtype == torch.bfloat16 and precast.precast_names
+    assert {params[n].dtype for n in precast.precast_names} == {torch.bfloat16}
+    # Each of them was cast once per forward, and is no more.
+    assert casts_before - casts_per_forward(benchmark, precast, x) == len(precast.precast_names)
+    with pytest.raises(RuntimeError, match='which this forward runs without'):
+        with torch.no_grad():
+            precast(x)
+    # Parameters read in their own dtype keep it: BatchNorm's, the slot temperatures, the
+    # position encodings' kernels (the identity is added to them in float32).
+    modules = dict(precast.model.named_modules())
+    kept = [n for n, p in params.items() if p.dtype == torch.float32]
+    assert kept and set(kept).isdisjoint(precast.precast_names)
+    for module_name, module in modules.items():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            assert f'{module_name}.weight' in kept
+    if name.startswith('glnet'):
+        assert any(n.endswith('slot_scale') for n in kept)
+    if name == 'glnet_4g':
+        assert any(n.endswith('pos_conv.weight') for n in kept)
+        assert any(n.endswith('pos_conv.bias') for n in precast.precast_names)
+
+
+@pytest.mark.parametrize('kind, message', [('slot_scale', 'changed the outputs'),
+                                           ('bn', 'expected scalar type')])
+def test_precast_twin_restores_the_weights_when_a_cast_changes_or_breaks_the_forward(
+        benchmark, monkeypatch, kind, message):
+    _, precast = precast_twin(benchmark, 'glnet_stl')
+    # Both read in float32: a cast temperature rounds the logits, a cast BatchNorm weight
+    # fails the BatchNorm.
+    wrong = next(n for n, m in precast.model.named_modules()
+                 if isinstance(m, torch.nn.BatchNorm2d)) + '.weight' if kind == 'bn' else next(
+                     n for n, _ in precast.model.named_parameters() if n.endswith('slot_scale'))
+    params = dict(precast.model.named_parameters())
+    with torch.no_grad():
+        params[wrong].uniform_(0.5, 2.0)  # values that bfloat16 rounds
+    kept = params[wrong].detach().clone()
+    monkeypatch.setattr(benchmark.PrecastWeights, 'parameters_only_cast_to',
+                        lambda self, x, dtype: [wrong])
+    with pytest.raises(RuntimeError, match=message):
+        with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+            precast(torch.randn(2, 3, 64, 64))
+    assert torch.equal(params[wrong], kept) and precast.cast_dtype is None
+
+
+def test_precast_twin_runs_float32_as_it_is_and_refuses_training(benchmark):
+    plain, precast = precast_twin(benchmark, 'glnet_stl')
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(precast(x)[0], plain(x)[0])
+    assert precast.cast_dtype is None
+    assert {p.dtype for p in precast.parameters()} == {torch.float32}
+    with pytest.raises(RuntimeError, match='inference and latency only'):
+        precast.train()(x)
+    for extra in (['--modes', 'train'], ['--modes', 'infer', '--compile']):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(
+                ['--models', 'glnet_4g_precast', 'swin_t', '--device', 'cpu', *extra])
+    benchmark.parse_args([
+        '--models', 'glnet_4g_precast', 'swin_t_precast', '--device', 'cpu', '--modes', 'infer',
+        'latency'
+    ])
+
+
 def test_shifted_dw_conv_variant_compiles_the_backbone_with_shifts_in_its_forward_only(benchmark):
     from mmglnet.models import layers
     for graphs in ('', '_cudagraphs'):

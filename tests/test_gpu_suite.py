@@ -183,8 +183,10 @@ def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
         'gpu_infer_fp16': {'glnet_stl', 'glnet_stl_reference'},
         'gpu_train_fp16': {'glnet_stl', 'glnet_stl_reference'},
         'gpu_latency': {'glnet_stl', 'glnet_stl_reference'},
-        'gpu_eager_fast_path':
-        {'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling', 'glnet_stl_conv_pointwise'},
+        'gpu_eager_fast_path': {
+            'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling',
+            'glnet_stl_conv_pointwise', 'glnet_stl_precast'
+        },
     }
     for name, models in expected_models.items():
         record = json.loads((tmp_path / 'out' / f'{name}.json').read_text())

@@ -54,8 +54,11 @@ convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
 neighbours); ``swin_t`` and ``convnext_t`` from timm
 (``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
-SwinTransformer with the Swin-T settings). Every model runs up to its last stage, with the
-norm its detection/segmentation use applies there, and no classifier.
+SwinTransformer with the Swin-T settings). Every eager model has a ``<model>_precast``
+twin for inference and latency, whose weights that autocast casts at every forward are
+stored cast beforehand (:class:`PrecastWeights`): the host's time for those casts. Every
+model runs up to its last stage, with the norm its detection/segmentation use applies there,
+and no classifier.
 
 Examples:
     # CPU: GLNet-4G fast and reference paths and mmdet's Swin-T, forward at 224, batch 8
@@ -171,6 +174,114 @@ def conv_pointwise(model: nn.Module) -> WithDevices:
     return WithDevices(model, 'mmglnet.models.layers', 'LINEAR_POINTWISE_CONV_DEVICES', frozenset())
 
 
+class PrecastWeights(nn.Module):
+    """Runs ``model`` in eval mode with the parameters that autocast casts at every forward
+    stored in the autocast dtype beforehand: the eager forward without those casts (an
+    inference experiment, for any model).
+
+    The first forward under autocast traces which parameters are only ever read through a
+    cast to the autocast dtype (directly or through views); a parameter also read otherwise
+    (BatchNorm's, a layer scale, a kernel with the identity added in float32) keeps its dtype.
+    It converts those, runs the forward again and compares the outputs with the unconverted
+    model's: equal to the bit where two unconverted forwards are (cuDNN's deterministic
+    algorithms are asked for during the check), else within twice their run-to-run
+    difference; otherwise, or if that forward fails, it restores the parameters and raises.
+    Training is refused: AdamW keeps float32 weights. Peak-memory figures still count the
+    weights as float32.
+
+    Args:
+        model (nn.Module): The model to run; its forward takes one tensor.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.cast_dtype: Optional[torch.dtype] = None
+        self.precast_names: List[str] = []
+
+    def forward(self, x: torch.Tensor):
+        if self.training:
+            raise RuntimeError('the *_precast models run inference and latency only: a '
+                               'training step needs the float32 weights for AdamW')
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            if self.cast_dtype is None:
+                with torch.inference_mode(False), torch.no_grad():
+                    self._precast(x, dtype)
+            elif dtype != self.cast_dtype:
+                raise RuntimeError(f'the weights were cast to {self.cast_dtype} for autocast, '
+                                   f'which now asks for {dtype}: build the model again')
+        elif self.cast_dtype is not None:
+            raise RuntimeError(f'the weights were cast to {self.cast_dtype} for autocast, '
+                               'which this forward runs without: build the model again')
+        return self.model(x)
+
+    def parameters_only_cast_to(self, x: torch.Tensor, dtype: torch.dtype) -> List[str]:
+        """Names of the parameters that one forward of ``x`` reads only through casts to
+        ``dtype`` (and views)."""
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        casts, other_uses, aliases = set(), set(), []
+
+        class ParameterUses(TorchDispatchMode):
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                op = func.overloadpacket.__name__
+                for position, arg in enumerate(args):
+                    name = names.get(id(arg)) if torch.is_tensor(arg) else None
+                    if name is None:
+                        continue
+                    if op == '_to_copy' and position == 0 and kwargs.get('dtype') == dtype:
+                        casts.add(name)
+                    elif op in VIEW_OPS and torch.is_tensor(out):
+                        names[id(out)] = name
+                        aliases.append(out)  # keeps the id from being reused
+                    else:
+                        other_uses.add(name)
+                return out
+
+        # Without autocast's cache, which would serve the casts of an enclosing context.
+        with torch.autocast(x.device.type, dtype=dtype, cache_enabled=False), ParameterUses():
+            self.model(x)
+        return sorted(casts - other_uses)
+
+    def _precast(self, x: torch.Tensor, dtype: torch.dtype) -> None:
+        """Casts the parameters :meth:`parameters_only_cast_to` finds, if the outputs stay."""
+        cudnn = torch.backends.cudnn
+        kept_flags = cudnn.deterministic, cudnn.benchmark
+        cudnn.deterministic, cudnn.benchmark = True, False  # one algorithm for every forward
+        try:
+            reference = as_tuple(self.model(x))
+            repeat = as_tuple(self.model(x))
+            self.precast_names = self.parameters_only_cast_to(x, dtype)
+            params = dict(self.model.named_parameters())
+            kept = {name: params[name].data for name in self.precast_names}
+            for name in self.precast_names:
+                params[name].data = kept[name].to(dtype)
+            try:
+                precast = as_tuple(self.model(x))
+                noise = largest_difference(reference, repeat)
+                error = largest_difference(reference, precast)
+                if error > 2 * noise:
+                    raise RuntimeError(f'casting {len(kept)} parameters to {dtype} beforehand '
+                                       f'changed the outputs by up to {error:.3g} (run to run: '
+                                       f'{noise:.3g})')
+            except Exception:
+                for name, data in kept.items():
+                    params[name].data = data
+                raise
+        finally:
+            cudnn.deterministic, cudnn.benchmark = kept_flags
+        self.cast_dtype = dtype
+
+
+def largest_difference(outputs: tuple, others: tuple) -> float:
+    """The largest absolute difference between two tuples of tensors."""
+    return max((a.float() - b.float()).abs().max().item() for a, b in zip(outputs, others))
+
+
 def build_glnet(
         arch: str,
         impl: str,
@@ -245,6 +356,20 @@ for _arch in GLNET_ARCHS:
     for _suffix in ('_compile_backbone', '_compile_backbone_cudagraphs'):
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}{SHIFTED_DW_CONV_SUFFIX}'] = build_glnet(
             _arch, 'fast', compiling=SELF_COMPILING[_suffix], variant=shifted_dw_convs)
+
+# Every eager model once more with the weights that autocast casts stored cast beforehand
+# (inference and latency only).
+PRECAST_SUFFIX = '_precast'
+
+
+def build_precast(build: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+    return lambda image_size: PrecastWeights(build(image_size))
+
+
+for _name in ['swin_t', 'convnext_t', 'swin_t_mmdet'] + [
+        f'glnet_{_arch}{_impl}' for _arch in GLNET_ARCHS for _impl in ('', '_reference')
+]:
+    MODEL_BUILDERS[_name + PRECAST_SUFFIX] = build_precast(MODEL_BUILDERS[_name])
 
 # Defaults that differ between devices (a 2-core CPU runs far smaller problems).
 DEVICE_DEFAULTS = {
@@ -436,6 +561,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         refuse_graphed_compiled_training(parser, args.models)
     if args.compile:
         refuse_mixed_compile_modes(parser, args)
+    precast = [name for name in args.models if name.endswith(PRECAST_SUFFIX)]
+    if precast and ('train' in args.modes or args.compile):
+        parser.error(f'{precast} cast their weights once for eager inference: run them with '
+                     '--modes infer latency and without --compile, or leave them out of this run')
     if args.baseline is not None and args.baseline not in args.models:
         parser.error(f'--baseline {args.baseline!r} is not among --models {args.models}')
     defaults = DEVICE_DEFAULTS[args.device]
