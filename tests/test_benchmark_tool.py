@@ -185,7 +185,8 @@ def test_precast_twin_restores_the_weights_when_a_cast_changes_or_breaks_the_for
     with pytest.raises(RuntimeError, match=message):
         with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
             precast(torch.randn(2, 3, 64, 64))
-    assert torch.equal(params[wrong], kept) and precast.cast_dtype is None
+    assert torch.equal(params[wrong], kept)
+    assert precast.cast_dtype is None and not precast.precast_names
 
 
 def test_precast_twin_runs_float32_as_it_is_and_refuses_training(benchmark):
@@ -449,6 +450,32 @@ def test_a_run_stopped_by_sigterm_keeps_what_it_measured(benchmark, renderer, tm
     assert cut.endswith('cases not run: latency fp32 64px batch 1')
     page = renderer.render(renderer.load_runs(str(out)))
     assert f'- **cut short**: {cut}' in page and '| glnet_tiny |' in page
+
+
+def test_a_run_stopped_between_two_cases_keeps_the_finished_one(benchmark, tmp_path, monkeypatch):
+    use_tiny_models(benchmark, monkeypatch)
+    save_record = benchmark.save_record
+
+    def saves_then_gets_sigterm(record, out):  # the signal lands after the first case's save
+        saved = save_record(record, out)
+        if 'cut_short' not in record:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts the sleep
+        return saved
+
+    monkeypatch.setattr(benchmark, 'save_record', saves_then_gets_sigterm)
+    out = tmp_path / 'run.json'
+    record = benchmark.main([
+        '--models', 'glnet_tiny', '--device', 'cpu', '--modes', 'infer', 'latency', '--batch-size',
+        '1', '--infer-size', '64', '--latency-sizes', '64', '96', '--warmup', '1', '--iters', '1',
+        '--repeats', '1', '--out',
+        str(out)
+    ])
+    saved = json.loads(out.read_text())
+    assert saved == record
+    assert [(row['mode'], row['model']) for row in saved['results']] == [('infer', 'glnet_tiny')]
+    assert saved['cut_short'] == ('stopped by SIGTERM between cases; cases not run: latency '
+                                  'fp32 64px batch 1, latency fp32 96px batch 1')
 
 
 def test_the_command_line_tool_exits_3_with_its_results_when_told_to_stop(tmp_path):

@@ -91,6 +91,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
@@ -229,11 +230,12 @@ class PrecastWeights(nn.Module):
                 kwargs = kwargs or {}
                 out = func(*args, **kwargs)
                 op = func.overloadpacket.__name__
-                for position, arg in enumerate(args):
+                # Tensors in lists and keywords too (a parameter passed so is a use).
+                for arg in tree_leaves((args, kwargs)):
                     name = names.get(id(arg)) if torch.is_tensor(arg) else None
                     if name is None:
                         continue
-                    if op == '_to_copy' and position == 0 and kwargs.get('dtype') == dtype:
+                    if op == '_to_copy' and arg is args[0] and kwargs.get('dtype') == dtype:
                         casts.add(name)
                     elif op in VIEW_OPS and torch.is_tensor(out):
                         names[id(out)] = name
@@ -255,10 +257,10 @@ class PrecastWeights(nn.Module):
         try:
             reference = as_tuple(self.model(x))
             repeat = as_tuple(self.model(x))
-            self.precast_names = self.parameters_only_cast_to(x, dtype)
+            names = self.parameters_only_cast_to(x, dtype)
             params = dict(self.model.named_parameters())
-            kept = {name: params[name].data for name in self.precast_names}
-            for name in self.precast_names:
+            kept = {name: params[name].data for name in names}
+            for name in names:
                 params[name].data = kept[name].to(dtype)
             try:
                 precast = as_tuple(self.model(x))
@@ -274,7 +276,7 @@ class PrecastWeights(nn.Module):
                 raise
         finally:
             cudnn.deterministic, cudnn.benchmark = kept_flags
-        self.cast_dtype = dtype
+        self.cast_dtype, self.precast_names = dtype, names
 
 
 def largest_difference(outputs: tuple, others: tuple) -> float:
@@ -965,9 +967,11 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
     per_iteration_sync = mode == 'latency'
     runners, failures, samples = [], [], {}
     profiles, op_counts = {}, {}
-    stage, cut = 'building', None
+    stage, cut = 'the start of the case', None
     started = time.perf_counter()
     try:
+        # Inside the try: a SIGTERM that comes once the label is out is this case's.
+        print(f'[{case_label(case)}]', flush=True)
         for name in args.models:
             stage = f'the warm-up of {name}'
             try:
@@ -1228,11 +1232,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
         flush=True)
     cases = benchmark_cases(args)
     previous_handler = signal.signal(signal.SIGTERM, raise_cut_short)
+    saved, cases_done = record, 0
     try:
         for number, case in enumerate(cases):
-            print(f'[{case_label(case)}]', flush=True)
             rows, cut = run_case(case, args)
             record['results'] += rows
+            cases_done = number + 1
             if cut:
                 not_run = [case_label(c) for c in cases[number + 1:]]
                 record['cut_short'] = cut + (f'; cases not run: {", ".join(not_run)}'
@@ -1241,6 +1246,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
             saved = save_record(record, out)  # after every case: a run stopped later keeps it
             if cut:
                 break
+    except (CutShort, KeyboardInterrupt) as stop:  # between two cases, outside run_case's
+        why = 'SIGINT' if isinstance(stop, KeyboardInterrupt) else str(stop)
+        not_run = ', '.join(case_label(c) for c in cases[cases_done:]) or 'none'
+        record['cut_short'] = f'stopped by {why} between cases; cases not run: {not_run}'
+        saved = save_record(record, out)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     print(format_table(record['results'], args.baseline))
