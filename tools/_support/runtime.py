@@ -126,10 +126,14 @@ def finish_distributed() -> None:
 
     Left to the interpreter's exit, the gloo group's threads are sometimes torn down in an
     order that aborts the process (``terminate called without an active exception``, SIGABRT)
-    after the results were printed, and torchrun then reports the run as failed.
+    after the results were printed, and torchrun then reports the run as failed. The barrier
+    first waits until every rank has finished its collectives, so that no rank tears down
+    connections another still uses: one such abort was seen with the group destroyed but
+    no barrier (the test suite's compiled-backbone DDP run, once); its cause is unconfirmed.
     """
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
