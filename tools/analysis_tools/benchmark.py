@@ -950,6 +950,11 @@ def raise_cut_short(signum, frame) -> None:
     raise CutShort(signal.Signals(signum).name)
 
 
+def stop_signal(stop: BaseException) -> str:
+    """The signal that stopped the run: the one a :class:`CutShort` names, or SIGINT."""
+    return 'SIGINT' if isinstance(stop, KeyboardInterrupt) else str(stop)
+
+
 def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
     """Build every model for ``case``, warm it up and time its first repeat; then time the
     other repeats with the models in turns; then profile and count operators as asked.
@@ -1015,10 +1020,10 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
                     kept_if_it_works(op_counts, runner, 'operator count',
                                      lambda: count_step_ops(runner))
     except (CutShort, KeyboardInterrupt) as stop:
-        why = 'SIGINT' if isinstance(stop, KeyboardInterrupt) else str(stop)
         measured = [runner.name for runner in runners if samples.get(runner.name)]
         missing = [name for name in args.models if name not in measured]
-        cut = (f'stopped by {why} during {stage}, {time.perf_counter() - started:.0f} s into '
+        seconds = time.perf_counter() - started
+        cut = (f'stopped by {stop_signal(stop)} during {stage}, {seconds:.0f} s into '
                f'{case_label(case)}; not measured there: {", ".join(missing) or "none"}')
         print(f'  {cut}', flush=True)
     rows = []
@@ -1247,9 +1252,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
             if cut:
                 break
     except (CutShort, KeyboardInterrupt) as stop:  # between two cases, outside run_case's
-        why = 'SIGINT' if isinstance(stop, KeyboardInterrupt) else str(stop)
         not_run = ', '.join(case_label(c) for c in cases[cases_done:]) or 'none'
-        record['cut_short'] = f'stopped by {why} between cases; cases not run: {not_run}'
+        record['cut_short'] = (f'stopped by {stop_signal(stop)} between cases; cases not run: '
+                               f'{not_run}')
         saved = save_record(record, out)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
