@@ -21,9 +21,9 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mmglnet  # noqa: F401
-from mmglnet.engine import (AtomicCheckpointHook, ResumeCheckpointError, atomic_write_text,
-                            check_resume_file, checkpoint_layout, checkpoint_problem,
-                            find_resume_checkpoint)
+from mmglnet.engine import (AtomicCheckpointHook, ResumeCheckpointError, atomic_copy_file,
+                            atomic_write_text, check_resume_file, checkpoint_layout,
+                            checkpoint_problem, find_resume_checkpoint)
 from mmglnet.engine.checkpoint_files import partial_path
 
 
@@ -147,6 +147,27 @@ def test_atomic_write_text_replaces_whole_file(tmp_path):
     atomic_write_text(path, 'b')
     assert open(path).read() == 'b'
     assert os.listdir(tmp_path) == ['last_checkpoint']
+
+
+def test_atomic_copy_file_keeps_the_old_file_until_the_copy_is_whole(tmp_path, monkeypatch):
+    source, path = tmp_path / 'new.json', tmp_path / 'run.json'
+    source.write_text('new' * 1000)
+    path.write_text('old')
+
+    def copy_half(src, dst):  # a copy cut short by a full disk or a signal
+        with open(dst, 'w') as f:
+            f.write(open(src).read()[:100])
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr('shutil.copyfile', copy_half)
+    with pytest.raises(OSError, match='No space'):
+        atomic_copy_file(str(source), str(path))
+    assert path.read_text() == 'old'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['new.json', 'run.json']
+    monkeypatch.undo()
+    atomic_copy_file(str(source), str(path))
+    assert path.read_text() == 'new' * 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['new.json', 'run.json']
 
 
 def _write_ckpt(path, step):

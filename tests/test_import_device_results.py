@@ -73,6 +73,27 @@ def test_a_device_run_lands_under_its_gpu_name_with_its_profile_log_and_cache(
     assert '(benchmarks/h100_train_fp16_profile.txt)' in page
 
 
+def test_an_import_cut_short_leaves_every_file_whole(importer, tmp_path, monkeypatch):
+    """A second import of the same comparison that fails half-way (a full disk, a signal)
+    leaves the first import's files as they were, and no partial file among them."""
+    record = device_run(tmp_path, monkeypatch)
+    docs = tmp_path / 'docs' / 'benchmarks'
+    args = [str(tmp_path / 'returned'), '--docs-dir', str(docs), '--no-render']
+    assert importer.main(args) == 0
+    before = {p.name: p.read_text() for p in docs.iterdir()}
+    (tmp_path / 'returned' / record['profile_file']).write_text('a newer profile\n' * 100)
+
+    def copy_half(src, dst):
+        with open(dst, 'w') as f:
+            f.write(open(src).read()[:20])
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr('shutil.copyfile', copy_half)
+    with pytest.raises(OSError, match='No space'):
+        importer.main(args)
+    assert {p.name: p.read_text() for p in docs.iterdir()} == before
+
+
 def test_a_dry_run_is_refused_and_nothing_is_written(importer, tmp_path, monkeypatch, capsys):
     device_run(tmp_path, monkeypatch)
     dry = tmp_path / 'returned' / 'gpu_infer_fp16.json'

@@ -1,14 +1,15 @@
 """Checkpoint files on a local disk: written atomically, checked before they are trusted.
 
-A file written by :func:`commit_file` (or :func:`atomic_write_text`) is either absent or
-complete under its final name: the bytes go to a hidden temporary file in the same folder,
-are flushed and synced to the disk, and only then renamed over the final name (a rename within
-one folder is atomic on POSIX file systems). :func:`checkpoint_problem` tells a complete
+A file written by :func:`commit_file` (or :func:`atomic_write_text`, :func:`atomic_copy_file`)
+is either absent or complete under its final name: the bytes go to a hidden temporary file in
+the same folder, are flushed and synced to the disk, and only then renamed over the final name
+(a rename within one folder is atomic on POSIX file systems). :func:`checkpoint_problem` tells a complete
 ``torch.save`` file from an empty, truncated or damaged one without unpickling anything.
 """
 import os
 import os.path as osp
 import re
+import shutil
 import zipfile
 from typing import Iterable, List, Optional
 
@@ -90,6 +91,24 @@ def atomic_write_text(path: str, text: str) -> None:
             os.remove(temporary)
         raise
     _fsync_folder(osp.dirname(path))
+
+
+def atomic_copy_file(source: str, path: str) -> None:
+    """Copy a file atomically: ``path`` keeps its previous content (or stays absent) until the
+    whole copy is on the disk.
+
+    Args:
+        source (str): The file to copy.
+        path (str): The destination.
+    """
+    temporary = partial_path(path)
+    try:
+        shutil.copyfile(source, temporary)
+        commit_file(temporary, path)
+    except BaseException:
+        if osp.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def remove_partial_files(folders: Iterable[str]) -> List[str]:

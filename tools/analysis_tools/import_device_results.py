@@ -12,7 +12,8 @@ puts them where the benchmark page and the next device session read them:
   suite unpacks before its next run;
 
 then runs ``render_benchmark_docs.py``. A file of the same name is replaced (a newer run of the
-same comparison; git keeps the older). A run measured on the CPU (a dry run) is refused.
+same comparison; git keeps the older), atomically: an import cut short leaves every file whole,
+old or new. A run measured on the CPU (a dry run) is refused.
 
 Example::
 
@@ -24,13 +25,14 @@ import json
 import os
 import os.path as osp
 import re
-import shutil
 import sys
 from typing import List, Optional, Tuple
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import render_benchmark_docs  # noqa: E402
+import render_benchmark_docs  # noqa: E402 (it puts the checkout on sys.path)
+
+from mmglnet.engine.checkpoint_files import atomic_copy_file, atomic_write_text  # noqa: E402
 
 REPO_ROOT = render_benchmark_docs.REPO_ROOT
 DOCS_DIR = osp.join(REPO_ROOT, 'docs', 'benchmarks')
@@ -75,10 +77,9 @@ def import_run(path: str, record: dict, stem: str, docs_dir: str) -> List[str]:
     if record.get('profile_file'):
         profile = osp.join(osp.dirname(path), record['profile_file'])
         record = dict(record, profile_file=f'{stem}_profile.txt')
-        shutil.copyfile(profile, osp.join(docs_dir, record['profile_file']))
+        atomic_copy_file(profile, osp.join(docs_dir, record['profile_file']))
         written.append(record['profile_file'])
-    with open(osp.join(docs_dir, f'{stem}.json'), 'w') as f:
-        f.write(json.dumps(record, indent=1))
+    atomic_write_text(osp.join(docs_dir, f'{stem}.json'), json.dumps(record, indent=1))
     return [f'{stem}.json'] + written
 
 
@@ -128,13 +129,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(args.docs_dir, exist_ok=True)
     imported = [name for run in checked for name in import_run(*run, args.docs_dir)]
     for path, name in log_names:
-        shutil.copyfile(path, osp.join(args.docs_dir, name))
+        atomic_copy_file(path, osp.join(args.docs_dir, name))
         imported.append(name)
     for name in imported:
         print(osp.join(args.docs_dir, name))
     if osp.isfile(cache):
         os.makedirs(args.cache_dir, exist_ok=True)
-        shutil.copyfile(cache, osp.join(args.cache_dir, CACHE_FILE))
+        atomic_copy_file(cache, osp.join(args.cache_dir, CACHE_FILE))
         print(f'{osp.join(args.cache_dir, CACHE_FILE)} (carry {args.cache_dir} to the next '
               'device call)')
     if not args.no_render and runs:  # the page beside the runs' folder
