@@ -3,8 +3,9 @@
 A file written by :func:`commit_file` (or :func:`atomic_write_text`, :func:`atomic_copy_file`)
 is either absent or complete under its final name: the bytes go to a hidden temporary file in
 the same folder, are flushed and synced to the disk, and only then renamed over the final name
-(a rename within one folder is atomic on POSIX file systems). :func:`checkpoint_problem` tells a complete
-``torch.save`` file from an empty, truncated or damaged one without unpickling anything.
+(a rename within one folder is atomic on POSIX file systems). :func:`checkpoint_problem` tells
+a complete ``torch.save`` file from an empty, truncated or damaged one without unpickling
+anything.
 """
 import os
 import os.path as osp
