@@ -1,4 +1,5 @@
-"""Checkpoint loading stays safe under torch >= 2.6 without switching weights-only off."""
+"""Checkpoint loading stays safe without switching weights-only off: with torch's own check
+(torch >= 2.6, mmengine's types allow-listed) and with mmglnet's unpickler (older torch)."""
 import hashlib
 import pickle
 import zipfile
@@ -14,7 +15,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 import mmglnet
 from mmglnet.checkpoint import (TRUSTED_ENV, CheckpointFileError, UnloadedObject,
                                 UntrustedCheckpointError, file_sha256, read_checkpoint_tensors,
-                                resolve_trusted_env, trust_checkpoint)
+                                resolve_trusted_env, safe_load, trust_checkpoint)
 from mmglnet.models import GLNet
 
 from conftest import TINY_ARCH, parity_path
@@ -28,6 +29,26 @@ class _Payload:
 
     def __reduce__(self):
         return (exec, (f'open({self.marker!r}, "w").write("ran")', ))
+
+
+@pytest.fixture(params=['torch', 'mmglnet'])
+def weights_only_check(request, monkeypatch):
+    """Which weights-only check loads mmengine checkpoints: torch's, extended with mmengine's
+    types (torch >= 2.6), or mmglnet's own unpickler, which an older torch gets. For the
+    latter torch's allow-list is emptied, so that nothing passes through torch's check."""
+    if request.param == 'torch':
+        yield request.param
+        return
+    monkeypatch.setattr(safe_load, 'extensible_weights_only', lambda: False)
+    if not hasattr(torch.serialization, 'clear_safe_globals'):  # torch < 2.4
+        yield request.param
+        return
+    added = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        yield request.param
+    finally:
+        torch.serialization.add_safe_globals(added)
 
 
 @pytest.fixture
@@ -72,7 +93,8 @@ def test_backbone_init_from_malicious_release_runs_nothing(malicious_release):
                        weights['stages.2.blocks.1.mha_op.in_proj_weight'])
 
 
-def test_mmengine_loader_refuses_with_a_clear_error(malicious_release, monkeypatch):
+def test_mmengine_loader_refuses_with_a_clear_error(malicious_release, monkeypatch,
+                                                    weights_only_check):
     path, marker, _ = malicious_release
     monkeypatch.delenv(TRUSTED_ENV, raising=False)
     with pytest.raises(UntrustedCheckpointError) as error:
@@ -83,7 +105,8 @@ def test_mmengine_loader_refuses_with_a_clear_error(malicious_release, monkeypat
     assert 'trust_checkpoint' in message and str(path) in message
 
 
-def test_trusting_one_file_is_an_explicit_opt_in(malicious_release, tmp_path, monkeypatch):
+def test_trusting_one_file_is_an_explicit_opt_in(malicious_release, tmp_path, monkeypatch,
+                                                 weights_only_check):
     path, marker, _ = malicious_release
     other = tmp_path / 'other.pth'
     torch.save({'args': _Payload(tmp_path / 'other_ran')}, other)
@@ -95,7 +118,7 @@ def test_trusting_one_file_is_an_explicit_opt_in(malicious_release, tmp_path, mo
     assert not (tmp_path / 'other_ran').exists()
 
 
-def test_official_release_with_args_object_via_mmengine_is_refused():
+def test_official_release_with_args_object_via_mmengine_is_refused(weights_only_check):
     """The 4g-like fixture holds an argparse Namespace: refused by the weights-only loader,
     read fine by mmglnet's restricted reader."""
     with pytest.raises(UntrustedCheckpointError, match='argparse.Namespace'):
@@ -149,7 +172,7 @@ def _runner(work_dir, max_iters, **kwargs):
         **kwargs)
 
 
-def test_mmengine_checkpoints_load_with_weights_only(tmp_path, monkeypatch):
+def test_mmengine_checkpoints_load_with_weights_only(tmp_path, monkeypatch, weights_only_check):
     """A Runner's own checkpoint (message_hub with HistoryBuffer, numpy) loads and resumes."""
     monkeypatch.delenv(TRUSTED_ENV, raising=False)
     runner = _runner(tmp_path / 'run', max_iters=2)
@@ -394,7 +417,7 @@ def _rename_globals(path, old, new):
             archive.writestr(info.filename, data)
 
 
-def test_numpy2_module_names_load(tmp_path, monkeypatch):
+def test_numpy2_module_names_load(tmp_path, monkeypatch, weights_only_check):
     monkeypatch.delenv(TRUSTED_ENV, raising=False)
     path = tmp_path / 'numpy2.pth'
     values = {

@@ -2,10 +2,11 @@
 
 Two kinds of files reach mmglnet:
 
-* **mmengine checkpoints** (written by the Runner). torch >= 2.6 loads them with
-  ``weights_only=True``; they also hold a few trusted mmengine and numpy objects
+* **mmengine checkpoints** (written by the Runner). They are loaded weights-only, whatever
+  torch's default: tensors and plain containers, plus a few trusted mmengine and numpy objects
   (``message_hub`` history buffers, numpy arrays and dtypes, under numpy 1 or numpy 2 module
-  names), which :func:`allow_mmengine_types` allow-lists. Anything else in such a file raises
+  names), which :func:`allow_mmengine_types` allow-lists (torch >= 2.6; an older torch gets
+  the same allow-list from mmglnet's own unpickler). Anything else in such a file raises
   :class:`UntrustedCheckpointError`, naming the object and the per-file opt-in
   (:func:`trust_checkpoint` or ``MMGLNET_TRUSTED_CHECKPOINTS``).
 * **official GLNet release files**, which also hold training ``args`` (argparse or OmegaConf
@@ -23,6 +24,8 @@ the bytes read for loading have a trusted digest. A file replaced after it was t
 symlink re-pointed, is untrusted again. The bytes are read once, hashed, and loaded from memory,
 so what is checked is what is loaded.
 """
+import codecs
+import functools
 import hashlib
 import io
 import os
@@ -202,6 +205,10 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
             return _SAFE_GLOBALS[(module, name)]
         if module == 'torch' and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
+        return self.other_global(module, name)
+
+    def other_global(self, module: str, name: str) -> Any:
+        """What any other global becomes: an inert placeholder."""
         return _placeholder(module, name)
 
 
@@ -250,7 +257,7 @@ def read_checkpoint_tensors(path: str, map_location: str = 'cpu') -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# mmengine checkpoints under torch >= 2.6: allow-list.
+# mmengine checkpoints: an allow-list for weights-only loading.
 # --------------------------------------------------------------------------------------------
 NUMPY_MULTIARRAY_MODULES = ('numpy.core.multiarray', 'numpy._core.multiarray')
 
@@ -300,21 +307,88 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
         'HistoryBuffer statistics are resolved.')
 
 
+@functools.lru_cache(maxsize=None)
+def _mmengine_types() -> Tuple[Tuple[Any, str], ...]:
+    """The objects mmengine writes into checkpoints, each with the name a pickle gives it."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    found = [(HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+             (_history_buffer_statistic, 'builtins.getattr'),
+             (_history_buffer_statistic, '__builtin__.getattr')]
+    for entry in _numpy_globals():
+        obj, name = entry if isinstance(
+            entry, tuple) else (entry, f'{entry.__module__}.{entry.__qualname__}')
+        found.append((obj, name))
+    return tuple(found)
+
+
+def extensible_weights_only() -> bool:
+    """Whether torch's own weights-only loading can take mmengine's types.
+
+    That needs ``torch.serialization.add_safe_globals`` with explicit names (torch >= 2.6), for
+    the numpy functions whose module differs between numpy 1 and 2. With an older torch,
+    :func:`load_local_checkpoint` applies the same allow-list itself
+    (:class:`_AllowListUnpickler`).
+    """
+    return torch.__version__ >= '2.6'
+
+
 def allow_mmengine_types() -> None:
     """Allow-list the objects mmengine itself writes into checkpoints for weights-only loading.
 
     These are mmengine's ``HistoryBuffer`` (``message_hub``) with its statistics methods, and
     numpy arrays, scalars and dtypes (under numpy 1's ``numpy.core`` and numpy 2's
     ``numpy._core`` names). Called when mmglnet is imported; does not switch the weights-only
-    check off.
+    check off. A torch whose check cannot be extended (:func:`extensible_weights_only`) is left
+    as it is: :func:`load_local_checkpoint` then applies the same allow-list itself.
     """
-    if not hasattr(torch.serialization, 'add_safe_globals'):
-        return
-    from mmengine.logging.history_buffer import HistoryBuffer
-    torch.serialization.add_safe_globals([
-        HistoryBuffer, (_history_buffer_statistic,
-                        'builtins.getattr'), (_history_buffer_statistic, '__builtin__.getattr')
-    ] + _numpy_globals())
+    if extensible_weights_only():
+        torch.serialization.add_safe_globals(list(_mmengine_types()))
+
+
+# What torch's weights-only loading allows by default and mmengine checkpoints use, by name.
+_WEIGHTS_ONLY_DEFAULTS = {
+    'torch.Tensor': torch.Tensor,
+    'torch.nn.parameter.Parameter': torch.nn.Parameter,
+    'torch._tensor._rebuild_from_type_v2': torch._tensor._rebuild_from_type_v2,
+    '_codecs.encode': codecs.encode,  # bytes, as pickle protocol 2 (torch.save's) writes them
+}
+
+
+class _AllowListUnpickler(_TensorOnlyUnpickler):
+    """Weights-only unpickling for a torch whose own check cannot take mmengine's types.
+
+    Resolves tensors, plain containers, torch dtypes and devices, and :func:`_mmengine_types`;
+    any other global stops the load with torch's "Weights only load failed" wording, which
+    :func:`load_local_checkpoint` turns into :class:`UntrustedCheckpointError`.
+    """
+
+    def other_global(self, module: str, name: str) -> Any:
+        qualified = f'{module}.{name}'
+        if qualified in _WEIGHTS_ONLY_DEFAULTS:
+            return _WEIGHTS_ONLY_DEFAULTS[qualified]
+        for obj, allowed in _mmengine_types():
+            if allowed == qualified:
+                return obj
+        raise pickle.UnpicklingError(
+            f'Weights only load failed: GLOBAL {qualified} is not an allowed global.')
+
+
+class _AllowListPickleModule:
+    """The ``pickle_module`` handed to :func:`torch.load` for :class:`_AllowListUnpickler`."""
+    __name__ = 'mmglnet_allow_list_pickle'
+    Unpickler = _AllowListUnpickler
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _AllowListUnpickler(file, **kwargs).load()
+
+
+def _load_weights_only(file: Any, map_location: Any) -> Any:
+    """``torch.load`` with weights-only checks that take mmengine's types, on any torch."""
+    if extensible_weights_only():
+        return torch.load(file, map_location=map_location, weights_only=True)
+    return torch.load(
+        file, map_location=map_location, pickle_module=_AllowListPickleModule, weights_only=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,7 +568,7 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
             raise _load_failed(filename, error) from error
     check_checkpoint_format(filename)
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        return _load_weights_only(filename, map_location)
     except pickle.UnpicklingError as error:
         match = re.search(r'GLOBAL ([\w\.]+)', str(error))
         if not match and 'Weights only load failed' not in str(error):

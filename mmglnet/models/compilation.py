@@ -127,8 +127,11 @@ def _compiled(fn: Callable, cfg: dict) -> Callable:
         compiled = torch.compile(fn, **cfg)
 
         def run(module: nn.Module, x: torch.Tensor):
-            limit = max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)
-            with torch._dynamo.config.patch(recompile_limit=limit):
+            config = torch._dynamo.config
+            # Named cache_size_limit before torch 2.7.
+            name = 'recompile_limit' if hasattr(config, 'recompile_limit') else 'cache_size_limit'
+            limit = max(RECOMPILE_LIMIT, getattr(config, name))
+            with config.patch(**{name: limit}):
                 return compiled(module, x)
 
         _COMPILED[key] = run
