@@ -196,13 +196,17 @@ def test_mmengine_checkpoints_load_with_weights_only(tmp_path, monkeypatch, weig
 
 
 def test_import_keeps_torch_default_weights_only(tmp_path):
-    """mmglnet allow-lists types; plain torch.load still refuses unknown objects."""
+    """mmglnet allow-lists types; plain torch.load still refuses unknown objects (by default
+    from torch 2.6, and with ``weights_only=True`` on any torch)."""
     assert mmglnet is not None
     path = tmp_path / 'payload.pth'
     marker = tmp_path / 'ran'
     torch.save({'x': _Payload(marker)}, path)
     with pytest.raises(Exception, match='exec'):
-        torch.load(path)
+        torch.load(path, weights_only=True)
+    if torch.__version__ >= '2.6':  # weights-only by default
+        with pytest.raises(Exception, match='exec'):
+            torch.load(path)
     assert not marker.exists()
 
 

@@ -297,6 +297,20 @@ def test_resolve_compile_cfg():
         resolve_compile_cfg(1, 'compile_backbone')
 
 
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_a_torch_too_old_to_compile_glnet_is_refused_when_the_model_is_built(
+        option, tiny_arch, monkeypatch):
+    from torch.torch_version import TorchVersion
+    monkeypatch.setattr(torch, '__version__', TorchVersion('2.4.1+cu121'))
+    with pytest.raises(RuntimeError) as error:
+        GLNet(tiny_arch, **{option: True})
+    assert str(error.value).startswith(f'{option}=True needs torch >= 2.5; this torch is 2.4.1')
+    assert f'Set {option}=False' in str(error.value)
+    GLNet(tiny_arch)  # eager GLNet is built
+    monkeypatch.setattr(torch, '__version__', TorchVersion('2.5.1+cu124'))
+    GLNet(tiny_arch, **{option: True})
+
+
 @pytest.mark.parametrize('size', [3, 5])
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_depthwise_conv_by_shifts_is_the_convolution(size, channels_last):
