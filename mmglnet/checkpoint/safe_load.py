@@ -32,6 +32,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import types
 import zipfile
 from collections import OrderedDict
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -212,14 +213,15 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
         return _placeholder(module, name)
 
 
-class _TensorOnlyPickleModule:
-    """The ``pickle_module`` handed to :func:`torch.load` for restricted reading."""
-    __name__ = 'mmglnet_tensor_only_pickle'
-    Unpickler = _TensorOnlyUnpickler
+def _pickle_module(unpickler: type, name: str) -> types.SimpleNamespace:
+    """A ``pickle_module`` for :func:`torch.load` that unpickles with ``unpickler``."""
+    return types.SimpleNamespace(
+        __name__=name,
+        Unpickler=unpickler,
+        load=lambda file, **kwargs: unpickler(file, **kwargs).load())
 
-    @staticmethod
-    def load(file, **kwargs):
-        return _TensorOnlyUnpickler(file, **kwargs).load()
+
+_TENSOR_ONLY_PICKLE = _pickle_module(_TensorOnlyUnpickler, 'mmglnet_tensor_only_pickle')
 
 
 def read_checkpoint_tensors(path: str, map_location: str = 'cpu') -> Any:
@@ -248,10 +250,7 @@ def read_checkpoint_tensors(path: str, map_location: str = 'cpu') -> Any:
     check_checkpoint_format(path)
     try:
         return torch.load(
-            path,
-            map_location=map_location,
-            pickle_module=_TensorOnlyPickleModule,
-            weights_only=False)
+            path, map_location=map_location, pickle_module=_TENSOR_ONLY_PICKLE, weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         raise _load_failed(path, error) from error
 
@@ -373,14 +372,7 @@ class _AllowListUnpickler(_TensorOnlyUnpickler):
             f'Weights only load failed: GLOBAL {qualified} is not an allowed global.')
 
 
-class _AllowListPickleModule:
-    """The ``pickle_module`` handed to :func:`torch.load` for :class:`_AllowListUnpickler`."""
-    __name__ = 'mmglnet_allow_list_pickle'
-    Unpickler = _AllowListUnpickler
-
-    @staticmethod
-    def load(file, **kwargs):
-        return _AllowListUnpickler(file, **kwargs).load()
+_ALLOW_LIST_PICKLE = _pickle_module(_AllowListUnpickler, 'mmglnet_allow_list_pickle')
 
 
 def _load_weights_only(file: Any, map_location: Any) -> Any:
@@ -388,7 +380,7 @@ def _load_weights_only(file: Any, map_location: Any) -> Any:
     if extensible_weights_only():
         return torch.load(file, map_location=map_location, weights_only=True)
     return torch.load(
-        file, map_location=map_location, pickle_module=_AllowListPickleModule, weights_only=False)
+        file, map_location=map_location, pickle_module=_ALLOW_LIST_PICKLE, weights_only=False)
 
 
 # --------------------------------------------------------------------------------------------
