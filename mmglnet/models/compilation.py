@@ -38,7 +38,7 @@ from .layers import compiling_disallowed
 COMPILE_KEYS = ('fullgraph', 'dynamic', 'backend', 'mode', 'options', 'disable')
 
 # The oldest torch whose torch.compile trains GLNet (checked with tests/test_compilation.py
-# on torch 2.4.1, 2.5.1, 2.6.0 and 2.14.1 on the CPU).
+# on torch 2.4.1, 2.5.1, 2.6.0, 2.11.0 and 2.14.1 on the CPU).
 MIN_COMPILE_TORCH = '2.5'
 
 # Graphs allowed per compiled function: for ``run_block`` (GLMix, attention) x strides x
