@@ -126,11 +126,11 @@ def _compiled(fn: Callable, cfg: dict) -> Callable:
     key = (fn.__name__, repr(sorted(cfg.items())))
     if key not in _COMPILED:
         compiled = torch.compile(fn, **cfg)
+        config = torch._dynamo.config
+        # Named cache_size_limit before torch 2.7.
+        name = 'recompile_limit' if hasattr(config, 'recompile_limit') else 'cache_size_limit'
 
         def run(module: nn.Module, x: torch.Tensor):
-            config = torch._dynamo.config
-            # Named cache_size_limit before torch 2.7.
-            name = 'recompile_limit' if hasattr(config, 'recompile_limit') else 'cache_size_limit'
             limit = max(RECOMPILE_LIMIT, getattr(config, name))
             with config.patch(**{name: limit}):
                 return compiled(module, x)
