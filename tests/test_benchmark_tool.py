@@ -691,6 +691,101 @@ def test_cuda_graph_skips_are_recorded_with_their_reasons(benchmark, renderer, t
     assert '| compiled graphs run without CUDA graphs |' in section
 
 
+class RecompilingLinear(TinyLinear):
+    """Changes a Python attribute dynamo guards on at every call: compiled, every call after
+    the first compiles a new graph (up to dynamo's recompile limit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x) * self.calls
+
+
+def test_graphs_compiled_while_timed_are_counted_and_void_the_figure(benchmark, renderer, tmp_path,
+                                                                     monkeypatch):
+    """A model still compiling when it is timed (a recompilation, a graph not met in the
+    warm-up) has the count in its row, and its figure does not count towards a target."""
+    torch._dynamo.reset()
+    use_tiny_models(
+        benchmark,
+        monkeypatch,
+        tiny_linear=lambda size: TinyLinear(),
+        recompiling=lambda size: RecompilingLinear())
+    record = benchmark.main([
+        '--models', 'tiny_linear', 'recompiling', '--device', 'cpu', '--modes', 'infer',
+        '--batch-size', '1', '--infer-size', '8', '--warmup', '2', '--iters', '2', '--repeats', '1',
+        '--compile', '--out',
+        str(tmp_path / 'run.json')
+    ])
+    compiled = {row['model']: row['graphs_compiled_while_timed'] for row in record['results']}
+    assert compiled['tiny_linear'] == 0 and compiled['recompiling'] >= 1
+
+    run = synthetic_run('compiled.json', dict(compile=True), [
+        ('glnet_4g_compile_backbone', 'infer', 224, 12.0),
+        ('swin_t', 'infer', 224, 10.0),
+    ])
+    run['results'][0]['graphs_compiled_while_timed'] = 0
+    run['results'][1]['graphs_compiled_while_timed'] = 3
+    row = next(
+        line for line in renderer.target_rows([run])
+        if line.startswith('| GLNet-4G fp16 inference 224², batch 128, compiled |'))
+    assert row.split('|')[-2].strip() == 'not valid: graphs compiled while timed by swin_t (3)'
+
+
+def test_figures_in_doubt_are_shown_but_not_counted(renderer, monkeypatch):
+    run = synthetic_run('graphs.json', dict(compile=True, cuda_graphs=True), [
+        ('glnet_4g_compile_backbone_cudagraphs', 'train', 512, 40.0),
+        ('swin_t', 'train', 512, 200.0),
+    ])
+    monkeypatch.setattr(renderer, 'IN_DOUBT', {('graphs.json', 'swin_t'): 'still recording'})
+    row = next(line for line in renderer.target_rows([run]) if 'compiled with CUDA graphs' in line)
+    assert row.split('|')[-2].strip() == 'in doubt: swin_t: still recording'
+    monkeypatch.setattr(renderer, 'IN_DOUBT', {})
+    row = next(line for line in renderer.target_rows([run]) if 'compiled with CUDA graphs' in line)
+    assert row.split('|')[-2].strip() == 'met'
+
+
+def test_every_figure_in_doubt_names_a_committed_run(renderer):
+    committed = {
+        osp.basename(run['file']): run
+        for run in renderer.load_runs(osp.join(REPO_ROOT, 'docs', 'benchmarks', '*.json'))
+    }
+    for file, model in renderer.IN_DOUBT:
+        assert any(row['model'] == model for row in committed[file]['results']), (file, model)
+
+
+def test_graph_memory_counts_the_pools_and_each_gradient_once(benchmark, monkeypatch):
+    """A runner replaying CUDA graphs allocates nothing while timed; its peak is what its
+    graphs' pools grew by, plus the timed allocations, plus parameters, gradients and AdamW
+    state, with the gradients the backward graph wrote into its pool counted once."""
+    model = torch.nn.Linear(64, 64)
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    in_pool = model.weight.grad
+    pool = [dict(address=in_pool.data_ptr(), total_size=1 << 20, segment_pool_id=(1, 0))]
+    assert benchmark.bytes_inside([model.weight.grad, model.bias.grad, None], pool) == 64 * 64 * 4
+    assert benchmark.segments_bytes(pool) == 1 << 20
+
+    allocated = iter([5 << 20])  # memory_allocated() when the timing starts
+    monkeypatch.setattr(benchmark, 'graph_pool_segments', lambda: pool)
+    for name, value in dict(
+            synchronize=lambda: None,
+            reset_peak_memory_stats=lambda: None,
+            memory_allocated=lambda: next(allocated),
+            max_memory_allocated=lambda: (5 << 20) + 1000).items():
+        monkeypatch.setattr(torch.cuda, name, value)
+    static = 4 * benchmark.tensor_bytes(model.parameters())
+    runner = benchmark.Runner('graphed', lambda: None, model, static)
+    runner.graph_pool_bytes = 1 << 20
+    result = benchmark.measure(runner, 2, SimpleNamespace(device='cuda'), False)
+    step = 1000 + (1 << 20) - 64 * 64 * 4
+    assert result['step_mem_mib'] == step / 2**20
+    assert result['peak_mem_mib'] == (step + static) / 2**20
+
+
 def test_committed_benchmark_page_is_generated_from_the_committed_runs(renderer):
     assert renderer.main([
         '--check'

@@ -12,9 +12,8 @@ load on the machine hits all of them alike):
 ``--compile``, ``--cuda-graphs``, ``--channels-last`` and ``--fused-optimizer`` apply to every
 model of the run. ``--cuda-graphs`` without ``--compile`` captures every model's eager forward
 (inference, latency), or its forward and backward (training step; AdamW and the loss scaler
-stay outside), as CUDA graphs that replay its kernels without launching them one by one; the
-graphs' memory is taken at capture, before the timed iterations, so a CUDA-graph row's step
-memory leaves it out. ``--count-ops`` records, for every eager model, the ATen operators one step
+stay outside), as CUDA graphs that replay its kernels without launching them one by one.
+``--count-ops`` records, for every eager model, the ATen operators one step
 of the model dispatches (views excluded; the optimizer's apart): on a GPU each is about one
 kernel launch, the host-side cost that bounds an eager step when the kernels are short.
 ``--profile`` also records the device kernels of the profiled step and their total time.
@@ -26,6 +25,14 @@ CUDA-graph figure only where that is 0.
 Peak memory (CUDA) is read over the timed iterations only, after the warm-up, so cuDNN's
 autotuning workspaces do not count; it is the step's own memory plus the model's parameters
 (and, in training, gradients and optimizer state), as a run with that model alone would see.
+A model that replays CUDA graphs (captured here, or by ``torch.compile``) allocates nothing
+while it is timed: its graphs hold their memory in private pools from their capture on, so its
+step memory is what those pools grew by while it was built and warmed up, plus what the timed
+iterations allocated outside them (gradients a graph wrote into its pool counted once).
+torch.compile's CUDA-graph trees share one pool per GPU, which a later model of the same run
+can partly reuse: its figure can then be lower than alone. A row also says how many graphs
+dynamo compiled while the model was timed (``graphs_compiled_while_timed``): a figure with
+compilation in it is not the model's speed.
 
 The table is printed and written as JSON with the device, the library versions, the git
 commit and the exact command; ``render_benchmark_docs.py`` builds ``docs/benchmark.md`` from
@@ -600,6 +607,8 @@ class Runner:
         self.model = model
         self.static_bytes = static_bytes
         self.warmup_seconds = 0.
+        # Bytes the private memory pools (CUDA graphs) grew by while it was built and warmed up.
+        self.graph_pool_bytes = 0
         # CudaGraphSkips of its build and warm-up, where it should replay CUDA graphs.
         self.cudagraph_skips: Optional[CudaGraphSkips] = None
 
@@ -796,9 +805,44 @@ def train_runner(name: str, batch: int, size: int, precision: str, args) -> Runn
     return Runner(name, step, model, static)
 
 
+def graph_pool_segments() -> List[dict]:
+    """The CUDA caching allocator's segments in private pools: the memory that CUDA graphs
+    (captured by the tool or by torch.compile's CUDA-graph trees) hold between replays."""
+    return [
+        segment for segment in torch.cuda.memory_snapshot()
+        if tuple(segment['segment_pool_id']) != (0, 0)
+    ]
+
+
+def segments_bytes(segments: List[dict]) -> int:
+    return sum(segment['total_size'] for segment in segments)
+
+
+def bytes_inside(tensors, segments: List[dict]) -> int:
+    """Bytes of those ``tensors`` (None skipped) whose memory lies in one of ``segments``."""
+    spans = [(segment['address'], segment['address'] + segment['total_size'])
+             for segment in segments]
+    inside = 0
+    for tensor in tensors:
+        if tensor is None:
+            continue
+        address = tensor.data_ptr()
+        if any(start <= address < end for start, end in spans):
+            inside += tensor.numel() * tensor.element_size()
+    return inside
+
+
+def compiled_graph_count() -> int:
+    """Graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+    return counters['stats']['unique_graphs']
+
+
 def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
-    """Seconds per iteration of ``iters`` steps, and the peak memory while they ran."""
+    """Seconds per iteration of ``iters`` steps, the peak memory while they ran, and the
+    graphs dynamo compiled meanwhile."""
     cuda = args.device == 'cuda'
+    compiled_before = compiled_graph_count()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -814,11 +858,19 @@ def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
     if cuda:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    result = dict(seconds_per_iter=elapsed / iters, median_iter_seconds=statistics.median(times))
+    result = dict(
+        seconds_per_iter=elapsed / iters,
+        median_iter_seconds=statistics.median(times),
+        graphs_compiled=compiled_graph_count() - compiled_before)
     if cuda:
-        extra = torch.cuda.max_memory_allocated() - base
-        result['step_mem_mib'] = extra / 2**20
-        result['peak_mem_mib'] = (extra + runner.static_bytes) / 2**20
+        step_bytes = torch.cuda.max_memory_allocated() - base
+        if runner.graph_pool_bytes:
+            # The graphs' memory, less the gradients a backward graph wrote into its pool:
+            # static_bytes counts those already.
+            gradients = (param.grad for param in runner.model.parameters())
+            step_bytes += runner.graph_pool_bytes - bytes_inside(gradients, graph_pool_segments())
+        result['step_mem_mib'] = step_bytes / 2**20
+        result['peak_mem_mib'] = (step_bytes + runner.static_bytes) / 2**20
     return result
 
 
@@ -980,6 +1032,7 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
         for name in args.models:
             stage = f'the warm-up of {name}'
             try:
+                pools_before = segments_bytes(graph_pool_segments()) if args.device == 'cuda' else 0
                 with CudaGraphSkips() as skips:  # compiled during the build and warm-up
                     runner = build(name, batch, size, precision, args)
                     start = time.perf_counter()
@@ -988,6 +1041,10 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
                     if args.device == 'cuda':
                         torch.cuda.synchronize()
                     runner.warmup_seconds = time.perf_counter() - start
+                if args.device == 'cuda':
+                    runner.graph_pool_bytes = max(
+                        0,
+                        segments_bytes(graph_pool_segments()) - pools_before)
                 if replays_compiled_cuda_graphs(name, args):
                     runner.cudagraph_skips = skips
                     if skips.count:
@@ -1044,9 +1101,12 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
             row['cudagraph_skips'] = runner.cudagraph_skips.count
             if runner.cudagraph_skips.reasons:
                 row['cudagraph_skip_reasons'] = runner.cudagraph_skips.reasons
+        row['graphs_compiled_while_timed'] = sum(run['graphs_compiled'] for run in runs)
         if 'peak_mem_mib' in runs[0]:
             row['peak_mem_mib'] = max(run['peak_mem_mib'] for run in runs)
             row['step_mem_mib'] = max(run['step_mem_mib'] for run in runs)
+            if runner.graph_pool_bytes:
+                row['graph_pool_mib'] = runner.graph_pool_bytes / 2**20
         if runner.name in profiles:
             row['profile'], work = profiles[runner.name]
             row.update(work)
