@@ -72,7 +72,8 @@ def test_each_part_fits_one_device_command():
     parts = re.findall(r'^if \[ "\$PART" = (\w+) \] \|\| \[ "\$PART" = all \]; then\n(.*?)^fi$',
                        script, re.M | re.S)
     assert {name
-            for name, _ in parts} == {'eager', 'compiled', 'blocks', 'extra', 'autotune', 'shifts'}
+            for name, _ in parts
+            } == {'eager', 'compiled', 'compiled_more', 'blocks', 'extra', 'autotune', 'shifts'}
     for name, body in parts:
         limits = [
             int(limit or 150) for limit in re.findall(
@@ -83,7 +84,8 @@ def test_each_part_fits_one_device_command():
 
 @pytest.mark.parametrize('env,message', [
     (dict(SUITE_PART='compile'),
-     'SUITE_PART=compile is not one of eager, compiled, blocks, extra, autotune, shifts, all'),
+     'SUITE_PART=compile is not one of eager, compiled, compiled_more, blocks, extra, autotune, '
+     'shifts, all'),
     (dict(SUITE_ONLY='gpu_infer_fp16 gpu_eager_poolin'),
      'SUITE_ONLY names gpu_eager_poolin, which is not a comparison of this suite: '
      'choose among gpu_infer_fp16 gpu_train_fp16'),
@@ -99,8 +101,7 @@ def test_suite_only_skips_the_other_comparisons_of_the_part(tmp_path):
     result = run_suite(
         tmp_path, SUITE_PART='extra', SUITE_ONLY='gpu_block_cudagraphs', SUITE_DRY_RUN='1')
     log = (tmp_path / 'out' / 'suite_extra.log').read_text()
-    for name in ('gpu_check_compiled_training', 'gpu_train_fp16_fused_adamw',
-                 'gpu_eager_fast_path'):
+    for name in ('gpu_eager_fast_path', 'gpu_train_fp16_fused_adamw'):
         assert f'## {name} skipped: not in SUITE_ONLY' in log
     # The chosen one ran (and failed here: the python given cannot start).
     assert '## gpu_block_cudagraphs failed' in log and result.returncode == 1
@@ -117,35 +118,63 @@ def fake_compiling_python(tmp_path) -> str:
         f'    with open({str(tmp_path / "calls.jsonl")!r}, "a") as f:\n'
         '        f.write(json.dumps(os.path.exists(entry)) + "\\n")\n'
         '    os.makedirs(os.path.dirname(entry), exist_ok=True)\n'
-        '    open(entry, "w").write("compiled")\n')
+        '    open(entry, "wb").write(os.urandom(int(os.environ.get("GRAPH_BYTES", 8))))\n')
     stub = tmp_path / 'python'
     stub.write_text(f'#!/bin/bash\nexec {sys.executable} {helper} "$@"\n')
     stub.chmod(0o755)
     return str(stub)
 
 
+def calls_so_far(tmp_path) -> list:
+    """Per tool call of the fake python: whether the cache held a compiled graph."""
+    return [json.loads(line) for line in (tmp_path / 'calls.jsonl').read_text().splitlines()]
+
+
 def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
-    """The caches a part compiled come back packed in OUT_DIR; given to the next run (on a
-    fresh machine: an empty cache directory), they are in place before its first tool starts."""
+    """The caches a part compiled come back packed in OUT_DIR, in parts that each fit what a
+    device call brings back; given to the next run (on a fresh machine: an empty cache
+    directory), they are in place before its first tool starts."""
     python = fake_compiling_python(tmp_path)
+    # An incompressible graph of 1.5 MiB: two parts of at most 1 MiB.
     first = run_suite(
-        tmp_path / 'first', SUITE_PART='eager', SUITE_ONLY='gpu_infer_fp16', PYTHON=python)
+        tmp_path / 'first',
+        SUITE_PART='eager',
+        SUITE_ONLY='gpu_infer_fp16',
+        PYTHON=python,
+        GRAPH_BYTES=str(3 << 19),
+        SUITE_CACHE_PART_MB='1')
     assert first.returncode == 0, first.stdout + first.stderr
-    archive = tmp_path / 'first' / 'out' / 'compile_cache.tar.gz'
+    out = tmp_path / 'first' / 'out'
     assert 'compile cache: none carried' in first.stdout
-    assert archive.is_file() and not (archive.parent / 'compile_cache.tar.gz.tmp').exists()
-    assert archive.stat().st_mode & 0o044 == 0o044  # readable by whoever fetches it
+    parts = sorted(p.name for p in out.iterdir() if p.name.startswith('compile_cache'))
+    assert parts == ['compile_cache.tar.gz.part00', 'compile_cache.tar.gz.part01']
+    assert not [p for p in out.iterdir() if p.name.startswith('.')]  # no copy left half-way
+    for part in parts:
+        assert (out / part).stat().st_size <= 1 << 20
+        assert (out / part).stat().st_mode & 0o044 == 0o044  # readable by whoever fetches it
 
     second = run_suite(
         tmp_path / 'second',
         SUITE_PART='eager',
         SUITE_ONLY='gpu_infer_fp16',
         PYTHON=python,
-        SUITE_COMPILE_CACHE=str(archive))
+        SUITE_COMPILE_CACHE=str(out / 'compile_cache.tar.gz'))
     assert second.returncode == 0, second.stdout + second.stderr
-    assert f'compile cache: unpacked {archive} (1 files)' in second.stdout
-    calls = [json.loads(line) for line in (tmp_path / 'calls.jsonl').read_text().splitlines()]
-    assert calls == [False, True]  # cold, then warm
+    assert (f'compile cache: unpacked {out}/compile_cache.tar.gz (2 part(s), 1 files)'
+            in second.stdout)
+    assert calls_so_far(tmp_path) == [False, True]  # cold, then warm
+
+    # A part missing: the archive cannot be unpacked, and the run compiles cold.
+    (out / 'compile_cache.tar.gz.part01').unlink()
+    cut = run_suite(
+        tmp_path / 'cut',
+        SUITE_PART='eager',
+        SUITE_ONLY='gpu_infer_fp16',
+        PYTHON=python,
+        SUITE_COMPILE_CACHE=str(out / 'compile_cache.tar.gz'))
+    assert cut.returncode == 0, cut.stdout + cut.stderr
+    assert 'could not be unpacked; compiling cold' in cut.stdout
+    assert calls_so_far(tmp_path)[-1] is False  # nothing half-unpacked in the cache
 
     small = run_suite(
         tmp_path / 'small',
@@ -154,13 +183,14 @@ def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
         PYTHON=python,
         SUITE_CACHE_MAX_MB='0')
     assert 'over SUITE_CACHE_MAX_MB=0; not written' in small.stdout
-    assert not (tmp_path / 'small' / 'out' / 'compile_cache.tar.gz').exists()
+    assert not list((tmp_path / 'small' / 'out').glob('compile_cache*'))
 
 
 def test_a_missing_compile_cache_stops_before_anything_runs(tmp_path):
     result = run_suite(tmp_path, SUITE_COMPILE_CACHE=str(tmp_path / 'cache.tar.gz'))
     assert result.returncode == 2
-    assert f'SUITE_COMPILE_CACHE={tmp_path}/cache.tar.gz is not a file' in result.stderr
+    assert (f'SUITE_COMPILE_CACHE={tmp_path}/cache.tar.gz is neither a file nor the first name '
+            f'of parts ({tmp_path}/cache.tar.gz.part00, ...)') in result.stderr
     assert not (tmp_path / 'out' / 'suite_all.log').exists()
 
 

@@ -1,4 +1,5 @@
 """tools/analysis_tools/import_device_results.py: a GPU-suite run's files into the repository."""
+import io
 import json
 import os.path as osp
 import subprocess
@@ -40,11 +41,27 @@ def device_run(tmp_path, monkeypatch, name: str = 'gpu_train_fp16') -> dict:
         '# gpu_suite part compiled: commit abc, 2026-11-27T10:00:00Z\n'
         'torch 2.11.0+cu130 cuda 13.0 NVIDIA H100 80GB HBM3\n'
         'NVIDIA H100 80GB HBM3, 81559 MiB, 1980 MHz\n')
-    entry = tmp_path / 'graph'
-    entry.write_text('compiled')
-    with tarfile.open(returned / 'compile_cache.tar.gz', 'w:gz') as archive:
-        archive.add(entry, arcname='fxgraph/graph')
+    write_cache_parts(returned, tmp_path / 'graph', 'compiled')
     return record
+
+
+def write_cache_parts(folder, entry, text: str) -> None:
+    """A compile cache of one graph, ``text``, split in two parts as the suite writes it."""
+    entry.write_text(text)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w:gz') as archive:
+        archive.add(entry, arcname='fxgraph/graph')
+    data = buffer.getvalue()
+    (folder / 'compile_cache.tar.gz.part00').write_bytes(data[:len(data) // 2])
+    (folder / 'compile_cache.tar.gz.part01').write_bytes(data[len(data) // 2:])
+
+
+def cached_graph(cache) -> str:
+    """The graph held by the cache parts in ``cache``, joined as the suite joins them."""
+    data = b''.join(part.read_bytes() for part in sorted(cache.iterdir()))
+    with tarfile.open(fileobj=io.BytesIO(data), mode='r:gz') as archive:
+        assert archive.getnames() == ['fxgraph/graph']
+        return archive.extractfile('fxgraph/graph').read().decode()
 
 
 def test_a_device_run_lands_under_its_gpu_name_with_its_profile_log_and_cache(
@@ -65,8 +82,10 @@ def test_a_device_run_lands_under_its_gpu_name_with_its_profile_log_and_cache(
     assert imported['results'] == record['results']
     profile = (tmp_path / 'returned' / record['profile_file']).read_text()
     assert (docs / 'h100_train_fp16_profile.txt').read_text() == profile
-    with tarfile.open(cache / 'compile_cache.tar.gz') as archive:
-        assert archive.getnames() == ['fxgraph/graph']
+    assert sorted(p.name for p in cache.iterdir()) == [
+        'compile_cache.tar.gz.part00', 'compile_cache.tar.gz.part01'
+    ]
+    assert cached_graph(cache) == 'compiled'
     # The page beside the runs' folder shows the run, its profile linked under its new name.
     page = (tmp_path / 'docs' / 'benchmark.md').read_text()
     assert '### h100_train_fp16.json' in page
@@ -92,6 +111,33 @@ def test_an_import_cut_short_leaves_every_file_whole(importer, tmp_path, monkeyp
     with pytest.raises(OSError, match='No space'):
         importer.main(args)
     assert {p.name: p.read_text() for p in docs.iterdir()} == before
+
+
+def test_a_newer_cache_replaces_the_old_and_a_cut_one_leaves_it(importer, tmp_path, monkeypatch,
+                                                                capsys):
+    """The cache of the latest call replaces the one carried so far, parts and all; parts
+    that do not join into a whole archive (the call was cut off while the suite wrote them)
+    are refused with a warning, and the cache carried so far stays."""
+    device_run(tmp_path, monkeypatch)
+    returned, cache = tmp_path / 'returned', tmp_path / 'cache'
+    args = [
+        str(returned), '--docs-dir',
+        str(tmp_path / 'docs' / 'benchmarks'), '--cache-dir',
+        str(cache), '--no-render'
+    ]
+    (cache).mkdir()
+    (cache / 'compile_cache.tar.gz').write_text('an older whole archive')
+    assert importer.main(args) == 0
+    assert cached_graph(cache) == 'compiled'  # the older archive is gone
+
+    write_cache_parts(returned, tmp_path / 'graph', 'compiled again, longer ' * 50)
+    (returned / 'compile_cache.tar.gz.part01').unlink()
+    capsys.readouterr()
+    assert importer.main(args) == 0
+    assert ('warning: the compile cache compile_cache.tar.gz.part00 is not a whole archive'
+            in capsys.readouterr().err)
+    assert cached_graph(cache) == 'compiled'
+    assert not (tmp_path / 'cache.incoming').exists()
 
 
 def test_a_dry_run_is_refused_and_nothing_is_written(importer, tmp_path, monkeypatch, capsys):
@@ -139,4 +185,5 @@ def test_the_command_line_tool_says_when_there_is_nothing_to_import(tmp_path):
                             text=True,
                             timeout=120)
     assert result.returncode == 1, result.stderr
-    assert 'holds no gpu_*.json, suite_*.log or compile_cache.tar.gz' in result.stdout
+    assert ('holds no gpu_*.json, suite_*.log or compile cache (compile_cache.tar.gz.part00, '
+            '...): nothing imported') in result.stdout

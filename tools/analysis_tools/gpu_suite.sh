@@ -1,33 +1,34 @@
 #!/usr/bin/env bash
-# Every GPU comparison of docs/benchmark.md, in six parts that each finish inside one
+# Every GPU comparison of docs/benchmark.md, in seven parts that each finish inside one
 # 10-minute call.
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
 #
 # Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at
 # 512² batch 16 with its operator profile, operator counts and peak memory, batch-1 latency at
-# 448², 896², 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled), GLNet
-# through its compile_backbone option (the backbone as one graph, as a config sets it): the
-# training step with CUDA graphs (mode='reduce-overhead') against the eager peers and the
-# reference path, with its profile; the training step with every model compiled with CUDA
-# graphs; fp16 inference with every model compiled; 1792² latency compiled, against the eager
-# peers. Part "blocks" (SUITE_PART=blocks), GLNet through its compile_blocks option: the
-# training step against the eager peers (with its profile), fp16 inference with every model
-# compiled, 1792² latency eager and with CUDA graphs, and the training step with every model
-# compiled. Part "extra" (SUITE_PART=extra), in this order: whether compile_backbone with
-# CUDA graphs trains as eager mode does (check_compiled_training.py); eager fp16 inference and
-# 1792² latency with their operator profiles, the fast path's slot pooling and pointwise
-# products against torch's kernels, and every model with its weights cast once (*_precast);
-# the training step with every model's eager forward and backward replayed as CUDA graphs;
-# compile_blocks with every block replayed as a CUDA graph
-# (training step, 1792² latency); the training step with AdamW's fused kernels for every
-# model (eager). Part "autotune" (SUITE_PART=autotune): fp16 inference with every model
-# compiled with mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose
-# autotuning takes minutes per model. Part "shifts" (SUITE_PART=shifts), an experiment:
-# compile_backbone with its residual depth-wise convolutions computed as shifted products that
-# inductor fuses with their neighbours, against the plain compile_backbone, in fp16 inference
-# (every model compiled) and in the training step with CUDA graphs (with its profile).
-# SUITE_PART=all (the default) runs all six, which takes more than one call. Each comparison
+# 448², 896², 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled), the
+# training step in the CUDA-graph modes: every model's eager forward and backward replayed as
+# CUDA graphs (nothing to compile); GLNet through its compile_backbone option (the backbone as
+# one graph, as a config sets it) replayed as CUDA graphs (mode='reduce-overhead') against the
+# eager peers and the reference path, with its profile; whether that option trains as eager
+# mode does (check_compiled_training.py). Part "compiled_more" (SUITE_PART=compiled_more),
+# every model compiled, GLNet through compile_backbone: the training step with CUDA graphs,
+# fp16 inference, and 1792² latency compiled against the eager peers. Part "blocks"
+# (SUITE_PART=blocks), GLNet through its compile_blocks option: the training step against the
+# eager peers (with its profile), fp16 inference with every model compiled, 1792² latency
+# eager and with CUDA graphs, and the training step with every model compiled. Part "extra"
+# (SUITE_PART=extra), in this order: eager fp16 inference and 1792² latency with their
+# operator profiles, the fast path's slot pooling and pointwise products against torch's
+# kernels, and every model with its weights cast once (*_precast); compile_blocks with every
+# block replayed as a CUDA graph (training step, 1792² latency); the training step with
+# AdamW's fused kernels for every model (eager). Part "autotune" (SUITE_PART=autotune): fp16
+# inference with every model compiled with mode='max-autotune-no-cudagraphs' (GLNet through
+# compile_backbone), whose autotuning takes minutes per model. Part "shifts"
+# (SUITE_PART=shifts), an experiment: compile_backbone with its residual depth-wise
+# convolutions computed as shifted products that inductor fuses with their neighbours, against
+# the plain compile_backbone, in fp16 inference (every model compiled) and in the training
+# step with CUDA graphs (with its profile).
+# SUITE_PART=all (the default) runs all seven, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Bring the returned files in with tools/analysis_tools/import_device_results.py OUT_DIR (it
@@ -39,7 +40,8 @@
 # OpenMMLab packages"): they are installed into a private folder first.
 #
 # Environment:
-#   SUITE_PART     eager, compiled, blocks, extra, autotune, shifts or all (default).
+#   SUITE_PART     eager, compiled, compiled_more, blocks, extra, autotune, shifts or all
+#                  (default).
 #   SUITE_MODELS   GLNet models compared in every mode (default: "glnet_4g glnet_stl"); each
 #                  gets its reference path too (the stand-in for the official code) where the
 #                  mode compares them.
@@ -61,14 +63,17 @@
 #   SUITE_DRY_RUN  1: tiny sizes and few iterations, on the CPU, to check the script end to end.
 #   SUITE_COMPILE_CACHE  a .tar.gz of torch.compile's caches (inductor's compiled graphs,
 #                  AOTAutograd's, Triton's kernels) written by an earlier run of the suite on
-#                  the same kind of GPU with the same torch: unpacked into inductor's cache
-#                  directory before the part, so that graphs it holds are loaded instead of
-#                  compiled (GLNet-4G's training graphs with compile_backbone: 162 s cold,
-#                  21 s warm on a 2-core CPU machine). Default: .compile_cache/compile_cache.tar.gz
-#                  where it exists; "none" starts cold. A graph the code has changed since is
-#                  compiled again. After every comparison the cache is packed into
-#                  OUT_DIR/compile_cache.tar.gz (not above SUITE_CACHE_MAX_MB MiB, default 15,
-#                  the size a device call brings back; an earlier, smaller archive then stays):
+#                  the same kind of GPU with the same torch, whole or in parts (FILE.part00,
+#                  FILE.part01, ...): unpacked into inductor's cache directory before the part,
+#                  so that graphs it holds are loaded instead of compiled (GLNet-4G's training
+#                  graphs with compile_backbone: 162 s cold, 21 s warm on a 2-core CPU machine;
+#                  over 210 s cold on an H200). Default: .compile_cache/compile_cache.tar.gz
+#                  where it or its parts exist; "none" starts cold. A graph the code has changed
+#                  since is compiled again. After every comparison the cache is packed into
+#                  OUT_DIR/compile_cache.tar.gz.part00, part01, ... of at most
+#                  SUITE_CACHE_PART_MB MiB each (default 15: a device call brings back files of
+#                  up to 16 MiB, 8 files in all), and not above SUITE_CACHE_MAX_MB MiB in all
+#                  (default 30; an earlier, smaller archive then stays):
 #                  import_device_results.py puts it in .compile_cache/ for the next session.
 set -uo pipefail
 
@@ -77,8 +82,9 @@ cd "$REPO_ROOT"
 OUT_DIR="${1:-${OUT:-work_dirs/benchmarks}}"
 mkdir -p "$OUT_DIR"
 PART="${SUITE_PART:-all}"
-case "$PART" in eager|compiled|blocks|extra|autotune|shifts|all) ;; *)
-    echo "SUITE_PART=$PART is not one of eager, compiled, blocks, extra, autotune, shifts, all" >&2
+case "$PART" in eager|compiled|compiled_more|blocks|extra|autotune|shifts|all) ;; *)
+    echo "SUITE_PART=$PART is not one of eager, compiled, compiled_more, blocks, extra," \
+        "autotune, shifts, all" >&2
     exit 2;; esac
 # Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
 COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
@@ -101,9 +107,16 @@ DEFAULT_CACHE=.compile_cache/compile_cache.tar.gz
 CACHE_ARCHIVE="${SUITE_COMPILE_CACHE:-$DEFAULT_CACHE}"
 if [ "$CACHE_ARCHIVE" = none ]; then
     CACHE_ARCHIVE=
-elif [ ! -f "$CACHE_ARCHIVE" ] && [ "$CACHE_ARCHIVE" != "$DEFAULT_CACHE" ]; then
-    echo "SUITE_COMPILE_CACHE=$CACHE_ARCHIVE is not a file: give the compile_cache.tar.gz of an" \
-        "earlier run, or none to start cold" >&2; exit 2
+fi
+# cache_files ARCHIVE: the archive, or its parts in order, one per line; nothing if neither.
+cache_files() {
+    if [ -f "$1" ]; then echo "$1"; else compgen -G "$1.part[0-9][0-9]" | sort; fi
+}
+if [ -n "$CACHE_ARCHIVE" ] && [ -z "$(cache_files "$CACHE_ARCHIVE")" ] \
+        && [ "$CACHE_ARCHIVE" != "$DEFAULT_CACHE" ]; then
+    echo "SUITE_COMPILE_CACHE=$CACHE_ARCHIVE is neither a file nor the first name of parts" \
+        "($CACHE_ARCHIVE.part00, ...): give the compile_cache.tar.gz of an earlier run, or none" \
+        "to start cold" >&2; exit 2
 fi
 LOG="$OUT_DIR/suite_$PART.log"
 PY="${PYTHON:-python3}"
@@ -171,38 +184,52 @@ fi
 # earlier run where one was carried.
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/mmglnet_compile_cache}"
 mkdir -p "$TORCHINDUCTOR_CACHE_DIR"
-if [ -n "$CACHE_ARCHIVE" ] && [ -f "$CACHE_ARCHIVE" ]; then
-    if tar -xzf "$CACHE_ARCHIVE" -C "$TORCHINDUCTOR_CACHE_DIR"; then
-        echo "## compile cache: unpacked $CACHE_ARCHIVE ($(find "$TORCHINDUCTOR_CACHE_DIR" \
-            -type f | wc -l) files) into $TORCHINDUCTOR_CACHE_DIR" | tee -a "$LOG"
+CARRIED_CACHE=()
+[ -n "$CACHE_ARCHIVE" ] && mapfile -t CARRIED_CACHE < <(cache_files "$CACHE_ARCHIVE")
+if [ "${#CARRIED_CACHE[@]}" -gt 0 ]; then
+    # Unpacked aside first: an archive that breaks off half-way leaves no truncated entry.
+    UNPACKED="$(mktemp -d /tmp/mmglnet_unpacked_cache.XXXXXX)" || exit 1
+    if cat "${CARRIED_CACHE[@]}" | tar -xz -C "$UNPACKED" \
+            && cp -a "$UNPACKED/." "$TORCHINDUCTOR_CACHE_DIR/"; then
+        echo "## compile cache: unpacked $CACHE_ARCHIVE (${#CARRIED_CACHE[@]} part(s), $(find \
+            "$TORCHINDUCTOR_CACHE_DIR" -type f | wc -l) files) into $TORCHINDUCTOR_CACHE_DIR" \
+            | tee -a "$LOG"
     else
         echo "## compile cache: $CACHE_ARCHIVE could not be unpacked; compiling cold" \
             | tee -a "$LOG"
     fi
+    rm -rf "$UNPACKED"
 else
     echo "## compile cache: none carried; compiling cold into $TORCHINDUCTOR_CACHE_DIR" \
         | tee -a "$LOG"
 fi
-# pack_compile_cache: the cache as OUT_DIR/compile_cache.tar.gz, after every comparison so
-# that a call cut off later still brings it back; left out when too large to come back.
+# pack_compile_cache: the cache as OUT_DIR/compile_cache.tar.gz.part00, ..., after every
+# comparison so that a call cut off later still brings it back; left out when too large.
 pack_compile_cache() {
     [ -n "$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -print -quit)" ] || return 0
-    local packed max_mb="${SUITE_CACHE_MAX_MB:-15}"
-    packed="$(mktemp /tmp/mmglnet_compile_cache.XXXXXX)" || return 0
-    if tar -czf "$packed" -C "$TORCHINDUCTOR_CACHE_DIR" .; then
-        local size_mb=$(( ($(stat -c %s "$packed") + 1048575) / 1048576 ))
+    local packed max_mb="${SUITE_CACHE_MAX_MB:-30}" part_mb="${SUITE_CACHE_PART_MB:-15}"
+    packed="$(mktemp -d /tmp/mmglnet_compile_cache.XXXXXX)" || return 0
+    if tar -czf "$packed/archive" -C "$TORCHINDUCTOR_CACHE_DIR" .; then
+        local size_mb=$(( ($(stat -c %s "$packed/archive") + 1048575) / 1048576 ))
         if [ "$size_mb" -gt "$max_mb" ]; then
             # An earlier, smaller archive stays: its graphs are still valid.
             echo "## compile cache: $size_mb MiB packed, over SUITE_CACHE_MAX_MB=$max_mb;" \
                 "not written" | tee -a "$LOG"
-        else
-            # (mktemp's file is private: the copy gets the usual permissions.)
-            cp "$packed" "$OUT_DIR/compile_cache.tar.gz.tmp" \
-                && chmod 644 "$OUT_DIR/compile_cache.tar.gz.tmp" \
-                && mv "$OUT_DIR/compile_cache.tar.gz.tmp" "$OUT_DIR/compile_cache.tar.gz"
+        elif split -b "${part_mb}M" -d -a 2 "$packed/archive" "$packed/compile_cache.tar.gz.part"
+        then
+            # The earlier parts go first: a call cut off now brings back a subset, which the
+            # import refuses, never a mixture of two archives.
+            rm -f "$OUT_DIR"/compile_cache.tar.gz.part*
+            local part
+            for part in "$packed"/compile_cache.tar.gz.part*; do
+                # (mktemp's files are private: the copies get the usual permissions.)
+                cp "$part" "$OUT_DIR/.$(basename "$part")" \
+                    && chmod 644 "$OUT_DIR/.$(basename "$part")" \
+                    && mv "$OUT_DIR/.$(basename "$part")" "$OUT_DIR/$(basename "$part")"
+            done
         fi
     fi
-    rm -f "$packed"
+    rm -rf "$packed"
 }
 
 status=0
@@ -277,21 +304,36 @@ if [ "$PART" = eager ] || [ "$PART" = all ]; then
         --channels-last --cuda-graphs
 fi
 if [ "$PART" = compiled ] || [ "$PART" = all ]; then
-    # GLNet with compile_backbone, as a config sets it, in the order of their value for the
-    # targets; compiling the backbone's forward and backward takes most of each limit.
-    # The training step with the backbone's graphs replayed as CUDA graphs, against the eager
-    # peers and the reference path (the stand-in for the official code).
-    LIMIT=210 compare gpu_train_fp16_compile_backbone_cudagraphs --models \
+    # The training step in the CUDA-graph modes, in the order of their value for the targets.
+    # First, with nothing to compile: every model's eager forward and backward captured as
+    # CUDA graphs (AdamW outside the graphs), against the peers and the reference path in the
+    # same mode: the eager kernels without the launches that bound GLNet's eager step.
+    LIMIT=90 compare gpu_train_fp16_cuda_graphs --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" \
+        --modes train --channels-last --cuda-graphs
+    # GLNet with compile_backbone as a config sets it, its graphs replayed as CUDA graphs,
+    # against the eager peers and the reference path (the stand-in for the official code).
+    # Compiling the backbone's forward and backward takes most of the limit: over 210 s cold
+    # on an H200.
+    LIMIT=330 compare gpu_train_fp16_compile_backbone_cudagraphs --models \
         "${BACKBONE_CUDAGRAPHS[@]}" "${REFERENCES[@]}" "${PEERS[@]}" --modes train \
         --channels-last --profile
-    # Every model compiled with CUDA graphs (torch.compile mode='reduce-overhead').
+    # Whether that option trains as eager mode does: the backbone as one graph replayed as
+    # CUDA graphs, fp16, against an eager copy (demo-size GLNet: its own, smaller graphs);
+    # plain steps and steps accumulating two micro-batches' gradients in turn.
+    LIMIT=90 check_training gpu_check_compiled_training --option compile_backbone \
+        --mode reduce-overhead --precision fp16 --steps 4 --accumulate 1 2
+fi
+if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
+    # Every model compiled, GLNet through compile_backbone; best on the machine that ran the
+    # compiled part, whose cache holds GLNet's training graphs. The training step with every
+    # model compiled with CUDA graphs (torch.compile mode='reduce-overhead').
     LIMIT=150 compare gpu_train_fp16_compile_cudagraphs --models "${BACKBONE_CUDAGRAPHS[@]}" \
         swin_t --modes train --channels-last --compile --cuda-graphs
-    LIMIT=120 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
+    LIMIT=150 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
         "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile
     # ConvNeXt-T, the latency target's peer, right after GLNet, before the other peers.
     split_peers convnext_t
-    LIMIT=80 compare gpu_latency_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
+    LIMIT=100 compare gpu_latency_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
         "${TARGET_PEER[@]}" "${OTHER_PEERS[@]}" --modes latency --channels-last \
         --latency-sizes 1792
 fi
@@ -311,11 +353,6 @@ if [ "$PART" = blocks ] || [ "$PART" = all ]; then
 fi
 if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
-    # First, whether the fastest training candidate trains as eager mode does: the backbone
-    # as one graph replayed as CUDA graphs, fp16, against an eager copy (demo-size GLNet);
-    # plain steps and steps accumulating two micro-batches' gradients in turn.
-    LIMIT=90 check_training gpu_check_compiled_training --option compile_backbone \
-        --mode reduce-overhead --precision fp16 --steps 4 --accumulate 1 2
     # The fast path's eager choices for CUDA, each against its torch kernels in the same fast
     # path and against the reference path, with the operator profiles: the slot pooling (a
     # mean over equal windows, averaging products over uneven ones, as at 224² in stages 2-3)
@@ -323,16 +360,10 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # products with a fused bias against convolution calls that add it in a second kernel
     # (*_conv_pointwise). fp16 inference at 224² batch 128 and the 1792² batch-1 latency (the
     # two eager targets). Last, GLNet and the peers with the weights that autocast casts at
-    # every forward cast once (*_precast): the host's time for those casts, which may bound
-    # GLNet's eager 1792² latency once its pooling is fast.
+    # every forward cast once (*_precast): the host's time for those casts.
     LIMIT=170 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
         "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" "${PEERS[@]}" "${PRECAST[@]}" \
         --modes infer latency --precision fp16 --latency-sizes 1792 --channels-last --profile
-    # The training step with every model's eager forward and backward captured as CUDA graphs
-    # (no compilation, AdamW outside the graphs): the eager kernels without the launches that
-    # bound GLNet's eager step, against the peers and the reference path in the same mode.
-    LIMIT=90 compare gpu_train_fp16_cuda_graphs --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" \
-        --modes train --channels-last --cuda-graphs
     # compile_blocks with mode='reduce-overhead' (each compiled block replayed as a CUDA
     # graph, the launches of a block's forward and backward cut to one) in the training step
     # and the 1792² latency.

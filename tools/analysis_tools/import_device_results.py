@@ -1,15 +1,17 @@
 """Bring the files of a GPU-suite run into the repository and regenerate docs/benchmark.md.
 
 ``gpu_suite.sh`` writes, per comparison, ``gpu_<name>.json`` (and ``gpu_<name>_profile.txt``
-with ``--profile``), the part's log ``suite_<part>.log`` and ``compile_cache.tar.gz``. This
-puts them where the benchmark page and the next device session read them:
+with ``--profile``), the part's log ``suite_<part>.log`` and the compile cache in parts,
+``compile_cache.tar.gz.part00``, ``part01``, ... This puts them where the benchmark page and the
+next device session read them:
 
 - ``gpu_<name>.json`` -> ``docs/benchmarks/<gpu>_<name>.json``, ``<gpu>`` from the device the
   run recorded (``h100`` for "NVIDIA H100 80GB HBM3"), its profile beside it with the record's
   ``profile_file`` renamed to match;
 - ``suite_<part>.log`` -> ``docs/benchmarks/<gpu>_suite_<part>.log``;
-- ``compile_cache.tar.gz`` -> ``.compile_cache/compile_cache.tar.gz`` (git-ignored), which the
-  suite unpacks before its next run;
+- the cache's parts (or a whole ``compile_cache.tar.gz``) -> ``.compile_cache/`` (git-ignored),
+  which the suite unpacks before its next run, in place of the cache there; parts that do not
+  join into a whole archive (a call cut off while it wrote them) are left out, with a warning;
 
 then runs ``render_benchmark_docs.py``. A file of the same name is replaced (a newer run of the
 same comparison; git keeps the older), atomically: an import cut short leaves every file whole,
@@ -21,11 +23,14 @@ Example::
 """
 import argparse
 import glob
+import io
 import json
 import os
 import os.path as osp
 import re
+import shutil
 import sys
+import tarfile
 from typing import List, Optional, Tuple
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
@@ -38,6 +43,43 @@ REPO_ROOT = render_benchmark_docs.REPO_ROOT
 DOCS_DIR = osp.join(REPO_ROOT, 'docs', 'benchmarks')
 CACHE_DIR = osp.join(REPO_ROOT, '.compile_cache')
 CACHE_FILE = 'compile_cache.tar.gz'
+
+
+def returned_cache(folder: str) -> List[str]:
+    """The compile cache a run brought back: its parts in order, else the whole archive (an
+    older suite's), else nothing."""
+    parts = sorted(glob.glob(osp.join(folder, CACHE_FILE + '.part[0-9][0-9]')))
+    if parts:
+        return parts
+    whole = osp.join(folder, CACHE_FILE)
+    return [whole] if osp.isfile(whole) else []
+
+
+def unreadable_cache(paths: List[str]) -> Optional[str]:
+    """Why the ``paths``, joined, are not a whole gzip-compressed tar archive; None if they
+    are."""
+    data = b''.join(open(path, 'rb').read() for path in paths)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode='r:gz') as archive:
+            archive.getmembers()
+    except (tarfile.TarError, EOFError, OSError) as error:
+        return f'{type(error).__name__}: {error}'
+    return None
+
+
+def install_cache(paths: List[str], cache_dir: str) -> None:
+    """Puts the cache ``paths`` in ``cache_dir`` in place of what it held. Staged beside it and
+    swapped in by renames: a cut leaves the old cache, the new one, or none, never a mix."""
+    staged, previous = cache_dir + '.incoming', cache_dir + '.previous'
+    for leftover in (staged, previous):
+        shutil.rmtree(leftover, ignore_errors=True)
+    os.makedirs(staged)
+    for path in paths:
+        atomic_copy_file(path, osp.join(staged, osp.basename(path)))
+    if osp.isdir(cache_dir):
+        os.rename(cache_dir, previous)
+    os.rename(staged, cache_dir)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 class ResultFileError(ValueError):
@@ -115,9 +157,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     runs = sorted(glob.glob(osp.join(args.files, 'gpu_*.json')))
     logs = sorted(glob.glob(osp.join(args.files, 'suite_*.log')))
-    cache = osp.join(args.files, CACHE_FILE)
-    if not runs and not logs and not osp.isfile(cache):
-        print(f'{args.files} holds no gpu_*.json, suite_*.log or {CACHE_FILE}: nothing imported')
+    cache = returned_cache(args.files)
+    if not runs and not logs and not cache:
+        print(f'{args.files} holds no gpu_*.json, suite_*.log or compile cache '
+              f'({CACHE_FILE}.part00, ...): nothing imported')
         return 1
     try:  # every file is checked before any is written
         checked = [(path, *load_device_run(path, args.prefix)) for path in runs]
@@ -133,10 +176,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         imported.append(name)
     for name in imported:
         print(osp.join(args.docs_dir, name))
-    if osp.isfile(cache):
-        os.makedirs(args.cache_dir, exist_ok=True)
-        atomic_copy_file(cache, osp.join(args.cache_dir, CACHE_FILE))
-        print(f'{osp.join(args.cache_dir, CACHE_FILE)} (carry {args.cache_dir} to the next '
+    broken = unreadable_cache(cache) if cache else None
+    if broken:
+        print(
+            f'warning: the compile cache {", ".join(map(osp.basename, cache))} is not a '
+            f'whole archive ({broken}); {args.cache_dir} is left as it was',
+            file=sys.stderr)
+    elif cache:
+        install_cache(cache, args.cache_dir)
+        print(f'{args.cache_dir}: {", ".join(map(osp.basename, cache))} (carry it to the next '
               'device call)')
     if not args.no_render and runs:  # the page beside the runs' folder
         return render_benchmark_docs.main([
