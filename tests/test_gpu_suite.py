@@ -135,15 +135,16 @@ def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
     device call brings back; given to the next run (on a fresh machine: an empty cache
     directory), they are in place before its first tool starts."""
     python = fake_compiling_python(tmp_path)
+
+    def run(name: str, **env) -> subprocess.CompletedProcess:
+        """One comparison of the suite in ``tmp_path / name`` with the fake compiler."""
+        result = run_suite(
+            tmp_path / name, SUITE_PART='eager', SUITE_ONLY='gpu_infer_fp16', PYTHON=python, **env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
     # An incompressible graph of 1.5 MiB: two parts of at most 1 MiB.
-    first = run_suite(
-        tmp_path / 'first',
-        SUITE_PART='eager',
-        SUITE_ONLY='gpu_infer_fp16',
-        PYTHON=python,
-        GRAPH_BYTES=str(3 << 19),
-        SUITE_CACHE_PART_MB='1')
-    assert first.returncode == 0, first.stdout + first.stderr
+    first = run('first', GRAPH_BYTES=str(3 << 19), SUITE_CACHE_PART_MB='1')
     out = tmp_path / 'first' / 'out'
     assert 'compile cache: none carried' in first.stdout
     parts = sorted(p.name for p in out.iterdir() if p.name.startswith('compile_cache'))
@@ -153,35 +154,18 @@ def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
         assert (out / part).stat().st_size <= 1 << 20
         assert (out / part).stat().st_mode & 0o044 == 0o044  # readable by whoever fetches it
 
-    second = run_suite(
-        tmp_path / 'second',
-        SUITE_PART='eager',
-        SUITE_ONLY='gpu_infer_fp16',
-        PYTHON=python,
-        SUITE_COMPILE_CACHE=str(out / 'compile_cache.tar.gz'))
-    assert second.returncode == 0, second.stdout + second.stderr
+    second = run('second', SUITE_COMPILE_CACHE=str(out / 'compile_cache.tar.gz'))
     assert (f'compile cache: unpacked {out}/compile_cache.tar.gz (2 part(s), 1 files)'
             in second.stdout)
     assert calls_so_far(tmp_path) == [False, True]  # cold, then warm
 
     # A part missing: the archive cannot be unpacked, and the run compiles cold.
     (out / 'compile_cache.tar.gz.part01').unlink()
-    cut = run_suite(
-        tmp_path / 'cut',
-        SUITE_PART='eager',
-        SUITE_ONLY='gpu_infer_fp16',
-        PYTHON=python,
-        SUITE_COMPILE_CACHE=str(out / 'compile_cache.tar.gz'))
-    assert cut.returncode == 0, cut.stdout + cut.stderr
+    cut = run('cut', SUITE_COMPILE_CACHE=str(out / 'compile_cache.tar.gz'))
     assert 'could not be unpacked; compiling cold' in cut.stdout
     assert calls_so_far(tmp_path)[-1] is False  # nothing half-unpacked in the cache
 
-    small = run_suite(
-        tmp_path / 'small',
-        SUITE_PART='eager',
-        SUITE_ONLY='gpu_infer_fp16',
-        PYTHON=python,
-        SUITE_CACHE_MAX_MB='0')
+    small = run('small', SUITE_CACHE_MAX_MB='0')
     assert 'over SUITE_CACHE_MAX_MB=0; not written' in small.stdout
     assert not list((tmp_path / 'small' / 'out').glob('compile_cache*'))
 
