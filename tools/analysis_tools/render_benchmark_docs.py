@@ -251,15 +251,7 @@ def target_rows(runs: List[dict]) -> List[str]:
                     continue
                 found = True
                 value, measured = measure_target(target, ours, theirs)
-                threshold = target['threshold']
-                status = validity(run, (ours, theirs))
-                if status:
-                    pass
-                elif threshold is None:
-                    status = 'reported'
-                else:
-                    met = value >= threshold if target['compare'] == 'speed' else value <= threshold
-                    status = 'met' if met else '**missed**'
+                status = validity(run, (ours, theirs)) or goal_status(target, value)
                 lines.append(f'| {target["title"]} | {model} | [{osp.basename(run["file"])}]'
                              f'(#{anchor(run)}) | {measured} | {goal_text(target)} | {status} |')
         if not found:
@@ -267,6 +259,15 @@ def target_rows(runs: List[dict]) -> List[str]:
             lines.append(f'| {target["title"]} | {", ".join(candidates)} | — | '
                          f'not measured yet | {goal_text(target)} | open |')
     return lines
+
+
+def goal_status(target: dict, value: float) -> str:
+    """'met', '**missed**', or 'reported' for a target without a threshold."""
+    threshold = target['threshold']
+    if threshold is None:
+        return 'reported'
+    met = value >= threshold if target['compare'] == 'speed' else value <= threshold
+    return 'met' if met else '**missed**'
 
 
 def validity(run: dict, rows) -> str:
@@ -294,11 +295,16 @@ def replays_graphs(run: dict, row: dict) -> bool:
     return bool(run['settings'].get('cuda_graphs')) or 'cudagraph_skips' in row
 
 
+def graphs_memory_missing(run: dict, row: dict) -> bool:
+    """Whether ``row`` replayed CUDA graphs but was measured before the tool counted their
+    memory pools (its rows then lack ``graphs_compiled_while_timed``, recorded since)."""
+    return replays_graphs(run, row) and 'graphs_compiled_while_timed' not in row
+
+
 def peak_memory(run: dict, row: dict) -> str:
     if 'peak_mem_mib' not in row:
         return '—'
-    if replays_graphs(run, row) and 'graphs_compiled_while_timed' not in row:
-        # Measured before the tool counted the graphs' pools: their memory is missing.
+    if graphs_memory_missing(run, row):
         return f'{row["peak_mem_mib"]:.0f} without the graphs\' memory'
     return f'{row["peak_mem_mib"]:.0f}'
 
@@ -408,7 +414,7 @@ def run_section(run: dict) -> List[str]:
             memory = peak_memory(run, row)
             megapixels = row['batch'] * row['size']**2 / 1e6
             per_pixel = (f'{row["step_mem_mib"] / megapixels:.1f}'
-                         if 'step_mem_mib' in row and not memory.endswith('memory') else '—')
+                         if 'step_mem_mib' in row and not graphs_memory_missing(run, row) else '—')
             spread = f'{min(row["samples_ms"]):.1f}–{max(row["samples_ms"]):.1f}'
             lines.append(f'| {row["model"]} | {row["images_per_s"]:.1f} | {row["ms"]:.1f} '
                          f'({spread}) | {ratio} | {memory} | {per_pixel} |' +
