@@ -167,11 +167,9 @@ REPRODUCE = [
 # evidence: (file name, model) -> why. For what the tool could not tell when it measured them.
 IN_DOUBT = {
     ('h200_train_fp16_compile_cudagraphs.json', 'swin_t'):
-    'its one repeat (the run was cut short before a second) took 212.8 ms a step, over 3× '
-    "eager Swin-T's 64 ms on the H100, and allocated 5151 MiB, where replayed CUDA graphs "
-    "allocate next to nothing (GLNet's 102 MiB): torch's CUDA-graph trees were still "
-    'recording or warming up, and the tool of that commit did not count the graphs compiled '
-    'while it was timed',
+    'one repeat of 212.8 ms a step that allocated 5151 MiB while timed, so not replaying CUDA '
+    "graphs yet (GLNet's replay: 102 MiB), from a tool that did not yet count the graphs "
+    'compiled while timed; see "What the H200 runs show"',
 }
 
 
