@@ -18,6 +18,13 @@ def importer():
     return load_tool('import_device_results')
 
 
+@pytest.fixture(autouse=True)
+def no_cache_in_the_checkout(importer, tmp_path, monkeypatch):
+    """An import without ``--cache-dir`` puts the cache in the test's folder, never in the
+    checkout's .compile_cache/, which may hold a cache carried between device sessions."""
+    monkeypatch.setattr(importer, 'CACHE_DIR', str(tmp_path / 'default_cache'))
+
+
 def device_run(tmp_path, monkeypatch, name: str = 'gpu_train_fp16') -> dict:
     """A suite run's returned files in ``tmp_path / 'returned'``: a real benchmark run of a tiny
     GLNet on the CPU, with a profile, recorded as on an H100; the part's log; a compile
