@@ -329,8 +329,10 @@ if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
     # model compiled with CUDA graphs (torch.compile mode='reduce-overhead').
     LIMIT=150 compare gpu_train_fp16_compile_cudagraphs --models "${BACKBONE_CUDAGRAPHS[@]}" \
         swin_t --modes train --channels-last --compile --cuda-graphs
+    # With the profiles: whether the host (inductor's wrapper launching the generated kernels)
+    # or the GPU's work bounds compiled GLNet (0.62× compiled Swin-T on the H200).
     LIMIT=150 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
-        "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile
+        "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile --profile
     # The eager peers first (ConvNeXt-T, the latency target's peer, leading), then GLNet's
     # compile: a run cut short after GLNet's first timing holds the target's pair.
     split_peers convnext_t

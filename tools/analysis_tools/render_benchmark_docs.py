@@ -117,9 +117,10 @@ REPRODUCE = [
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks '
      'glnet_stl_compile_blocks swin_t convnext_t --modes infer --precision fp16 --channels-last '
      '--compile'),
-    ('GPU, inference 224², batch 128, fp16, compiled (GLNet through compile_backbone)',
+    ('GPU, inference 224², batch 128, fp16, compiled (GLNet through compile_backbone), with '
+     'profiles',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_backbone swin_t '
-     'convnext_t --modes infer --precision fp16 --channels-last --compile'),
+     'convnext_t --modes infer --precision fp16 --channels-last --compile --profile'),
     ('GPU, inference 224², batch 128, fp16, every model compiled with '
      "mode='max-autotune-no-cudagraphs' (kernels chosen by timing, Triton matrix products with "
      'fused epilogues among them; GLNet through compile_backbone)',
