@@ -217,16 +217,11 @@ pack_compile_cache() {
                 "not written" | tee -a "$LOG"
         elif split -b "${part_mb}M" -d -a 2 "$packed/archive" "$packed/compile_cache.tar.gz.part"
         then
-            # The earlier parts go first: a call cut off now brings back a subset, which the
-            # import refuses, never a mixture of two archives.
+            # The earlier parts go first: a call cut off now brings back a subset or a part
+            # cut short, which the import refuses, never a mixture of two archives. (mktemp's
+            # files are private: the copies get the usual permissions.)
             rm -f "$OUT_DIR"/compile_cache.tar.gz.part*
-            local part
-            for part in "$packed"/compile_cache.tar.gz.part*; do
-                # (mktemp's files are private: the copies get the usual permissions.)
-                cp "$part" "$OUT_DIR/.$(basename "$part")" \
-                    && chmod 644 "$OUT_DIR/.$(basename "$part")" \
-                    && mv "$OUT_DIR/.$(basename "$part")" "$OUT_DIR/$(basename "$part")"
-            done
+            install -m 644 "$packed"/compile_cache.tar.gz.part* "$OUT_DIR/"
         fi
     fi
     rm -rf "$packed"
