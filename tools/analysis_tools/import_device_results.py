@@ -58,9 +58,12 @@ def returned_cache(folder: str) -> List[str]:
 def unreadable_cache(paths: List[str]) -> Optional[str]:
     """Why the ``paths``, joined, are not a whole gzip-compressed tar archive; None if they
     are."""
-    data = b''.join(open(path, 'rb').read() for path in paths)
+    data = bytearray()
+    for path in paths:
+        with open(path, 'rb') as f:
+            data += f.read()
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode='r:gz') as archive:
+        with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode='r:gz') as archive:
             archive.getmembers()
     except (tarfile.TarError, EOFError, OSError) as error:
         return f'{type(error).__name__}: {error}'
