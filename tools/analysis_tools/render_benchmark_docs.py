@@ -269,6 +269,11 @@ def goal_status(target: dict, value: float) -> str:
     return 'met' if met else '**missed**'
 
 
+def doubt(run: dict, row: dict) -> Optional[str]:
+    """Why ``row``'s figure in ``run`` is in doubt (:data:`IN_DOUBT`), or None."""
+    return IN_DOUBT.get((osp.basename(run['file']), row['model']))
+
+
 def validity(run: dict, rows) -> str:
     """Why the figures of ``rows`` of ``run`` cannot be counted towards a target, or ''."""
     skipped = [row['model'] for row in rows if row.get('cudagraph_skips')]
@@ -280,10 +285,7 @@ def validity(run: dict, rows) -> str:
     ]
     if compiling:
         return f'not valid: graphs compiled while timed by {" and ".join(compiling)}'
-    doubts = [
-        f'{row["model"]}: {IN_DOUBT[osp.basename(run["file"]), row["model"]]}' for row in rows
-        if (osp.basename(run['file']), row['model']) in IN_DOUBT
-    ]
+    doubts = [f'{row["model"]}: {doubt(run, row)}' for row in rows if doubt(run, row)]
     if doubts:
         return 'in doubt: ' + '; '.join(doubts)
     return ''
@@ -384,9 +386,8 @@ def run_section(run: dict) -> List[str]:
             lines.append(f'- **{row["model"]} ({mode_label(row)}): dynamo compiled '
                          f'{row["graphs_compiled_while_timed"]} graph(s) while it was timed**: '
                          'its figure has compilation in it')
-        if (osp.basename(run['file']), row['model']) in IN_DOUBT:
-            lines.append(f'- **{row["model"]} ({mode_label(row)}) in doubt**: '
-                         f'{IN_DOUBT[osp.basename(run["file"]), row["model"]]}')
+        if doubt(run, row):
+            lines.append(f'- **{row["model"]} ({mode_label(row)}) in doubt**: {doubt(run, row)}')
     if run.get('profile_file'):
         lines.append(f'- operator profile: [{run["profile_file"]}](benchmarks/'
                      f'{run["profile_file"]})')
