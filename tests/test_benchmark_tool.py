@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from types import SimpleNamespace
 
 import pytest
@@ -100,6 +101,41 @@ def test_conv_pointwise_variant_switches_the_products_off_in_its_forward_only(
     assert moved > 0 and conv_ops.counts['convolution'] - fast_ops.counts['convolution'] == moved
     assert layers.LINEAR_POINTWISE_CONV_DEVICES == {'cpu'}  # restored after the forward
     torch.testing.assert_close(with_convolutions, fast, rtol=1e-5, atol=1e-5)
+
+
+def test_triton_layernorm_variant_is_checked_against_the_model_on_its_first_forward(
+        benchmark, monkeypatch):
+    wrapped = benchmark.MODEL_BUILDERS['glnet_stl_triton_layernorm'](224)
+    assert isinstance(wrapped, benchmark.CheckedWithDevices) and get_impl(wrapped.model) == 'fast'
+    assert (wrapped.attribute, wrapped.devices) == ('TRITON_LAYER_NORM_DEVICES', {'cuda'})
+    # A choice that scales the output while it is on, for a model of the GLNet code.
+    choice = types.ModuleType('fake_choice')
+    choice.DEVICES = frozenset()
+    monkeypatch.setitem(sys.modules, 'fake_choice', choice)
+    calls = []
+
+    class Scaled(torch.nn.Module):
+
+        def __init__(self, factor: float) -> None:
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            calls.append(1)
+            return x * self.factor if 'cpu' in choice.DEVICES else x
+
+    x = torch.randn(2, 3) + 5
+    close = benchmark.CheckedWithDevices(
+        Scaled(1.001), 'fake_choice', 'DEVICES', frozenset({'cpu'}), tolerance=0.02)
+    torch.testing.assert_close(close(x), x * 1.001)
+    close(x)
+    assert len(calls) == 3  # the first forward twice (with and without), then once
+    assert choice.DEVICES == frozenset()
+    far = benchmark.CheckedWithDevices(
+        Scaled(1.1), 'fake_choice', 'DEVICES', frozenset({'cpu'}), tolerance=0.02)
+    with pytest.raises(RuntimeError, match=r"DEVICES=\{'cpu'\} changed the outputs by up to"):
+        far(x)
+    assert not far.checked
 
 
 def precast_twin(benchmark, name: str):

@@ -61,6 +61,30 @@ def eager_autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     return torch.get_autocast_dtype(device_type)
 
 
+# Devices on which eager inference computes the LayerNorms of float16/bfloat16 inputs with
+# mmglnet's Triton kernel (:mod:`mmglnet.models.triton_layer_norm`): a tile of rows per
+# program instead of torch's block of threads per row, which is slow on GLNet's rows of 64 to
+# 512 channels, and the float32 weight and bias read without casts. Empty: an experiment,
+# measured on a GPU by the benchmark's ``*_triton_layernorm`` models before it becomes a
+# default.
+TRITON_LAYER_NORM_DEVICES: frozenset = frozenset()
+# The dtypes it is chosen in.
+TRITON_LAYER_NORM_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def uses_triton_layer_norm(x: torch.Tensor, dtype: torch.dtype, normalized_shape: Sequence[int],
+                           weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> bool:
+    """Whether :func:`layer_norm` normalises ``x`` (computing in ``dtype``) with the Triton
+    kernel: on the devices of :data:`TRITON_LAYER_NORM_DEVICES`, in float16/bfloat16, in eager
+    mode (not compiling, tracing or exporting), over the last dimension only, where
+    :func:`~mmglnet.models.triton_layer_norm.fits` (inference)."""
+    if (x.device.type not in TRITON_LAYER_NORM_DEVICES or dtype not in TRITON_LAYER_NORM_DTYPES
+            or compiling_disallowed() or tuple(normalized_shape) != tuple(x.shape[-1:])):
+        return False
+    from . import triton_layer_norm  # imports Triton: only where the kernel may be chosen
+    return triton_layer_norm.fits(x, weight, bias)
+
+
 def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int], weight: Optional[torch.Tensor],
                bias: Optional[torch.Tensor], eps: float) -> torch.Tensor:
     """:func:`torch.nn.functional.layer_norm` whose output stays in autocast's dtype.
@@ -69,9 +93,13 @@ def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int], weight: Optiona
     is float32 and every consumer casts it down again. The kernels accumulate in float32
     either way, so within an autocast region this computes in the autocast dtype instead
     (one read, one half-size write). Outside autocast, and under :func:`torch.compile`, it is
-    ``F.layer_norm`` (see :func:`eager_autocast_dtype`).
+    ``F.layer_norm`` (see :func:`eager_autocast_dtype`). Where :func:`uses_triton_layer_norm`,
+    it is :func:`~mmglnet.models.triton_layer_norm.layer_norm_rows`.
     """
     dtype = eager_autocast_dtype(x.device.type)
+    if uses_triton_layer_norm(x, dtype or x.dtype, normalized_shape, weight, bias):
+        from .triton_layer_norm import layer_norm_rows
+        return layer_norm_rows(x, weight, bias, eps, dtype=dtype or x.dtype)
     if dtype is None:
         return F.layer_norm(x, normalized_shape, weight, bias, eps)
     if weight is not None:

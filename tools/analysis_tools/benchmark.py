@@ -55,7 +55,10 @@ the other models are compiled in the same mode, which the tool checks),
 initial slots on every device (to measure the fast path's own pooling on CUDA,
 :func:`mmglnet.models.pooling.slot_pool2d`), ``glnet_<arch>_conv_pointwise`` with the fast one
 but its pointwise convolutions computed by convolution calls on every device (to measure its
-products with a fused bias on CUDA, :class:`mmglnet.models.layers.PointwiseConv2d`);
+products with a fused bias on CUDA, :class:`mmglnet.models.layers.PointwiseConv2d`),
+``glnet_<arch>_triton_layernorm`` with the fast one and its LayerNorms computed by mmglnet's
+Triton kernel in eager inference on CUDA (an experiment,
+:mod:`mmglnet.models.triton_layer_norm`; its first forward is checked against torch's kernels);
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -173,6 +176,48 @@ def shifted_dw_convs(model: nn.Module) -> WithDevices:
     torch.compile on every device (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`)."""
     return WithDevices(model, 'mmglnet.models.layers', 'SHIFTED_DW_CONV_DEVICES',
                        frozenset({'cuda', 'cpu'}))
+
+
+class CheckedWithDevices(WithDevices):
+    """A :class:`WithDevices` whose first forward is checked against the model's own: the
+    largest difference of the outputs, relative to their largest magnitude, must stay within
+    ``tolerance``, else the forward raises (the model then fails in the run, with no figure).
+
+    For a choice that computes differently (another kernel, other roundings): a figure of
+    the variant then comes from a kernel that gives the model's results on that device.
+    """
+
+    def __init__(self, model: nn.Module, module: str, attribute: str, devices: frozenset,
+                 tolerance: float) -> None:
+        super().__init__(model, module, attribute, devices)
+        self.tolerance = tolerance
+        self.checked = False
+
+    def forward(self, x: torch.Tensor):
+        outputs = super().forward(x)
+        if not self.checked:
+            reference = as_tuple(self.model(x))
+            scale = max(out.float().abs().max().item() for out in reference)
+            error = largest_difference(reference, as_tuple(outputs))
+            if not error <= self.tolerance * scale:  # NaN fails too
+                raise RuntimeError(f'{self.attribute}={set(self.devices)} changed the outputs '
+                                   f'by up to {error:.3g}, over {self.tolerance:g} of their '
+                                   f'largest magnitude {scale:.3g}')
+            self.checked = True
+        return outputs
+
+
+def triton_layer_norms(model: nn.Module) -> CheckedWithDevices:
+    """``model`` with its LayerNorms computed by mmglnet's Triton kernel in eager inference
+    on CUDA (:mod:`mmglnet.models.triton_layer_norm`, an experiment off by default), its
+    first forward checked against torch's kernels (float16 through the network: within 2%
+    of the outputs' largest magnitude)."""
+    return CheckedWithDevices(
+        model,
+        'mmglnet.models.layers',
+        'TRITON_LAYER_NORM_DEVICES',
+        frozenset({'cuda'}),
+        tolerance=0.02)
 
 
 def conv_pointwise(model: nn.Module) -> WithDevices:
@@ -342,11 +387,12 @@ def build_mmdet_swin(image_size: int) -> nn.Module:
 
 
 # Model-name suffixes of the fast path with one of its choices for CUDA switched off, to measure
-# that choice: torch's adaptive pooling kernel for the slots, convolution calls for the
-# pointwise convolutions.
+# that choice (torch's adaptive pooling kernel for the slots, convolution calls for the
+# pointwise convolutions), or an experiment switched on (the Triton LayerNorm).
 EAGER_VARIANTS = {
     '_torch_pooling': torch_slot_pooling,
     '_conv_pointwise': conv_pointwise,
+    '_triton_layernorm': triton_layer_norms,
 }
 
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.

@@ -6,22 +6,24 @@
 #
 # Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at
 # 512² batch 16 with its operator profile, operator counts and peak memory, batch-1 latency at
-# 448², 896², 1792² eager and with CUDA graphs. Part "compiled" (SUITE_PART=compiled), the
-# training step in the CUDA-graph modes: every model's eager forward and backward replayed as
-# CUDA graphs (nothing to compile); GLNet through its compile_backbone option (the backbone as
-# one graph, as a config sets it) replayed as CUDA graphs (mode='reduce-overhead') against the
-# eager peers and the reference path, with its profile; whether that option trains as eager
-# mode does (check_compiled_training.py). Part "compiled_more" (SUITE_PART=compiled_more),
-# every model compiled, GLNet through compile_backbone: the training step with CUDA graphs,
-# fp16 inference, and 1792² latency compiled against the eager peers. Part "blocks"
+# 448², 896², 1792² eager and with CUDA graphs (there also with the Triton LayerNorm). Part
+# "compiled" (SUITE_PART=compiled), the training step in the CUDA-graph modes: every model's
+# eager forward and backward replayed as CUDA graphs (nothing to compile); GLNet through its
+# compile_backbone option (the backbone as one graph, as a config sets it) replayed as CUDA
+# graphs (mode='reduce-overhead') against the eager peers and the reference path, with its
+# profile; whether that option trains as eager mode does (check_compiled_training.py). Part
+# "compiled_more" (SUITE_PART=compiled_more), every model compiled, GLNet through
+# compile_backbone: the training step with CUDA graphs, fp16 inference, and 1792² latency
+# compiled against the eager peers. Part "blocks"
 # (SUITE_PART=blocks), GLNet through its compile_blocks option: the training step against the
 # eager peers (with its profile), fp16 inference with every model compiled, 1792² latency
 # eager and with CUDA graphs, and the training step with every model compiled. Part "extra"
 # (SUITE_PART=extra), in this order: eager fp16 inference and 1792² latency with their
 # operator profiles, the fast path's slot pooling and pointwise products against torch's
-# kernels, and every model with its weights cast once (*_precast); compile_blocks with every
-# block replayed as a CUDA graph (training step, 1792² latency); the training step with
-# AdamW's fused kernels for every model (eager). Part "autotune" (SUITE_PART=autotune): fp16
+# kernels, the LayerNorms by mmglnet's Triton kernel (an experiment, *_triton_layernorm), and
+# every model with its weights cast once (*_precast); compile_blocks with every block
+# replayed as a CUDA graph (training step, 1792² latency); the training step with AdamW's
+# fused kernels for every model (eager). Part "autotune" (SUITE_PART=autotune): fp16
 # inference with every model compiled with mode='max-autotune-no-cudagraphs' (GLNet through
 # compile_backbone), whose autotuning takes minutes per model. Part "shifts"
 # (SUITE_PART=shifts), an experiment: compile_backbone with its residual depth-wise
@@ -143,6 +145,7 @@ SHIFTED_BACKBONE=()
 SHIFTED_BACKBONE_CUDAGRAPHS=()
 TORCH_POOLING=()
 CONV_POINTWISE=()
+TRITON_LAYERNORM=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
     REFERENCES+=("${model}_reference")
@@ -156,6 +159,7 @@ for model in "${GLNETS[@]}"; do
         "${model}_compile_backbone_cudagraphs_shift_dwconv")
     TORCH_POOLING+=("${model}_torch_pooling")
     CONV_POINTWISE+=("${model}_conv_pointwise")
+    TRITON_LAYERNORM+=("${model}_triton_layernorm")
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
 # Every eager model's twin whose weights that autocast casts at every forward are cast once.
@@ -295,8 +299,8 @@ if [ "$PART" = eager ] || [ "$PART" = all ]; then
         --modes train --channels-last --profile --count-ops
     compare gpu_latency --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes latency \
         --channels-last
-    compare gpu_latency_cuda_graphs --models "${GLNETS[@]}" "${PEERS[@]}" --modes latency \
-        --channels-last --cuda-graphs
+    compare gpu_latency_cuda_graphs --models "${GLNETS[@]}" "${TRITON_LAYERNORM[@]}" \
+        "${PEERS[@]}" --modes latency --channels-last --cuda-graphs
 fi
 if [ "$PART" = compiled ] || [ "$PART" = all ]; then
     # The training step in the CUDA-graph modes, in the order of their value for the targets.
@@ -356,11 +360,14 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # mean over equal windows, averaging products over uneven ones, as at 224² in stages 2-3)
     # against torch's adaptive kernel (*_torch_pooling), the pointwise convolutions as
     # products with a fused bias against convolution calls that add it in a second kernel
-    # (*_conv_pointwise). fp16 inference at 224² batch 128 and the 1792² batch-1 latency (the
-    # two eager targets). Last, GLNet and the peers with the weights that autocast casts at
-    # every forward cast once (*_precast): the host's time for those casts.
-    LIMIT=170 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
-        "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" "${PEERS[@]}" "${PRECAST[@]}" \
+    # (*_conv_pointwise), and an experiment: the LayerNorms by mmglnet's Triton kernel
+    # (*_triton_layernorm; torch's kernel moved 230 GB/s on the 64-channel rows of the H200's
+    # profile). fp16 inference at 224² batch 128 and the 1792² batch-1 latency (the two eager
+    # targets). Last, GLNet and the peers with the weights that autocast casts at every
+    # forward cast once (*_precast): the host's time for those casts.
+    LIMIT=190 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
+        "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" "${TRITON_LAYERNORM[@]}" "${PEERS[@]}" \
+        "${PRECAST[@]}" \
         --modes infer latency --precision fp16 --latency-sizes 1792 --channels-last --profile
     # compile_blocks with mode='reduce-overhead' (each compiled block replayed as a CUDA
     # graph, the launches of a block's forward and backward cut to one) in the training step

@@ -1,0 +1,119 @@
+"""The Triton LayerNorm for eager inference (``mmglnet.models.triton_layer_norm``): when it
+is chosen, and, in a process of their own under Triton's interpreter, the checks that run the
+kernel (``tests/triton_interpreted.py``).
+
+The kernel is chosen on the devices of ``TRITON_LAYER_NORM_DEVICES``, empty by default (an
+experiment until a GPU measures it); these tests add the CPU.
+"""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmglnet.models import GLNet, layers
+from mmglnet.models.layers import uses_triton_layer_norm
+
+from conftest import TINY_ARCH
+
+INTERPRETED_CHECKS = osp.join(osp.dirname(osp.abspath(__file__)), 'triton_interpreted.py')
+
+
+@pytest.fixture
+def on_cpu(monkeypatch):
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset({'cpu'}))
+
+
+@pytest.fixture
+def kernel_calls(on_cpu, monkeypatch):
+    """Records every call of the kernel's launcher, which would fail here: Triton cannot
+    launch on CPU tensors outside its interpreter."""
+    from mmglnet.models import triton_layer_norm
+    calls = []
+    monkeypatch.setattr(triton_layer_norm, 'layer_norm_rows', lambda x, *_, **__: calls.append(x))
+    return calls
+
+
+def test_kernel_under_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    run = subprocess.run([
+        sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-o', 'addopts=',
+        INTERPRETED_CHECKS
+    ],
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
+    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ''
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    # Every check ran: none skipped or deselected.
+    assert re.fullmatch(r'\d+ passed in [\d.]+s( \(.*\))?', summary), summary
+    assert int(summary.split()[0]) >= 13, summary
+
+
+@pytest.mark.parametrize('dtype, channels', [('fp16', 64), ('bf16', 96)])
+def test_kernel_compiles_for_hopper_without_a_gpu(dtype, channels):
+    """The kernel as the launcher would launch it, compiled ahead of time for sm_90 (H100,
+    H200) down to a cubin: what the interpreter cannot show (Triton's type checks and
+    lowering for the GPU)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from mmglnet.models import triton_layer_norm
+    block_channels, rows = triton_layer_norm.tile(channels)
+    signature = dict(
+        x_ptr='*fp32',
+        weight_ptr='*fp32',
+        bias_ptr='*fp32',
+        out_ptr=f'*{dtype}',
+        num_rows='i32',
+        eps='fp32',
+        CHANNELS='constexpr',
+        BLOCK_CHANNELS='constexpr',
+        ROWS='constexpr')
+    source = ASTSource(
+        fn=triton_layer_norm._layer_norm_rows_kernel,
+        signature=signature,
+        constexprs=dict(CHANNELS=channels, BLOCK_CHANNELS=block_channels, ROWS=rows))
+    kernel = triton.compile(source, target=GPUTarget('cuda', 90, 32))
+    assert kernel.asm['cubin'] and '.target sm_90' in kernel.asm['ptx']
+
+
+def test_off_by_default():
+    assert layers.TRITON_LAYER_NORM_DEVICES == frozenset()
+    x = torch.randn(2, 8, 16)
+    assert not uses_triton_layer_norm(x.half(), torch.float16,
+                                      (16, ), torch.ones(16), torch.zeros(16))
+
+
+def test_chosen_for_16_bit_inference_over_the_last_dimension_only(on_cpu):
+    weight, bias = torch.ones(16), torch.zeros(16)
+    x = torch.randn(2, 8, 16)
+
+    def chosen(x, dtype=torch.float16, shape=(16, ), weight=weight):
+        return uses_triton_layer_norm(x, dtype, shape, weight, bias)
+
+    assert chosen(x.half()) and chosen(x, torch.bfloat16)
+    assert not chosen(x, torch.float32)
+    assert not chosen(x.transpose(1, 2).contiguous().transpose(1, 2))  # rows not contiguous
+    assert not chosen(torch.randn(2, 4, 4), shape=(4, 4))  # over two dimensions
+    assert not chosen(x.half(), weight=None)
+    assert not chosen(x.half().requires_grad_())  # training: torch's kernels and their backward
+    with torch.no_grad():
+        assert chosen(x.half().requires_grad_())
+
+
+def test_not_in_training_or_traced(on_cpu, kernel_calls):
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, ))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.autocast('cpu', dtype=torch.float16):
+        model(x)[0].float().sum().backward()
+    assert kernel_calls == []
+    model.eval()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
+        torch.jit.trace(model, x, check_trace=False)
+    assert kernel_calls == []

@@ -1,0 +1,127 @@
+"""Checks of the Triton LayerNorm kernel that run it: under Triton's interpreter only.
+
+Triton decides at import whether its functions (``tl.sum`` among them) are interpreted, so
+these run in a process started with ``TRITON_INTERPRET=1``:
+``test_triton_layer_norm.test_kernel_under_the_triton_interpreter`` starts it
+(``TRITON_INTERPRET=1 python -m pytest tests/triton_interpreted.py`` by hand). The interpreter
+runs the kernel with NumPy on CPU tensors; the CPU is added to the devices that choose it
+(``TRITON_LAYER_NORM_DEVICES``).
+"""
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmglnet.models import GLNet, layers, triton_layer_norm
+from mmglnet.models.layers import LayerNorm, LayerNorm2d
+
+from conftest import TINY_ARCH
+
+if os.environ.get('TRITON_INTERPRET') != '1':
+    raise RuntimeError('tests/triton_interpreted.py runs the Triton kernel on the CPU and needs '
+                       'TRITON_INTERPRET=1 from the start of the process: run it through '
+                       'tests/test_triton_layer_norm.py, or as TRITON_INTERPRET=1 python -m '
+                       'pytest tests/triton_interpreted.py')
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts the launches of the kernel (through ``layer_norm_rows``), with the CPU among
+    the devices that choose it."""
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset({'cpu'}))
+    calls = []
+    plain = triton_layer_norm.layer_norm_rows
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(triton_layer_norm, 'layer_norm_rows', counted)
+    return calls
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    'shape',
+    [
+        (2, 5, 7, 64),  # 70 rows: a partial tile
+        (3, 96),  # channels not a power of two
+        (1, 4, 4, 256),
+        (2, 3, 768),
+        (5, 1),
+    ])
+def test_kernel_rounds_the_float32_layer_norm(dtype, shape):
+    torch.manual_seed(0)
+    channels = shape[-1]
+    x = (torch.randn(shape) * 3 + 1).to(dtype)
+    weight, bias = torch.randn(channels), torch.randn(channels)
+    out = triton_layer_norm.layer_norm_rows(x, weight, bias, 1e-6)
+    assert out.dtype == dtype and out.shape == x.shape and out.is_contiguous()
+    exact = F.layer_norm(x.float(), (channels, ), weight, bias, 1e-6)
+    # Within one unit in the last place of the float32 result.
+    torch.testing.assert_close(out.float(), exact, rtol=torch.finfo(dtype).eps, atol=1e-5)
+
+
+def test_kernel_normalises_float32_input_before_rounding():
+    torch.manual_seed(0)
+    x = torch.randn(3, 9, 64) * 5
+    weight, bias = torch.randn(64), torch.randn(64)
+    out = triton_layer_norm.layer_norm_rows(x, weight, bias, 1e-6, dtype=torch.float16)
+    assert out.dtype == torch.float16
+    exact = F.layer_norm(x, (64, ), weight, bias, 1e-6)
+    torch.testing.assert_close(out.float(), exact, rtol=torch.finfo(torch.float16).eps, atol=1e-5)
+
+
+def test_kernel_refuses_what_it_cannot_take():
+    weight, bias = torch.ones(8), torch.zeros(8)
+    transposed = torch.randn(8, 4).t()  # not contiguous
+    with pytest.raises(ValueError, match=r'shape \(4, 8\)'):
+        triton_layer_norm.layer_norm_rows(transposed, weight, bias, 1e-6)
+    with pytest.raises(ValueError, match='weight'):
+        triton_layer_norm.layer_norm_rows(torch.randn(4, 6), weight, bias, 1e-6)
+    with pytest.raises(ValueError, match='gradient'):
+        triton_layer_norm.layer_norm_rows(torch.randn(4, 8, requires_grad=True), weight, bias, 1e-6)
+
+
+def test_layer_norms_keep_their_outputs(kernel_calls):
+    torch.manual_seed(0)
+    norm, norm2d = LayerNorm(32, eps=1e-6), LayerNorm2d(32)
+    for module in (norm, norm2d):
+        torch.nn.init.normal_(module.weight)
+        torch.nn.init.normal_(module.bias)
+    tokens = torch.randn(2, 20, 32)
+    grid = torch.randn(2, 32, 5, 4).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.float16):
+        out, out2d = norm(tokens), norm2d(grid)
+    assert len(kernel_calls) == 2
+    assert out.dtype == out2d.dtype == torch.float16
+    # The 2d output keeps the channels-last strides of torch's path.
+    assert out2d.shape == grid.shape and out2d.is_contiguous(memory_format=torch.channels_last)
+    for got, module, x in ((out, norm, tokens), (out2d.permute(0, 2, 3,
+                                                               1), norm2d, grid.permute(0, 2, 3,
+                                                                                        1))):
+        exact = F.layer_norm(x, (32, ), module.weight, module.bias, 1e-6)
+        torch.testing.assert_close(
+            got.float(), exact, rtol=torch.finfo(torch.float16).eps, atol=1e-5)
+
+
+def test_glnet_inference_runs_every_layer_norm_through_the_kernel(kernel_calls, monkeypatch):
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(0, 1, 2, 3)).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+
+    def forward():
+        with torch.inference_mode(), torch.autocast('cpu', dtype=torch.float16):
+            return model(x)
+
+    outs = forward()
+    assert len(kernel_calls) == len(norms) > 0
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset())
+    expected = forward()
+    assert len(kernel_calls) == len(norms)  # torch's kernels now
+    for out, reference in zip(outs, expected):
+        # float16 through the whole network: the two paths round the norms differently.
+        scale = reference.float().abs().max()
+        assert (out.float() - reference.float()).abs().max() <= 0.02 * scale
