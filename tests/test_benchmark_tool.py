@@ -108,34 +108,51 @@ def test_triton_layernorm_variant_is_checked_against_the_model_on_its_first_forw
     wrapped = benchmark.MODEL_BUILDERS['glnet_stl_triton_layernorm'](224)
     assert isinstance(wrapped, benchmark.CheckedWithDevices) and get_impl(wrapped.model) == 'fast'
     assert (wrapped.attribute, wrapped.devices) == ('TRITON_LAYER_NORM_DEVICES', {'cuda'})
-    # A choice that scales the output while it is on, for a model of the GLNet code.
+    # A choice of the GLNet code that, while it is on, scales the output, or the gradient of
+    # the model's weight only (by a term that is zero forwards).
     choice = types.ModuleType('fake_choice')
     choice.DEVICES = frozenset()
     monkeypatch.setitem(sys.modules, 'fake_choice', choice)
     calls = []
 
-    class Scaled(torch.nn.Module):
+    class Chosen(torch.nn.Module):
 
-        def __init__(self, factor: float) -> None:
+        def __init__(self, factor: float, grad_factor: float) -> None:
             super().__init__()
-            self.factor = factor
+            self.weight = torch.nn.Parameter(torch.full((3, ), 2.))
+            self.factor, self.grad_factor = factor, grad_factor
 
         def forward(self, x):
             calls.append(1)
-            return x * self.factor if 'cpu' in choice.DEVICES else x
+            if 'cpu' not in choice.DEVICES:
+                return x * self.weight
+            weight = self.weight + (self.grad_factor - 1) * (self.weight - self.weight.detach())
+            return x * weight * self.factor
+
+    def checked(factor=1., grad_factor=1.):
+        return benchmark.CheckedWithDevices(
+            Chosen(factor, grad_factor),
+            'fake_choice',
+            'DEVICES',
+            frozenset({'cpu'}),
+            tolerance=0.02,
+            grad_tolerance=0.05)
 
     x = torch.randn(2, 3) + 5
-    close = benchmark.CheckedWithDevices(
-        Scaled(1.001), 'fake_choice', 'DEVICES', frozenset({'cpu'}), tolerance=0.02)
-    torch.testing.assert_close(close(x), x * 1.001)
+    close = checked(1.001, 1.01)
+    close(x).sum().backward()
+    torch.testing.assert_close(close.model.weight.grad, x.sum(0) * 1.001 * 1.01)
     close(x)
-    assert len(calls) == 3  # the first forward twice (with and without), then once
+    assert len(calls) == 4  # the first forward three times (checked both ways), then once
     assert choice.DEVICES == frozenset()
-    far = benchmark.CheckedWithDevices(
-        Scaled(1.1), 'fake_choice', 'DEVICES', frozenset({'cpu'}), tolerance=0.02)
-    with pytest.raises(RuntimeError, match=r"DEVICES=\{'cpu'\} changed the outputs by up to"):
+    with torch.no_grad():  # inference: the outputs are checked
+        with pytest.raises(RuntimeError, match=r"DEVICES=\{'cpu'\} changed the outputs by up to"):
+            checked(factor=1.1)(x)
+        checked(grad_factor=2.)(x)  # no gradients to check
+    far = checked(grad_factor=1.2)
+    with pytest.raises(RuntimeError, match=r'changed a gradient of shape \(3,\) by up to'):
         far(x)
-    assert not far.checked
+    assert not far.checked and far.model.weight.grad is None
 
 
 def precast_twin(benchmark, name: str):

@@ -29,7 +29,7 @@ def on_cpu(monkeypatch):
 
 @pytest.fixture
 def kernel_calls(on_cpu, monkeypatch):
-    """Records every call of the kernel's launcher, which would fail here: Triton cannot
+    """Records every call of the kernels' launcher, which would fail here: Triton cannot
     launch on CPU tensors outside its interpreter."""
     from mmglnet.models import triton_layer_norm
     calls = []
@@ -55,8 +55,8 @@ def test_kernel_under_the_triton_interpreter():
 
 
 @pytest.mark.parametrize('dtype, channels', [('fp16', 64), ('bf16', 96)])
-def test_kernel_compiles_for_hopper_without_a_gpu(dtype, channels):
-    """The kernel as the launcher would launch it, compiled ahead of time for sm_90 (H100,
+def test_kernels_compile_for_hopper_without_a_gpu(dtype, channels):
+    """The kernels as the launcher would launch them, compiled ahead of time for sm_90 (H100,
     H200) down to a cubin: what the interpreter cannot show (Triton's type checks and
     lowering for the GPU)."""
     import triton
@@ -65,22 +65,34 @@ def test_kernel_compiles_for_hopper_without_a_gpu(dtype, channels):
 
     from mmglnet.models import triton_layer_norm
     block_channels, rows = triton_layer_norm.tile(channels)
-    signature = dict(
-        x_ptr='*fp32',
+    sizes = dict(CHANNELS=channels, BLOCK_CHANNELS=block_channels, ROWS=rows)
+    forward = dict(
+        x_ptr=f'*{dtype}',
         weight_ptr='*fp32',
         bias_ptr='*fp32',
         out_ptr=f'*{dtype}',
+        mean_ptr='*fp32',
+        inverse_std_ptr='*fp32',
         num_rows='i32',
         eps='fp32',
-        CHANNELS='constexpr',
-        BLOCK_CHANNELS='constexpr',
-        ROWS='constexpr')
-    source = ASTSource(
-        fn=triton_layer_norm._layer_norm_rows_kernel,
-        signature=signature,
-        constexprs=dict(CHANNELS=channels, BLOCK_CHANNELS=block_channels, ROWS=rows))
-    kernel = triton.compile(source, target=GPUTarget('cuda', 90, 32))
-    assert kernel.asm['cubin'] and '.target sm_90' in kernel.asm['ptx']
+        SAVE_STATISTICS='constexpr')
+    backward = dict(
+        grad_out_ptr=f'*{dtype}',
+        x_ptr=f'*{dtype}',
+        weight_ptr='*fp32',
+        mean_ptr='*fp32',
+        inverse_std_ptr='*fp32',
+        grad_x_ptr=f'*{dtype}',
+        partial_sums_ptr='*fp32',
+        num_rows='i32')
+    for kernel, signature, constants in (
+        (triton_layer_norm._layer_norm_rows_kernel, forward, dict(SAVE_STATISTICS=True)),
+        (triton_layer_norm._layer_norm_rows_backward_kernel, backward, {}),
+    ):
+        signature.update({name: 'constexpr' for name in sizes})
+        source = ASTSource(fn=kernel, signature=signature, constexprs=dict(sizes, **constants))
+        compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32))
+        assert compiled.asm['cubin'] and '.target sm_90' in compiled.asm['ptx']
 
 
 def test_off_by_default():
@@ -102,18 +114,13 @@ def test_chosen_for_16_bit_inference_over_the_last_dimension_only(on_cpu):
     assert not chosen(x.transpose(1, 2).contiguous().transpose(1, 2))  # rows not contiguous
     assert not chosen(torch.randn(2, 4, 4), shape=(4, 4))  # over two dimensions
     assert not chosen(x.half(), weight=None)
-    assert not chosen(x.half().requires_grad_())  # training: torch's kernels and their backward
-    with torch.no_grad():
-        assert chosen(x.half().requires_grad_())
+    assert chosen(x.half().requires_grad_())  # training too: the kernels have a backward
 
 
-def test_not_in_training_or_traced(on_cpu, kernel_calls):
-    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, ))
+def test_not_traced_or_compiled(on_cpu, kernel_calls):
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, )).eval()
     x = torch.randn(1, 3, 64, 64)
-    with torch.autocast('cpu', dtype=torch.float16):
-        model(x)[0].float().sum().backward()
-    assert kernel_calls == []
-    model.eval()
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
         torch.jit.trace(model, x, check_trace=False)
+        torch.compile(model, backend='eager', fullgraph=True)(x)
     assert kernel_calls == []

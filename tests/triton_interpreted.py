@@ -80,8 +80,35 @@ def test_kernel_refuses_what_it_cannot_take():
         triton_layer_norm.layer_norm_rows(transposed, weight, bias, 1e-6)
     with pytest.raises(ValueError, match='weight'):
         triton_layer_norm.layer_norm_rows(torch.randn(4, 6), weight, bias, 1e-6)
-    with pytest.raises(ValueError, match='gradient'):
-        triton_layer_norm.layer_norm_rows(torch.randn(4, 8, requires_grad=True), weight, bias, 1e-6)
+    with pytest.raises(ValueError, match='one dtype'):
+        triton_layer_norm.layer_norm_rows(torch.randn(4, 8), weight, bias.half(), 1e-6)
+
+
+@pytest.mark.parametrize('dtype, tolerance', [(torch.float32, 1e-6), (torch.float16, 1e-3)])
+@pytest.mark.parametrize('shape', [(2, 5, 7, 64), (3, 96), (70, 768)])
+def test_kernel_gradients_are_the_layer_norms(dtype, tolerance, shape):
+    torch.manual_seed(0)
+    channels = shape[-1]
+    x = (torch.randn(shape) * 3 + 1).to(dtype).requires_grad_()
+    weight = torch.randn(channels, requires_grad=True)
+    bias = torch.randn(channels, requires_grad=True)
+    grad_out = torch.randn(shape).to(dtype)
+    triton_layer_norm.layer_norm_rows(x, weight, bias, 1e-6).backward(grad_out)
+    assert x.grad.dtype == dtype and weight.grad.dtype == bias.grad.dtype == torch.float32
+    exact = [t.detach().float().requires_grad_() for t in (x, weight, bias)]
+    F.layer_norm(exact[0], (channels, ), exact[1], exact[2], 1e-6).backward(grad_out.float())
+    for got, want in zip((x.grad, weight.grad, bias.grad), (t.grad for t in exact)):
+        error = (got.float() - want).abs().max() / want.abs().max()
+        assert error <= tolerance, (got.dtype, error)
+
+
+def test_kernel_saves_nothing_without_gradients():
+    weight, bias = torch.ones(8, requires_grad=True), torch.zeros(8, requires_grad=True)
+    with torch.no_grad():
+        out = triton_layer_norm.layer_norm_rows(torch.randn(4, 8), weight, bias, 1e-6)
+    assert out.grad_fn is None
+    out = triton_layer_norm.layer_norm_rows(torch.randn(4, 8), weight, bias, 1e-6)
+    assert len(out.grad_fn.saved_tensors) == 4  # the input, the weight and the statistics
 
 
 def test_layer_norms_keep_their_outputs(kernel_calls):
@@ -125,3 +152,34 @@ def test_glnet_inference_runs_every_layer_norm_through_the_kernel(kernel_calls, 
         # float16 through the whole network: the two paths round the norms differently.
         scale = reference.float().abs().max()
         assert (out.float() - reference.float()).abs().max() <= 0.02 * scale
+
+
+def test_glnet_training_step_gradients_match_torchs_kernels(kernel_calls, monkeypatch):
+    # In float32, where both paths agree to rounding (the kernels are chosen in 16-bit only).
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DTYPES', (torch.float32, ))
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(1, 3), drop_path_rate=0.)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+
+    def gradients():
+        model.zero_grad()
+        x.grad = None
+        outs = model(x)
+        sum((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
+            for out in outs).backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        grads['input'] = x.grad.clone()
+        return grads
+
+    with_kernels = gradients()
+    assert len(kernel_calls) == len(norms) > 0
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset())
+    expected = gradients()
+    assert with_kernels.keys() == expected.keys()
+    # Relative to each gradient, or to a hundredth of the largest where a gradient is rounding
+    # noise (a convolution's bias before a BatchNorm in training mode has none).
+    largest = max(grad.abs().max() for grad in expected.values())
+    for name, grad in expected.items():
+        error = (with_kernels[name] - grad).abs().max() / max(grad.abs().max(), largest / 100)
+        assert error <= 1e-4, (name, error.item())

@@ -61,10 +61,10 @@ def eager_autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     return torch.get_autocast_dtype(device_type)
 
 
-# Devices on which eager inference computes the LayerNorms of float16/bfloat16 inputs with
-# mmglnet's Triton kernel (:mod:`mmglnet.models.triton_layer_norm`): a tile of rows per
-# program instead of torch's block of threads per row, which is slow on GLNet's rows of 64 to
-# 512 channels, and the float32 weight and bias read without casts. Empty: an experiment,
+# Devices on which eager mode computes the LayerNorms of float16/bfloat16 inputs, and their
+# gradients, with mmglnet's Triton kernels (:mod:`mmglnet.models.triton_layer_norm`): a tile
+# of rows per program instead of torch's block of threads per row, which is slow on GLNet's
+# rows of 64 to 512 channels, and the float32 weight and bias read without casts. Empty: an experiment,
 # measured on a GPU by the benchmark's ``*_triton_layernorm`` models before it becomes a
 # default.
 TRITON_LAYER_NORM_DEVICES: frozenset = frozenset()
@@ -75,9 +75,9 @@ TRITON_LAYER_NORM_DTYPES = (torch.float16, torch.bfloat16)
 def uses_triton_layer_norm(x: torch.Tensor, dtype: torch.dtype, normalized_shape: Sequence[int],
                            weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> bool:
     """Whether :func:`layer_norm` normalises ``x`` (computing in ``dtype``) with the Triton
-    kernel: on the devices of :data:`TRITON_LAYER_NORM_DEVICES`, in float16/bfloat16, in eager
-    mode (not compiling, tracing or exporting), over the last dimension only, where
-    :func:`~mmglnet.models.triton_layer_norm.fits` (inference)."""
+    kernels: on the devices of :data:`TRITON_LAYER_NORM_DEVICES`, in float16/bfloat16, in
+    eager mode (not compiling, tracing or exporting), over the last dimension only, where
+    :func:`~mmglnet.models.triton_layer_norm.fits`."""
     if (x.device.type not in TRITON_LAYER_NORM_DEVICES or dtype not in TRITON_LAYER_NORM_DTYPES
             or compiling_disallowed() or tuple(normalized_shape) != tuple(x.shape[-1:])):
         return False

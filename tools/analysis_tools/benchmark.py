@@ -57,8 +57,8 @@ initial slots on every device (to measure the fast path's own pooling on CUDA,
 but its pointwise convolutions computed by convolution calls on every device (to measure its
 products with a fused bias on CUDA, :class:`mmglnet.models.layers.PointwiseConv2d`),
 ``glnet_<arch>_triton_layernorm`` with the fast one and its LayerNorms computed by mmglnet's
-Triton kernel in eager inference on CUDA (an experiment,
-:mod:`mmglnet.models.triton_layer_norm`; its first forward is checked against torch's kernels);
+Triton kernels in eager mode on CUDA (an experiment, :mod:`mmglnet.models.triton_layer_norm`;
+its first forward, and its gradients in training, are checked against torch's kernels);
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -179,45 +179,76 @@ def shifted_dw_convs(model: nn.Module) -> WithDevices:
 
 
 class CheckedWithDevices(WithDevices):
-    """A :class:`WithDevices` whose first forward is checked against the model's own: the
-    largest difference of the outputs, relative to their largest magnitude, must stay within
-    ``tolerance``, else the forward raises (the model then fails in the run, with no figure).
+    """A :class:`WithDevices` whose first forward is checked against the model's own, for a
+    choice that computes differently (another kernel, other roundings): the figures of the
+    variant then come from kernels that give the model's results on that device.
 
-    For a choice that computes differently (another kernel, other roundings): a figure of
-    the variant then comes from a kernel that gives the model's results on that device.
+    The largest difference of the outputs, relative to their largest magnitude, must stay
+    within ``tolerance``; where the forward is differentiated (a training step), so must that
+    of the gradients of a fixed random projection of the outputs with respect to every
+    parameter (relative to each gradient, or to a hundredth of the largest where a gradient
+    is rounding noise), within ``grad_tolerance``. Otherwise the forward raises: the model
+    fails in the run, with no figure. The check leaves the parameters' ``.grad`` alone.
     """
 
     def __init__(self, model: nn.Module, module: str, attribute: str, devices: frozenset,
-                 tolerance: float) -> None:
+                 tolerance: float, grad_tolerance: float) -> None:
         super().__init__(model, module, attribute, devices)
         self.tolerance = tolerance
+        self.grad_tolerance = grad_tolerance
         self.checked = False
 
     def forward(self, x: torch.Tensor):
-        outputs = super().forward(x)
         if not self.checked:
-            reference = as_tuple(self.model(x))
-            scale = max(out.float().abs().max().item() for out in reference)
-            error = largest_difference(reference, as_tuple(outputs))
-            if not error <= self.tolerance * scale:  # NaN fails too
-                raise RuntimeError(f'{self.attribute}={set(self.devices)} changed the outputs '
-                                   f'by up to {error:.3g}, over {self.tolerance:g} of their '
-                                   f'largest magnitude {scale:.3g}')
+            self._check(x)
             self.checked = True
-        return outputs
+        return super().forward(x)
+
+    def _outputs_and_gradients(self, forward: Callable, x: torch.Tensor) -> tuple:
+        outputs = as_tuple(forward(x))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not (torch.is_grad_enabled() and params):
+            return outputs, ()
+        generator = torch.Generator(x.device).manual_seed(0)
+        loss = sum(
+            (out.float() * torch.randn(out.shape, generator=generator, device=out.device)).sum()
+            for out in outputs)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return outputs, tuple(g for g in grads if g is not None)
+
+    def _check(self, x: torch.Tensor) -> None:
+        name = f'{self.attribute}={set(self.devices)}'
+        reference, reference_grads = self._outputs_and_gradients(self.model, x)
+        outputs, grads = self._outputs_and_gradients(super().forward, x)
+        scale = max(out.float().abs().max().item() for out in reference)
+        error = largest_difference(reference, outputs)
+        if not error <= self.tolerance * scale:  # NaN fails too
+            raise RuntimeError(f'{name} changed the outputs by up to {error:.3g}, over '
+                               f'{self.tolerance:g} of their largest magnitude {scale:.3g}')
+        if len(grads) != len(reference_grads):
+            raise RuntimeError(f'{name} gave {len(grads)} parameter gradients, the model '
+                               f'{len(reference_grads)}')
+        largest = max((g.abs().max().item() for g in reference_grads), default=0.)
+        for got, want in zip(grads, reference_grads):
+            error = (got.float() - want.float()).abs().max().item()
+            bound = self.grad_tolerance * max(want.abs().max().item(), largest / 100)
+            if not error <= bound:
+                raise RuntimeError(f'{name} changed a gradient of shape {tuple(want.shape)} by '
+                                   f'up to {error:.3g}, over {bound:.3g}')
 
 
 def triton_layer_norms(model: nn.Module) -> CheckedWithDevices:
-    """``model`` with its LayerNorms computed by mmglnet's Triton kernel in eager inference
-    on CUDA (:mod:`mmglnet.models.triton_layer_norm`, an experiment off by default), its
-    first forward checked against torch's kernels (float16 through the network: within 2%
-    of the outputs' largest magnitude)."""
+    """``model`` with its LayerNorms, and their gradients, computed by mmglnet's Triton
+    kernels in eager mode on CUDA (:mod:`mmglnet.models.triton_layer_norm`, an experiment
+    off by default), its first forward checked against torch's kernels (float16 through the
+    network: outputs within 2% of their largest magnitude, gradients within 5%)."""
     return CheckedWithDevices(
         model,
         'mmglnet.models.layers',
         'TRITON_LAYER_NORM_DEVICES',
         frozenset({'cuda'}),
-        tolerance=0.02)
+        tolerance=0.02,
+        grad_tolerance=0.05)
 
 
 def conv_pointwise(model: nn.Module) -> WithDevices:
