@@ -64,9 +64,9 @@ def eager_autocast_dtype(device_type: str) -> Optional[torch.dtype]:
 # Devices on which eager mode computes the LayerNorms of float16/bfloat16 inputs, and their
 # gradients, with mmglnet's Triton kernels (:mod:`mmglnet.models.triton_layer_norm`): a tile
 # of rows per program instead of torch's block of threads per row, which is slow on GLNet's
-# rows of 64 to 512 channels, and the float32 weight and bias read without casts. Empty: an experiment,
-# measured on a GPU by the benchmark's ``*_triton_layernorm`` models before it becomes a
-# default.
+# rows of 64 to 512 channels, and the float32 weight and bias read without casts. Empty: an
+# experiment, measured on a GPU by the benchmark's ``*_triton_layernorm`` models before it
+# becomes a default.
 TRITON_LAYER_NORM_DEVICES: frozenset = frozenset()
 # The dtypes it is chosen in.
 TRITON_LAYER_NORM_DTYPES = (torch.float16, torch.bfloat16)
