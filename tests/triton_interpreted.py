@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from mmglnet.models import GLNet, layers, triton_layer_norm
 from mmglnet.models.layers import LayerNorm, LayerNorm2d
 
-from conftest import TINY_ARCH
+from conftest import TINY_ARCH, load_tool
 
 if os.environ.get('TRITON_INTERPRET') != '1':
     raise RuntimeError('tests/triton_interpreted.py runs the Triton kernel on the CPU and needs '
@@ -183,3 +183,26 @@ def test_glnet_training_step_gradients_match_torchs_kernels(kernel_calls, monkey
     for name, grad in expected.items():
         error = (with_kernels[name] - grad).abs().max() / max(grad.abs().max(), largest / 100)
         assert error <= 1e-4, (name, error.item())
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_benchmark_variant_passes_its_check_in_a_training_step(kernel_calls, monkeypatch, dtype):
+    """The benchmark's check of the variant (outputs and every parameter's gradient against
+    torch's kernels) on a 16-bit training step, with the kernels really chosen (the CPU
+    standing in for CUDA): it passes where the kernels are right."""
+    benchmark = load_tool('benchmark')
+    # Off by default, as on the device: the variant switches the CPU on in its forward.
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset())
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, ))
+    checked = benchmark.CheckedWithDevices(model, 'mmglnet.models.layers',
+                                           'TRITON_LAYER_NORM_DEVICES', frozenset({'cpu'}))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=dtype):
+        loss = checked(x)[0].float().mean()
+    loss.backward()
+    assert checked.checked
+    # Its first forward ran twice with the kernels: for the check and for the step.
+    assert len(kernel_calls) == 2 * len(norms)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
