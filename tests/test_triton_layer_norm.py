@@ -114,6 +114,7 @@ def test_chosen_for_16_bit_inference_over_the_last_dimension_only(on_cpu):
     assert not chosen(x.transpose(1, 2).contiguous().transpose(1, 2))  # rows not contiguous
     assert not chosen(torch.randn(2, 4, 4), shape=(4, 4))  # over two dimensions
     assert not chosen(x.half(), weight=None)
+    assert not chosen(x.half(), weight=weight.half())  # the bias stays float32
     assert chosen(x.half().requires_grad_())  # training too: the kernels have a backward
 
 

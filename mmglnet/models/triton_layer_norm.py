@@ -109,13 +109,13 @@ def tile(channels: int) -> Tuple[int, int]:
 def fits(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> bool:
     """Whether :func:`layer_norm_rows` takes ``x``: Triton is there, ``x`` is contiguous with a
     last dimension of at most :data:`MAX_CHANNELS`, and the weight and bias are contiguous
-    vectors of that length."""
+    vectors of that length and of one dtype."""
     if triton is None or weight is None or bias is None or x.dim() == 0:
         return False
     channels = x.shape[-1]
     return (0 < channels <= MAX_CHANNELS and weight.shape == (channels, )
-            and bias.shape == (channels, ) and x.is_contiguous() and weight.is_contiguous()
-            and bias.is_contiguous())
+            and bias.shape == (channels, ) and weight.dtype == bias.dtype
+            and x.is_contiguous() and weight.is_contiguous() and bias.is_contiguous())
 
 
 class _LayerNormRows(torch.autograd.Function):
@@ -204,11 +204,9 @@ def layer_norm_rows(x: torch.Tensor,
     if not fits(x, weight, bias):
         raise ValueError(
             f'layer_norm_rows takes a contiguous input with a last dimension of 1 to '
-            f'{MAX_CHANNELS}, a contiguous weight and bias of that length, and Triton '
-            f'(available: {is_available()}); got shape {tuple(x.shape)} (contiguous: '
-            f'{x.is_contiguous()}), weight {tuple(weight.shape)}, bias {tuple(bias.shape)}. '
-            'Use torch.nn.functional.layer_norm for the others.')
-    if weight.dtype != bias.dtype:
-        raise ValueError(f'layer_norm_rows takes a weight and a bias of one dtype, got '
-                         f'{weight.dtype} and {bias.dtype}.')
+            f'{MAX_CHANNELS}, a contiguous weight and bias of that length and of one dtype, '
+            f'and Triton (available: {is_available()}); got shape {tuple(x.shape)} '
+            f'(contiguous: {x.is_contiguous()}), weight {tuple(weight.shape)} {weight.dtype}, '
+            f'bias {tuple(bias.shape)} {bias.dtype}. Use torch.nn.functional.layer_norm for '
+            'the others.')
     return _LayerNormRows.apply(x, weight, bias, eps, dtype or x.dtype)
