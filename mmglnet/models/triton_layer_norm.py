@@ -114,8 +114,8 @@ def fits(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.T
         return False
     channels = x.shape[-1]
     return (0 < channels <= MAX_CHANNELS and weight.shape == (channels, )
-            and bias.shape == (channels, ) and weight.dtype == bias.dtype
-            and x.is_contiguous() and weight.is_contiguous() and bias.is_contiguous())
+            and bias.shape == (channels, ) and weight.dtype == bias.dtype and x.is_contiguous()
+            and weight.is_contiguous() and bias.is_contiguous())
 
 
 class _LayerNormRows(torch.autograd.Function):
