@@ -71,11 +71,12 @@ def test_kernels_compile_for_hopper_without_a_gpu(dtype, channels):
         weight_ptr='*fp32',
         bias_ptr='*fp32',
         out_ptr=f'*{dtype}',
-        mean_ptr='*fp32',
-        inverse_std_ptr='*fp32',
         num_rows='i32',
         eps='fp32',
         SAVE_STATISTICS='constexpr')
+    # Inference passes the output for the statistics, which it does not write.
+    inference = dict(forward, mean_ptr=f'*{dtype}', inverse_std_ptr=f'*{dtype}')
+    training = dict(forward, mean_ptr='*fp32', inverse_std_ptr='*fp32')
     backward = dict(
         grad_out_ptr=f'*{dtype}',
         x_ptr=f'*{dtype}',
@@ -86,10 +87,14 @@ def test_kernels_compile_for_hopper_without_a_gpu(dtype, channels):
         partial_sums_ptr='*fp32',
         num_rows='i32')
     for kernel, signature, constants in (
-        (triton_layer_norm._layer_norm_rows_kernel, forward, dict(SAVE_STATISTICS=True)),
+        (triton_layer_norm._layer_norm_rows_kernel, inference, dict(SAVE_STATISTICS=False)),
+        (triton_layer_norm._layer_norm_rows_kernel, training, dict(SAVE_STATISTICS=True)),
         (triton_layer_norm._layer_norm_rows_backward_kernel, backward, {}),
     ):
-        signature.update({name: 'constexpr' for name in sizes})
+        # In the order of the kernel's parameters, which Triton's signature follows.
+        names = kernel.arg_names
+        signature = dict(signature, **{name: 'constexpr' for name in sizes})
+        signature = {name: signature[name] for name in names}
         source = ASTSource(fn=kernel, signature=signature, constexprs=dict(sizes, **constants))
         compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32))
         assert compiled.asm['cubin'] and '.target sm_90' in compiled.asm['ptx']

@@ -102,12 +102,24 @@ def test_kernel_gradients_are_the_layer_norms(dtype, tolerance, shape):
         assert error <= tolerance, (got.dtype, error)
 
 
-def test_kernel_saves_nothing_without_gradients():
+def test_kernel_keeps_statistics_only_for_a_gradient(monkeypatch):
+    saved = []
+    normalise = triton_layer_norm._normalise
+    monkeypatch.setattr(
+        triton_layer_norm, '_normalise',
+        lambda *args, save_statistics: saved.append(save_statistics) or normalise(
+            *args, save_statistics=save_statistics))
     weight, bias = torch.ones(8, requires_grad=True), torch.zeros(8, requires_grad=True)
+    x = torch.randn(4, 8)
     with torch.no_grad():
-        out = triton_layer_norm.layer_norm_rows(torch.randn(4, 8), weight, bias, 1e-6)
-    assert out.grad_fn is None
-    out = triton_layer_norm.layer_norm_rows(torch.randn(4, 8), weight, bias, 1e-6)
+        out = triton_layer_norm.layer_norm_rows(x, weight, bias, 1e-6)
+    assert out.grad_fn is None and saved == [False]
+    with torch.inference_mode():
+        triton_layer_norm.layer_norm_rows(x, weight, bias, 1e-6)
+    out = triton_layer_norm.layer_norm_rows(x, weight.detach(), bias.detach(), 1e-6)
+    assert out.grad_fn is None and saved == [False, False, False]
+    out = triton_layer_norm.layer_norm_rows(x, weight, bias, 1e-6)
+    assert saved[-1] is True
     assert len(out.grad_fn.saved_tensors) == 4  # the input, the weight and the statistics
 
 

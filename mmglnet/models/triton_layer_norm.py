@@ -118,39 +118,43 @@ def fits(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.T
             and weight.is_contiguous() and bias.is_contiguous())
 
 
+def _normalise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+               dtype: torch.dtype, save_statistics: bool) -> tuple:
+    """Launches the forward kernel: the output, and the rows' means and inverse standard
+    deviations (float32) where ``save_statistics``, else None for both."""
+    channels = x.shape[-1]
+    block_channels, rows_per_program = tile(channels)
+    num_rows = x.numel() // channels
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    mean = inverse_std = None
+    if save_statistics:
+        mean = torch.empty(num_rows, dtype=torch.float32, device=x.device)
+        inverse_std = torch.empty(num_rows, dtype=torch.float32, device=x.device)
+    if num_rows:
+        _layer_norm_rows_kernel[(triton.cdiv(num_rows, rows_per_program), )](
+            x,
+            weight,
+            bias,
+            out,
+            mean if save_statistics else out,  # not written without SAVE_STATISTICS
+            inverse_std if save_statistics else out,
+            num_rows,
+            eps,
+            CHANNELS=channels,
+            BLOCK_CHANNELS=block_channels,
+            ROWS=rows_per_program,
+            SAVE_STATISTICS=save_statistics)
+    return out, mean, inverse_std
+
+
 class _LayerNormRows(torch.autograd.Function):
-    """The kernels as an autograd function: the statistics are saved only where a gradient
-    will be asked for."""
+    """The kernels as an autograd function, for a forward whose gradient will be asked for."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
                 dtype: torch.dtype) -> torch.Tensor:
-        channels = x.shape[-1]
-        block_channels, rows_per_program = tile(channels)
-        num_rows = x.numel() // channels
-        out = torch.empty(x.shape, dtype=dtype, device=x.device)
-        save = any(ctx.needs_input_grad[:3])
-        mean = inverse_std = out  # placeholders: not written without SAVE_STATISTICS
-        if save:
-            mean = torch.empty(num_rows, dtype=torch.float32, device=x.device)
-            inverse_std = torch.empty(num_rows, dtype=torch.float32, device=x.device)
-        if num_rows:
-            grid = (triton.cdiv(num_rows, rows_per_program), )
-            _layer_norm_rows_kernel[grid](
-                x,
-                weight,
-                bias,
-                out,
-                mean,
-                inverse_std,
-                num_rows,
-                eps,
-                CHANNELS=channels,
-                BLOCK_CHANNELS=block_channels,
-                ROWS=rows_per_program,
-                SAVE_STATISTICS=save)
-        if save:
-            ctx.save_for_backward(x, weight, mean, inverse_std)
+        out, mean, inverse_std = _normalise(x, weight, bias, eps, dtype, save_statistics=True)
+        ctx.save_for_backward(x, weight, mean, inverse_std)
         return out
 
     @staticmethod
@@ -209,4 +213,8 @@ def layer_norm_rows(x: torch.Tensor,
             f'(contiguous: {x.is_contiguous()}), weight {tuple(weight.shape)} {weight.dtype}, '
             f'bias {tuple(bias.shape)} {bias.dtype}. Use torch.nn.functional.layer_norm for '
             'the others.')
-    return _LayerNormRows.apply(x, weight, bias, eps, dtype or x.dtype)
+    dtype = dtype or x.dtype
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+        return _LayerNormRows.apply(x, weight, bias, eps, dtype)
+    # No graph to record (inference): no statistics to keep, no autograd function to run.
+    return _normalise(x, weight, bias, eps, dtype, save_statistics=False)[0]
