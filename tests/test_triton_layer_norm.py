@@ -58,7 +58,9 @@ def test_kernel_under_the_triton_interpreter():
 def test_kernels_compile_for_hopper_without_a_gpu(dtype, channels):
     """The kernels as the launcher would launch them, compiled ahead of time for sm_90 (H100,
     H200) down to a cubin: what the interpreter cannot show (Triton's type checks and
-    lowering for the GPU)."""
+    lowering for the GPU), and that every thread reads and writes the 16-bit rows 16 bytes at
+    a time (with the pointers 16-byte aligned, as Triton specialises them for tensors that
+    are)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -95,9 +97,18 @@ def test_kernels_compile_for_hopper_without_a_gpu(dtype, channels):
         names = kernel.arg_names
         signature = dict(signature, **{name: 'constexpr' for name in sizes})
         signature = {name: signature[name] for name in names}
-        source = ASTSource(fn=kernel, signature=signature, constexprs=dict(sizes, **constants))
+        aligned = {
+            (i, ): [['tt.divisibility', 16]]
+            for i, name in enumerate(names) if name.endswith('_ptr')
+        }
+        source = ASTSource(
+            fn=kernel, signature=signature, constexprs=dict(sizes, **constants), attrs=aligned)
         compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32))
-        assert compiled.asm['cubin'] and '.target sm_90' in compiled.asm['ptx']
+        ptx = compiled.asm['ptx']
+        assert compiled.asm['cubin'] and '.target sm_90' in ptx
+        vector = 'ld.global.v4.b32' in ptx and 'st.global.v4.b32' in ptx
+        scalar = 'ld.global.b16' in ptx or 'st.global.b16' in ptx
+        assert vector and not scalar, f'{kernel.fn.__name__}: 16-bit elements one at a time
 
 
 def test_off_by_default():

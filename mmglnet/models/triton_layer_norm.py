@@ -46,15 +46,24 @@ def is_available() -> bool:
 if triton is not None:
 
     @triton.jit
-    def _layer_norm_rows_kernel(x_ptr, weight_ptr, bias_ptr, out_ptr, mean_ptr, inverse_std_ptr,
-                                num_rows, eps, CHANNELS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr,
-                                ROWS: tl.constexpr, SAVE_STATISTICS: tl.constexpr):
-        rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    def _tile(program, num_rows, CHANNELS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr,
+              ROWS: tl.constexpr):
+        """The rows of ``program``'s tile, its channels, their masks and the elements'
+        offsets."""
+        rows = program * ROWS + tl.arange(0, ROWS)
         channels = tl.arange(0, BLOCK_CHANNELS)
         row_mask = rows < num_rows
         channel_mask = channels < CHANNELS
         mask = row_mask[:, None] & channel_mask[None, :]
         offsets = rows[:, None].to(tl.int64) * CHANNELS + channels[None, :]
+        return rows, channels, row_mask, channel_mask, mask, offsets
+
+    @triton.jit
+    def _layer_norm_rows_kernel(x_ptr, weight_ptr, bias_ptr, out_ptr, mean_ptr, inverse_std_ptr,
+                                num_rows, eps, CHANNELS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr,
+                                ROWS: tl.constexpr, SAVE_STATISTICS: tl.constexpr):
+        rows, channels, row_mask, channel_mask, mask, offsets = _tile(
+            tl.program_id(0), num_rows, CHANNELS, BLOCK_CHANNELS, ROWS)
         x = tl.load(x_ptr + offsets, mask=mask, other=0.).to(tl.float32)
         mean = tl.sum(x, axis=1) / CHANNELS
         centred = tl.where(mask, x - mean[:, None], 0.)
@@ -74,12 +83,8 @@ if triton is not None:
                                          CHANNELS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr,
                                          ROWS: tl.constexpr):
         program = tl.program_id(0)
-        rows = program * ROWS + tl.arange(0, ROWS)
-        channels = tl.arange(0, BLOCK_CHANNELS)
-        row_mask = rows < num_rows
-        channel_mask = channels < CHANNELS
-        mask = row_mask[:, None] & channel_mask[None, :]
-        offsets = rows[:, None].to(tl.int64) * CHANNELS + channels[None, :]
+        rows, channels, row_mask, channel_mask, mask, offsets = _tile(program, num_rows, CHANNELS,
+                                                                      BLOCK_CHANNELS, ROWS)
         x = tl.load(x_ptr + offsets, mask=mask, other=0.).to(tl.float32)
         grad_out = tl.load(grad_out_ptr + offsets, mask=mask, other=0.).to(tl.float32)
         mean = tl.load(mean_ptr + rows, mask=row_mask, other=0.)
