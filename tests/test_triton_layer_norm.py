@@ -108,7 +108,7 @@ def test_kernels_compile_for_hopper_without_a_gpu(dtype, channels):
         assert compiled.asm['cubin'] and '.target sm_90' in ptx
         vector = 'ld.global.v4.b32' in ptx and 'st.global.v4.b32' in ptx
         scalar = 'ld.global.b16' in ptx or 'st.global.b16' in ptx
-        assert vector and not scalar, f'{kernel.fn.__name__}: 16-bit elements one at a time
+        assert vector and not scalar, f'{kernel.fn.__name__}: 16-bit elements one at a time'
 
 
 def test_off_by_default():
