@@ -123,13 +123,17 @@ def fits(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.T
             and weight.is_contiguous() and bias.is_contiguous())
 
 
+def _launch_sizes(x: torch.Tensor) -> Tuple[int, int, int, int]:
+    """(channels, ``BLOCK_CHANNELS``, rows per program, rows) of the kernels on ``x``."""
+    channels = x.shape[-1]
+    return (channels, ) + tile(channels) + (x.numel() // channels, )
+
+
 def _normalise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
                dtype: torch.dtype, save_statistics: bool) -> tuple:
     """Launches the forward kernel: the output, and the rows' means and inverse standard
     deviations (float32) where ``save_statistics``, else None for both."""
-    channels = x.shape[-1]
-    block_channels, rows_per_program = tile(channels)
-    num_rows = x.numel() // channels
+    channels, block_channels, rows_per_program, num_rows = _launch_sizes(x)
     out = torch.empty(x.shape, dtype=dtype, device=x.device)
     mean = inverse_std = None
     if save_statistics:
@@ -166,9 +170,7 @@ class _LayerNormRows(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         x, weight, mean, inverse_std = ctx.saved_tensors
-        channels = x.shape[-1]
-        block_channels, rows_per_program = tile(channels)
-        num_rows = x.numel() // channels
+        channels, block_channels, rows_per_program, num_rows = _launch_sizes(x)
         programs = triton.cdiv(num_rows, rows_per_program)
         grad_x = torch.empty_like(x)
         partial_sums = torch.empty(
