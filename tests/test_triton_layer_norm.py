@@ -33,7 +33,8 @@ def kernel_calls(on_cpu, monkeypatch):
     launch on CPU tensors outside its interpreter."""
     from mmglnet.models import triton_layer_norm
     calls = []
-    monkeypatch.setattr(triton_layer_norm, 'layer_norm_rows', lambda x, *_, **__: calls.append(x))
+    monkeypatch.setattr(triton_layer_norm, 'fitted_layer_norm_rows',
+                        lambda x, *_, **__: calls.append(x))
     return calls
 
 

@@ -27,17 +27,17 @@ if os.environ.get('TRITON_INTERPRET') != '1':
 
 @pytest.fixture
 def kernel_calls(monkeypatch):
-    """Counts the launches of the kernel (through ``layer_norm_rows``), with the CPU among
-    the devices that choose it."""
+    """Counts the launches of the kernel (through ``fitted_layer_norm_rows``, which
+    ``layers.layer_norm`` calls), with the CPU among the devices that choose it."""
     monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset({'cpu'}))
     calls = []
-    plain = triton_layer_norm.layer_norm_rows
+    plain = triton_layer_norm.fitted_layer_norm_rows
 
     def counted(*args, **kwargs):
         calls.append(args[0].shape)
         return plain(*args, **kwargs)
 
-    monkeypatch.setattr(triton_layer_norm, 'layer_norm_rows', counted)
+    monkeypatch.setattr(triton_layer_norm, 'fitted_layer_norm_rows', counted)
     return calls
 
 

@@ -98,8 +98,8 @@ def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int], weight: Optiona
     """
     dtype = eager_autocast_dtype(x.device.type)
     if uses_triton_layer_norm(x, dtype or x.dtype, normalized_shape, weight, bias):
-        from .triton_layer_norm import layer_norm_rows
-        return layer_norm_rows(x, weight, bias, eps, dtype=dtype or x.dtype)
+        from .triton_layer_norm import fitted_layer_norm_rows  # checked by the choice
+        return fitted_layer_norm_rows(x, weight, bias, eps, dtype=dtype or x.dtype)
     if dtype is None:
         return F.layer_norm(x, normalized_shape, weight, bias, eps)
     if weight is not None:

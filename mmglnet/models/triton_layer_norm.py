@@ -220,6 +220,17 @@ def layer_norm_rows(x: torch.Tensor,
             f'(contiguous: {x.is_contiguous()}), weight {tuple(weight.shape)} {weight.dtype}, '
             f'bias {tuple(bias.shape)} {bias.dtype}. Use torch.nn.functional.layer_norm for '
             'the others.')
+    return fitted_layer_norm_rows(x, weight, bias, eps, dtype)
+
+
+def fitted_layer_norm_rows(x: torch.Tensor,
+                           weight: torch.Tensor,
+                           bias: torch.Tensor,
+                           eps: float,
+                           dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """:func:`layer_norm_rows` for arguments that :func:`fits` has accepted already
+    (:func:`mmglnet.models.layers.layer_norm` checks them when it chooses the kernels): the
+    same, without checking them again on every call."""
     dtype = dtype or x.dtype
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
         return _LayerNormRows.apply(x, weight, bias, eps, dtype)
