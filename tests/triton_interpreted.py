@@ -137,9 +137,8 @@ def test_layer_norms_keep_their_outputs(kernel_calls):
     assert out.dtype == out2d.dtype == torch.float16
     # The 2d output keeps the channels-last strides of torch's path.
     assert out2d.shape == grid.shape and out2d.is_contiguous(memory_format=torch.channels_last)
-    for got, module, x in ((out, norm, tokens), (out2d.permute(0, 2, 3,
-                                                               1), norm2d, grid.permute(0, 2, 3,
-                                                                                        1))):
+    channels_last_rows = (out2d.permute(0, 2, 3, 1), norm2d, grid.permute(0, 2, 3, 1))
+    for got, module, x in ((out, norm, tokens), channels_last_rows):
         exact = F.layer_norm(x, (32, ), module.weight, module.bias, 1e-6)
         torch.testing.assert_close(
             got.float(), exact, rtol=torch.finfo(torch.float16).eps, atol=1e-5)
