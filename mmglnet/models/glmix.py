@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiheadSelfAttention
-from .layers import (ConvFFN, LayerNorm2d, PointwiseConv2d, ResidualDWConv, eager_autocast_dtype,
-                     make_drop_path, make_layer_scale)
+from .layers import (ConvFFN, DepthwiseConv2d, LayerNorm2d, PointwiseConv2d, ResidualDWConv,
+                     eager_autocast_dtype, make_drop_path, make_layer_scale)
 from .pooling import slot_pool2d
 
 SLOT_INITS = ('ada_avgpool', 'param')
@@ -151,8 +151,7 @@ class GLMixBlock(nn.Module):
         self.relation_mha = MultiheadSelfAttention(embed_dim, num_heads)
         self.feature_conv = nn.Sequential(
             PointwiseConv2d(embed_dim, embed_dim),
-            nn.Conv2d(
-                embed_dim, embed_dim, local_dw_ks, padding=local_dw_ks // 2, groups=embed_dim),
+            DepthwiseConv2d(embed_dim, local_dw_ks),
             PointwiseConv2d(embed_dim, embed_dim),
         ) if local_dw_ks > 0 else nn.Identity()  # the official adds the normed input at 0
         self.norm2 = LayerNorm2d(embed_dim)

@@ -3,7 +3,7 @@
 Parameter names and shapes follow the official GLNet release so that its checkpoints load
 without renaming (https://arxiv.org/abs/2411.14429).
 """
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -108,6 +108,59 @@ def layer_norm(x: torch.Tensor, normalized_shape: Sequence[int], weight: Optiona
         bias = bias.to(dtype)
     with torch.autocast(x.device.type, enabled=False):
         return F.layer_norm(x.to(dtype), normalized_shape, weight, bias, eps)
+
+
+# Devices on which a training forward in float16/bfloat16 has the gradients of its
+# convolutions' biases summed by mmglnet's Triton kernel
+# (:mod:`mmglnet.models.triton_bias_grad`): a run of tiles of channels-last rows per program
+# instead of torch's generic reduction, slow on GLNet's rows of 64 to 512 channels, and no
+# cast of the sums to the float32 bias. Empty: an experiment, measured on a GPU by the
+# benchmark's ``*_triton_bias_grad`` models before it becomes a default.
+TRITON_BIAS_GRAD_DEVICES: frozenset = frozenset()
+# The dtypes it is chosen in.
+TRITON_BIAS_GRAD_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def triton_bias_grad_dtype(x: torch.Tensor, bias: Optional[torch.Tensor]) -> Optional[torch.dtype]:
+    """The dtype in which a layer of ``x`` adds ``bias`` detached, leaving its gradient to the
+    Triton kernel (see :func:`with_bias`), or None where torch's backward gives it: on the
+    devices of :data:`TRITON_BIAS_GRAD_DEVICES`, for a bias that takes a gradient in a forward
+    that records one, computing in float16/bfloat16 (autocast's dtype or ``x``'s), in eager
+    mode (not compiling, tracing or exporting), with Triton there."""
+    if (bias is None or x.device.type not in TRITON_BIAS_GRAD_DEVICES
+            or not (torch.is_grad_enabled() and bias.requires_grad) or compiling_disallowed()):
+        return None
+    dtype = eager_autocast_dtype(x.device.type) or x.dtype
+    if dtype not in TRITON_BIAS_GRAD_DTYPES:
+        return None
+    from . import triton_bias_grad  # imports Triton: only where the kernel may be chosen
+    return dtype if triton_bias_grad.is_available() else None
+
+
+def with_bias(layer: Callable[[Optional[torch.Tensor]], torch.Tensor], x: torch.Tensor,
+              bias: Optional[torch.Tensor], channel_dim: int) -> torch.Tensor:
+    """``layer(bias)``: a convolution or product of ``x`` that adds ``bias`` along
+    ``channel_dim`` of its output.
+
+    Where :func:`triton_bias_grad_dtype` chooses the Triton kernel, the layer adds a detached
+    copy of ``bias`` in that dtype (so that torch's backward leaves it out) and the output
+    passes through :func:`~mmglnet.models.triton_bias_grad.tap_bias_gradient`, which gives
+    ``bias`` the same gradient.
+
+    Args:
+        layer (Callable): Computes the output from the bias it is given (or None).
+        x (Tensor): The layer's input.
+        bias (Tensor, optional): The layer's bias.
+        channel_dim (int): The output's dimension of the channels.
+
+    Returns:
+        Tensor: The layer's output.
+    """
+    dtype = triton_bias_grad_dtype(x, bias)
+    if dtype is None:
+        return layer(bias)
+    from .triton_bias_grad import tap_bias_gradient
+    return tap_bias_gradient(layer(bias.detach().to(dtype)), bias, channel_dim)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -215,8 +268,26 @@ def residual_dw_conv(x: torch.Tensor, conv: nn.Conv2d, identity: torch.Tensor) -
     """
     if x.device.type in SHIFTED_DW_CONV_DEVICES and is_compiling():
         return depthwise_conv_by_shifts(x, conv.weight + identity, conv.bias)
-    return F.conv2d(x, conv.weight + identity, conv.bias, conv.stride, conv.padding, conv.dilation,
-                    conv.groups)
+    weight = conv.weight + identity
+    return with_bias(
+        lambda bias: F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups
+                              ), x, conv.bias, 1)
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """A depth-wise convolution (stride 1, padding ``kernel_size // 2``) whose bias's gradient
+    may be summed by the Triton kernel (see :func:`with_bias`); otherwise ``nn.Conv2d``.
+
+    Args:
+        channels (int): Number of channels.
+        kernel_size (int): Kernel size.
+    """
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return with_bias(lambda bias: self._conv_forward(x, self.weight, bias), x, self.bias, 1)
 
 
 class ResidualDWConv(nn.Conv2d):
@@ -294,10 +365,11 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not computes_pointwise_as_linear(x):
-            return super().forward(x)
+            return with_bias(lambda bias: self._conv_forward(x, self.weight, bias), x, self.bias, 1)
         batch, _, height, width = x.shape
         tokens = x.permute(0, 2, 3, 1).reshape(batch * height * width, self.in_channels)  # a view
-        out = F.linear(tokens, self.weight.flatten(1), self.bias)
+        out = with_bias(lambda bias: F.linear(tokens, self.weight.flatten(1), bias), x, self.bias,
+                        -1)
         return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
 
 

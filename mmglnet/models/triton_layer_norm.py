@@ -6,9 +6,10 @@ first stage: there that kernel moves about 230 GB/s on an H200 (451 us per 224²
 float16 LayerNorm, reading and writing 51 MB each; docs/benchmark.md), and its 61 LayerNorms
 are the largest kernel of the eager forward, 5.9 of 25.1 ms; in an H100 training step its
 forward and backward kernels took 10.5 of 66.5 ms. The kernels here take a tile of rows per
-program, so every program reads and writes a few KiB of contiguous memory, and they read the
-float32 weight and bias as they are, where the float16 path casts both first (two kernels
-per LayerNorm, 128 per GLNet-4G forward, and two more for their gradients).
+program (:mod:`mmglnet.models.triton_rows`), so every program reads and writes a few KiB of
+contiguous memory, and they read the float32 weight and bias as they are, where the float16
+path casts both first (two kernels per LayerNorm, 128 per GLNet-4G forward, and two more for
+their gradients).
 
 Eager mode only: under :func:`torch.compile` inductor generates the norm itself.
 :func:`mmglnet.models.layers.layer_norm` chooses them (see
@@ -26,43 +27,21 @@ from typing import Optional, Tuple
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # torch's CPU-only builds come without Triton
-    triton = None
+from .triton_rows import is_available, tile, triton
 
 # Longest row the kernels take: a row and its float32 copy stay in registers.
 MAX_CHANNELS = 8192
-# Elements per program: rows of up to this many channels are tiled ROWS at a time.
-TILE_ELEMENTS = 4096
-
-
-def is_available() -> bool:
-    """Whether Triton can be imported here."""
-    return triton is not None
-
 
 if triton is not None:
+    import triton.language as tl
 
-    @triton.jit
-    def _tile(program, num_rows, CHANNELS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr,
-              ROWS: tl.constexpr):
-        """The rows of ``program``'s tile, its channels, their masks and the elements'
-        offsets."""
-        rows = program * ROWS + tl.arange(0, ROWS)
-        channels = tl.arange(0, BLOCK_CHANNELS)
-        row_mask = rows < num_rows
-        channel_mask = channels < CHANNELS
-        mask = row_mask[:, None] & channel_mask[None, :]
-        offsets = rows[:, None].to(tl.int64) * CHANNELS + channels[None, :]
-        return rows, channels, row_mask, channel_mask, mask, offsets
+    from .triton_rows import row_tile
 
     @triton.jit
     def _layer_norm_rows_kernel(x_ptr, weight_ptr, bias_ptr, out_ptr, mean_ptr, inverse_std_ptr,
                                 num_rows, eps, CHANNELS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr,
                                 ROWS: tl.constexpr, SAVE_STATISTICS: tl.constexpr):
-        rows, channels, row_mask, channel_mask, mask, offsets = _tile(
+        rows, channels, row_mask, channel_mask, mask, offsets = row_tile(
             tl.program_id(0), num_rows, CHANNELS, BLOCK_CHANNELS, ROWS)
         x = tl.load(x_ptr + offsets, mask=mask, other=0.).to(tl.float32)
         mean = tl.sum(x, axis=1) / CHANNELS
@@ -83,8 +62,8 @@ if triton is not None:
                                          CHANNELS: tl.constexpr, BLOCK_CHANNELS: tl.constexpr,
                                          ROWS: tl.constexpr):
         program = tl.program_id(0)
-        rows, channels, row_mask, channel_mask, mask, offsets = _tile(program, num_rows, CHANNELS,
-                                                                      BLOCK_CHANNELS, ROWS)
+        rows, channels, row_mask, channel_mask, mask, offsets = row_tile(
+            program, num_rows, CHANNELS, BLOCK_CHANNELS, ROWS)
         x = tl.load(x_ptr + offsets, mask=mask, other=0.).to(tl.float32)
         grad_out = tl.load(grad_out_ptr + offsets, mask=mask, other=0.).to(tl.float32)
         mean = tl.load(mean_ptr + rows, mask=row_mask, other=0.)
@@ -102,13 +81,6 @@ if triton is not None:
         sums = partial_sums_ptr + program.to(tl.int64) * 2 * BLOCK_CHANNELS + channels
         tl.store(sums, tl.sum(grad_out * normed, axis=0))
         tl.store(sums + BLOCK_CHANNELS, tl.sum(grad_out, axis=0))
-
-
-def tile(channels: int) -> Tuple[int, int]:
-    """The kernels' tile for rows of ``channels``: (``BLOCK_CHANNELS``, the next power of two,
-    and ``ROWS``, the rows per program, :data:`TILE_ELEMENTS` elements in all)."""
-    block_channels = 1 << (channels - 1).bit_length()
-    return block_channels, max(1, TILE_ELEMENTS // block_channels)
 
 
 def fits(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> bool:

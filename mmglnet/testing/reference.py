@@ -21,7 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmglnet.models import ChannelFirstMHSABlock, GLMixBlock
-from mmglnet.models.layers import LayerNorm, LayerNorm2d, PointwiseConv2d, ResidualDWConv
+from mmglnet.models.layers import (DepthwiseConv2d, LayerNorm, LayerNorm2d, PointwiseConv2d,
+                                   ResidualDWConv)
 
 IMPLS = ('fast', 'reference')
 
@@ -47,6 +48,13 @@ class ReferenceResidualDWConv(ResidualDWConv):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + nn.Conv2d.forward(self, x)
+
+
+class ReferenceDepthwiseConv2d(DepthwiseConv2d):
+    """:class:`DepthwiseConv2d` computed by ``nn.Conv2d`` on every device."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.Conv2d.forward(self, x)
 
 
 class ReferencePointwiseConv2d(PointwiseConv2d):
@@ -116,6 +124,7 @@ REFERENCE_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {
     GLMixBlock: ReferenceGLMixBlock,
     ChannelFirstMHSABlock: ReferenceChannelFirstMHSABlock,
     ResidualDWConv: ReferenceResidualDWConv,
+    DepthwiseConv2d: ReferenceDepthwiseConv2d,
     PointwiseConv2d: ReferencePointwiseConv2d,
     LayerNorm: ReferenceLayerNorm,
     LayerNorm2d: ReferenceLayerNorm2d,
