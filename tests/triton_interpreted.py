@@ -1,11 +1,11 @@
-"""Checks of the Triton LayerNorm kernel that run it: under Triton's interpreter only.
+"""Checks of mmglnet's Triton kernels that run them: under Triton's interpreter only.
 
 Triton decides at import whether its functions (``tl.sum`` among them) are interpreted, so
 these run in a process started with ``TRITON_INTERPRET=1``:
-``test_triton_layer_norm.test_kernel_under_the_triton_interpreter`` starts it
+``test_triton_kernels.test_kernels_under_the_triton_interpreter`` starts it
 (``TRITON_INTERPRET=1 python -m pytest tests/triton_interpreted.py`` by hand). The interpreter
-runs the kernel with NumPy on CPU tensors; the CPU is added to the devices that choose it
-(``TRITON_LAYER_NORM_DEVICES``).
+runs the kernels with NumPy on CPU tensors; the CPU is added to the devices that choose them
+(``TRITON_LAYER_NORM_DEVICES``, ``TRITON_BIAS_GRAD_DEVICES``).
 """
 import os
 
@@ -13,15 +13,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmglnet.models import GLNet, layers, triton_layer_norm
+from mmglnet.models import GLNet, layers, triton_bias_grad, triton_layer_norm
 from mmglnet.models.layers import LayerNorm, LayerNorm2d
 
 from conftest import TINY_ARCH, load_tool
 
 if os.environ.get('TRITON_INTERPRET') != '1':
-    raise RuntimeError('tests/triton_interpreted.py runs the Triton kernel on the CPU and needs '
+    raise RuntimeError('tests/triton_interpreted.py runs the Triton kernels on the CPU and needs '
                        'TRITON_INTERPRET=1 from the start of the process: run it through '
-                       'tests/test_triton_layer_norm.py, or as TRITON_INTERPRET=1 python -m '
+                       'tests/test_triton_kernels.py, or as TRITON_INTERPRET=1 python -m '
                        'pytest tests/triton_interpreted.py')
 
 
@@ -216,4 +216,119 @@ def test_benchmark_variant_passes_its_check_in_a_training_step(kernel_calls, mon
     assert checked.checked
     # Its first forward ran twice with the kernels: for the check and for the step.
     assert len(kernel_calls) == 2 * len(norms)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    'shape, max_programs',
+    [
+        ((2, 5, 7, 64), 512),  # 70 rows: a partial tile
+        ((3, 96), 512),  # channels not a power of two
+        ((70, 768), 512),
+        ((5, 1), 512),
+        ((1000, 64), 3),  # runs of 6 tiles per program, the last one past the rows
+    ])
+def test_column_sums_are_the_sums_in_float32(monkeypatch, dtype, shape, max_programs):
+    monkeypatch.setattr(triton_bias_grad, 'MAX_PROGRAMS', max_programs)
+    torch.manual_seed(0)
+    rows = (torch.randn(shape) * 3 + 1).to(dtype)
+    sums = triton_bias_grad.column_sums(rows)
+    assert sums.dtype == torch.float32 and sums.shape == shape[-1:]
+    flat = rows.double().reshape(-1, shape[-1])
+    # float32 accumulation: within a few float32 roundings of the sum of the magnitudes.
+    tolerance = 1e-6 * flat.abs().sum(0)
+    assert ((sums.double() - flat.sum(0)).abs() <= tolerance).all()
+
+
+def test_column_sums_refuse_what_they_cannot_take():
+    with pytest.raises(ValueError, match=r'shape \(4, 8\) \(contiguous: False\)'):
+        triton_bias_grad.column_sums(torch.randn(8, 4).t())
+    with pytest.raises(ValueError, match='8192'):
+        triton_bias_grad.column_sums(torch.randn(2, 8193))
+    assert (triton_bias_grad.column_sums(torch.randn(0, 8)) == 0).all()
+
+
+def test_channel_sums_take_the_kernel_where_channels_are_innermost(monkeypatch):
+    sums = []
+    kernel = triton_bias_grad.column_sums
+    monkeypatch.setattr(triton_bias_grad, 'column_sums',
+                        lambda rows: sums.append(rows.shape) or kernel(rows))
+    torch.manual_seed(0)
+    grid = torch.randn(2, 16, 5, 3)
+    for x, channel_dim, kernel_used in ((grid.contiguous(memory_format=torch.channels_last), 1,
+                                         True), (grid, 1, False), (torch.randn(4, 6,
+                                                                               16), -1, True)):
+        sums.clear()
+        got = triton_bias_grad.channel_sums(x.half(), channel_dim)
+        dims = [dim for dim in range(x.dim()) if dim != channel_dim % x.dim()]
+        torch.testing.assert_close(got, x.half().double().sum(dims).float(), rtol=1e-5, atol=1e-4)
+        assert bool(sums) == kernel_used
+
+
+@pytest.fixture
+def bias_taps(monkeypatch):
+    """The CPU among the devices that choose the Triton bias gradients, and every backward
+    that summed a bias's gradient recorded."""
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GRAD_DEVICES', frozenset({'cpu'}))
+    calls = []
+    plain = triton_bias_grad.channel_sums
+    monkeypatch.setattr(triton_bias_grad, 'channel_sums',
+                        lambda x, dim: calls.append(x.shape) or plain(x, dim))
+    return calls
+
+
+@pytest.mark.parametrize('pointwise_as_linear', [False, True])
+def test_glnet_training_step_bias_gradients_match_torchs(bias_taps, monkeypatch,
+                                                         pointwise_as_linear):
+    # In float32, where both paths agree to rounding (the kernel is chosen in 16-bit only).
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GRAD_DTYPES', (torch.float32, ))
+    if pointwise_as_linear:  # as on CUDA: biases added along the last dimension of tokens
+        monkeypatch.setattr(layers, 'LINEAR_POINTWISE_CONV_DEVICES', frozenset({'cpu'}))
+        monkeypatch.setattr(layers, 'LINEAR_POINTWISE_CONV_DTYPES', (torch.float32, ))
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(1, 3), drop_path_rate=0.)
+    biased = [
+        m for m in model.modules()
+        if isinstance(m, (layers.PointwiseConv2d, layers.ResidualDWConv, layers.DepthwiseConv2d))
+    ]
+    x = torch.randn(2, 3, 64, 64, requires_grad=True).contiguous(memory_format=torch.channels_last)
+
+    def gradients():
+        model.zero_grad()
+        outs = model(x)
+        sum((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
+            for out in outs).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    with_kernel = gradients()
+    # Every biased convolution's backward summed its bias's gradient, once.
+    assert len(bias_taps) == len(biased) > 0
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GRAD_DEVICES', frozenset())
+    expected = gradients()
+    assert len(bias_taps) == len(biased)  # torch's backward now
+    assert with_kernel.keys() == expected.keys()
+    largest = max(grad.abs().max() for grad in expected.values())
+    for name, grad in expected.items():
+        error = (with_kernel[name] - grad).abs().max() / max(grad.abs().max(), largest / 100)
+        assert error <= 1e-5, (name, error.item())
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_benchmark_bias_gradient_variant_passes_its_check(bias_taps, monkeypatch, dtype):
+    """The benchmark's check of the variant (outputs and every parameter's gradient against
+    torch's backward) on a 16-bit training step, with the kernel really chosen."""
+    benchmark = load_tool('benchmark')
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GRAD_DEVICES', frozenset())
+    # The pointwise convolutions as matrix products, as on CUDA.
+    monkeypatch.setattr(layers, 'LINEAR_POINTWISE_CONV_DEVICES', frozenset({'cpu'}))
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, ))
+    checked = benchmark.CheckedWithDevices(model, 'mmglnet.models.layers',
+                                           'TRITON_BIAS_GRAD_DEVICES', frozenset({'cpu'}))
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=dtype):
+        loss = checked(x)[0].float().mean()
+    loss.backward()
+    assert checked.checked and bias_taps
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
