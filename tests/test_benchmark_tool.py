@@ -103,6 +103,13 @@ def test_conv_pointwise_variant_switches_the_products_off_in_its_forward_only(
     torch.testing.assert_close(with_convolutions, fast, rtol=1e-5, atol=1e-5)
 
 
+def test_triton_bias_grad_variant_is_checked_against_the_model(benchmark):
+    wrapped = benchmark.MODEL_BUILDERS['glnet_stl_triton_bias_grad'](224)
+    assert isinstance(wrapped, benchmark.CheckedWithDevices) and get_impl(wrapped.model) == 'fast'
+    assert (wrapped.attribute, wrapped.devices) == ('TRITON_BIAS_GRAD_DEVICES', {'cuda'})
+    assert wrapped.factor == 3 and not wrapped.checked
+
+
 def test_triton_layernorm_variant_is_checked_against_the_model_on_its_first_forward(
         benchmark, monkeypatch):
     wrapped = benchmark.MODEL_BUILDERS['glnet_stl_triton_layernorm'](224)

@@ -58,7 +58,10 @@ but its pointwise convolutions computed by convolution calls on every device (to
 products with a fused bias on CUDA, :class:`mmglnet.models.layers.PointwiseConv2d`),
 ``glnet_<arch>_triton_layernorm`` with the fast one and its LayerNorms computed by mmglnet's
 Triton kernels in eager mode on CUDA (an experiment, :mod:`mmglnet.models.triton_layer_norm`;
-its first forward, and its gradients in training, are checked against torch's kernels);
+its first forward, and its gradients in training, are checked against torch's kernels),
+``glnet_<arch>_triton_bias_grad`` with the fast one and the gradients of its convolutions'
+biases summed by mmglnet's Triton kernel in eager mode on CUDA (an experiment for training,
+:mod:`mmglnet.models.triton_bias_grad`, checked likewise);
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -281,6 +284,15 @@ def triton_layer_norms(model: nn.Module) -> CheckedWithDevices:
                               frozenset({'cuda'}))
 
 
+def triton_bias_grads(model: nn.Module) -> CheckedWithDevices:
+    """``model`` with the gradients of its convolutions' biases summed by mmglnet's Triton
+    kernel in eager mode on CUDA (:mod:`mmglnet.models.triton_bias_grad`, an experiment off
+    by default), its first forward checked against torch's backward
+    (:class:`CheckedWithDevices`)."""
+    return CheckedWithDevices(model, 'mmglnet.models.layers', 'TRITON_BIAS_GRAD_DEVICES',
+                              frozenset({'cuda'}))
+
+
 def conv_pointwise(model: nn.Module) -> WithDevices:
     """``model`` with its pointwise convolutions computed by convolution calls on every device:
     the fast path's matrix products with a fused bias on CUDA
@@ -449,11 +461,13 @@ def build_mmdet_swin(image_size: int) -> nn.Module:
 
 # Model-name suffixes of the fast path with one of its choices for CUDA switched off, to measure
 # that choice (torch's adaptive pooling kernel for the slots, convolution calls for the
-# pointwise convolutions), or an experiment switched on (the Triton LayerNorm).
+# pointwise convolutions), or an experiment switched on (the Triton LayerNorm, the Triton bias
+# gradients).
 EAGER_VARIANTS = {
     '_torch_pooling': torch_slot_pooling,
     '_conv_pointwise': conv_pointwise,
     '_triton_layernorm': triton_layer_norms,
+    '_triton_bias_grad': triton_bias_grads,
 }
 
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.

@@ -4,31 +4,31 @@
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
 #
-# Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at
-# 512² batch 16 with its operator profile, operator counts and peak memory, batch-1 latency at
-# 448², 896², 1792² eager and with CUDA graphs (there also with the Triton LayerNorm). Part
-# "compiled" (SUITE_PART=compiled), the training step in the CUDA-graph modes: every model's eager
-# forward and backward replayed as CUDA graphs (nothing to compile; GLNet also with the Triton
-# LayerNorm); GLNet through its compile_backbone option (the backbone as one graph, as a config
-# sets it) replayed as CUDA graphs (mode='reduce-overhead') against the eager peers and the
-# reference path, with its profile; whether that option trains as eager mode does
+# Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at 512²
+# batch 16 with its operator profile, operator counts and peak memory, batch-1 latency at 448²,
+# 896², 1792² eager and with CUDA graphs (there also with the Triton LayerNorm). Part "compiled"
+# (SUITE_PART=compiled), the training step in the CUDA-graph modes: every model's eager forward and
+# backward replayed as CUDA graphs (nothing to compile; GLNet also with the Triton LayerNorm, and
+# with the Triton bias gradients); GLNet through its compile_backbone option (the backbone as one
+# graph, as a config sets it) replayed as CUDA graphs (mode='reduce-overhead') against the eager
+# peers and the reference path, with its profile; whether that option trains as eager mode does
 # (check_compiled_training.py). Part "compiled_more" (SUITE_PART=compiled_more), every model
-# compiled, GLNet through compile_backbone: the training step with CUDA graphs, fp16 inference,
-# and 1792² latency compiled against the eager peers. Part "blocks" (SUITE_PART=blocks), GLNet
-# through its compile_blocks option: the training step against the eager peers (with its profile),
-# fp16 inference with every model compiled, 1792² latency eager and with CUDA graphs, and the
-# training step with every model compiled. Part "extra" (SUITE_PART=extra), in this order: eager
-# fp16 inference and 1792² latency with their operator profiles, the fast path's slot pooling and
+# compiled, GLNet through compile_backbone: the training step with CUDA graphs, fp16 inference, and
+# 1792² latency compiled against the eager peers. Part "blocks" (SUITE_PART=blocks), GLNet through
+# its compile_blocks option: the training step against the eager peers (with its profile), fp16
+# inference with every model compiled, 1792² latency eager and with CUDA graphs, and the training
+# step with every model compiled. Part "extra" (SUITE_PART=extra), in this order: eager fp16
+# inference and 1792² latency with their operator profiles, the fast path's slot pooling and
 # pointwise products against torch's kernels, the LayerNorms by mmglnet's Triton kernel (an
 # experiment, *_triton_layernorm), and every model with its weights cast once (*_precast);
 # compile_blocks with every block replayed as a CUDA graph (training step, 1792² latency); the
 # training step with AdamW's fused kernels for every model (eager). Part "autotune"
 # (SUITE_PART=autotune): fp16 inference with every model compiled with
-# mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose autotuning takes
-# minutes per model. Part "shifts" (SUITE_PART=shifts), an experiment: compile_backbone with its
-# residual depth-wise convolutions computed as shifted products that inductor fuses with their
-# neighbours, against the plain compile_backbone, in fp16 inference (every model compiled) and in
-# the training step with CUDA graphs (with its profile).
+# mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose autotuning takes minutes
+# per model. Part "shifts" (SUITE_PART=shifts), an experiment: compile_backbone with its residual
+# depth-wise convolutions computed as shifted products that inductor fuses with their neighbours,
+# against the plain compile_backbone, in fp16 inference (every model compiled) and in the training
+# step with CUDA graphs (with its profile).
 # SUITE_PART=all (the default) runs all seven, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
@@ -145,6 +145,7 @@ SHIFTED_BACKBONE_CUDAGRAPHS=()
 TORCH_POOLING=()
 CONV_POINTWISE=()
 TRITON_LAYERNORM=()
+TRITON_BIAS_GRAD=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
     REFERENCES+=("${model}_reference")
@@ -159,6 +160,7 @@ for model in "${GLNETS[@]}"; do
     TORCH_POOLING+=("${model}_torch_pooling")
     CONV_POINTWISE+=("${model}_conv_pointwise")
     TRITON_LAYERNORM+=("${model}_triton_layernorm")
+    TRITON_BIAS_GRAD+=("${model}_triton_bias_grad")
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
 # Every eager model's twin whose weights that autocast casts at every forward are cast once.
@@ -308,9 +310,12 @@ if [ "$PART" = compiled ] || [ "$PART" = all ]; then
     # same mode: the eager kernels without the launches that bound GLNet's eager step. GLNet
     # also with the Triton LayerNorm and its backward (*_triton_layernorm, an experiment):
     # torch's LayerNorm kernels took 10.5 of the 66.5 ms of GPU work in GLNet-4G's eager step
-    # on the H100, and the GPU's work bounds the step once the launches are replayed.
-    LIMIT=110 compare gpu_train_fp16_cuda_graphs --models "${WITH_REFERENCE[@]}" \
-        "${TRITON_LAYERNORM[@]}" "${PEERS[@]}" --modes train --channels-last --cuda-graphs
+    # on the H100, and the GPU's work bounds the step once the launches are replayed; and with
+    # its convolutions' bias gradients summed by mmglnet's Triton kernel (*_triton_bias_grad,
+    # an experiment: torch's 269 reductions took 8.8 ms of that step).
+    LIMIT=125 compare gpu_train_fp16_cuda_graphs --models "${WITH_REFERENCE[@]}" \
+        "${TRITON_LAYERNORM[@]}" "${TRITON_BIAS_GRAD[@]}" "${PEERS[@]}" --modes train \
+        --channels-last --cuda-graphs
     # GLNet with compile_backbone as a config sets it, its graphs replayed as CUDA graphs,
     # against the eager peers and the reference path (the stand-in for the official code).
     # Compiling the backbone's forward and backward takes most of the limit: over 210 s cold
