@@ -41,6 +41,29 @@ def kernel_calls(monkeypatch):
     return calls
 
 
+def training_gradients(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Every parameter's gradient, and the input's (``'input'``), of a fixed projection of
+    ``model(x)``'s outputs."""
+    model.zero_grad()
+    x.grad = None
+    outs = model(x)
+    sum((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() for out in outs).backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    grads['input'] = x.grad.clone()
+    return grads
+
+
+def assert_gradients_close(got: dict, expected: dict, tolerance: float) -> None:
+    """Every gradient within ``tolerance`` relative to itself, or to a hundredth of the largest
+    where a gradient is rounding noise (a convolution's bias before a BatchNorm in training
+    mode has none)."""
+    assert got.keys() == expected.keys()
+    largest = max(grad.abs().max() for grad in expected.values())
+    for name, grad in expected.items():
+        error = (got[name] - grad).abs().max() / max(grad.abs().max(), largest / 100)
+        assert error <= tolerance, (name, error.item())
+
+
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(
     'shape',
@@ -172,28 +195,10 @@ def test_glnet_training_step_gradients_match_torchs_kernels(kernel_calls, monkey
     model = GLNet(arch=dict(TINY_ARCH), out_indices=(1, 3), drop_path_rate=0.)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
-
-    def gradients():
-        model.zero_grad()
-        x.grad = None
-        outs = model(x)
-        sum((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
-            for out in outs).backward()
-        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-        grads['input'] = x.grad.clone()
-        return grads
-
-    with_kernels = gradients()
+    with_kernels = training_gradients(model, x)
     assert len(kernel_calls) == len(norms) > 0
     monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset())
-    expected = gradients()
-    assert with_kernels.keys() == expected.keys()
-    # Relative to each gradient, or to a hundredth of the largest where a gradient is rounding
-    # noise (a convolution's bias before a BatchNorm in training mode has none).
-    largest = max(grad.abs().max() for grad in expected.values())
-    for name, grad in expected.items():
-        error = (with_kernels[name] - grad).abs().max() / max(grad.abs().max(), largest / 100)
-        assert error <= 1e-4, (name, error.item())
+    assert_gradients_close(with_kernels, training_gradients(model, x), 1e-4)
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
@@ -292,26 +297,14 @@ def test_glnet_training_step_bias_gradients_match_torchs(bias_taps, monkeypatch,
         m for m in model.modules()
         if isinstance(m, (layers.PointwiseConv2d, layers.ResidualDWConv, layers.DepthwiseConv2d))
     ]
-    x = torch.randn(2, 3, 64, 64, requires_grad=True).contiguous(memory_format=torch.channels_last)
-
-    def gradients():
-        model.zero_grad()
-        outs = model(x)
-        sum((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
-            for out in outs).backward()
-        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-
-    with_kernel = gradients()
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    with_kernel = training_gradients(model, x)
     # Every biased convolution's backward summed its bias's gradient, once.
     assert len(bias_taps) == len(biased) > 0
     monkeypatch.setattr(layers, 'TRITON_BIAS_GRAD_DEVICES', frozenset())
-    expected = gradients()
+    expected = training_gradients(model, x)
     assert len(bias_taps) == len(biased)  # torch's backward now
-    assert with_kernel.keys() == expected.keys()
-    largest = max(grad.abs().max() for grad in expected.values())
-    for name, grad in expected.items():
-        error = (with_kernel[name] - grad).abs().max() / max(grad.abs().max(), largest / 100)
-        assert error <= 1e-5, (name, error.item())
+    assert_gradients_close(with_kernel, expected, 1e-5)
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
