@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmglnet.checkpoint import extract_backbone_state, read_checkpoint_tensors
 from mmglnet.models import GLMixBlock, GLNet
@@ -215,3 +216,29 @@ def test_compiled_forward_agrees_with_eager_without_graph_breaks():
         outputs = compiled(x)
     for out, ref in zip(outputs, expected):
         assert relative_error(out, ref) < 1e-4
+
+
+def test_autocast_backward_writes_no_float32_feature_maps():
+    """Under autocast a GLMix block's backward stays in the autocast dtype: the pixels' norm
+    among others, whose gradient a float32 norm would write as float32 feature maps."""
+    torch.manual_seed(0)
+    block = GLMixBlock(32, 4, num_slots=16, cpe_ks=3, mlp_dw=True)
+    # As a block gets its input in a network: from the autocast convolution before it.
+    x = torch.randn(3, 32, 16, 16).bfloat16().contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = block(x.requires_grad_())
+    float32_maps = []
+
+    class Float32Maps(TorchDispatchMode):
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            for tensor in result if isinstance(result, (tuple, list)) else (result, ):
+                if (torch.is_tensor(tensor) and tensor.dtype == torch.float32 and tensor.dim() > 2
+                        and tensor.shape[0] == len(x) and tensor.numel() >= x[:, :8].numel()):
+                    float32_maps.append((str(func), tuple(tensor.shape)))
+            return result
+
+    with Float32Maps():
+        out.backward(torch.ones_like(out))
+    assert float32_maps == []
