@@ -103,6 +103,21 @@ def test_conv_pointwise_variant_switches_the_products_off_in_its_forward_only(
     torch.testing.assert_close(with_convolutions, fast, rtol=1e-5, atol=1e-5)
 
 
+def test_check_joins_the_same_parameter_of_every_block(benchmark):
+    results = {
+        'output 0': torch.ones(2),
+        'stages.0.blocks.1.slot_scale': torch.tensor(1.),
+        'stages.2.blocks.10.slot_scale': torch.tensor(2.),
+        'downsample_layers.0.4.bias': torch.zeros(3),
+        'norm3.weight': torch.ones(1),
+    }
+    kinds = benchmark.by_kind(results)
+    assert list(kinds) == [
+        'output 0', 'stages.*.blocks.*.slot_scale', 'downsample_layers.*.*.bias', 'norm3.weight'
+    ]
+    assert kinds['stages.*.blocks.*.slot_scale'].tolist() == [1., 2.]
+
+
 def test_triton_bias_grad_variant_is_checked_against_the_model(benchmark):
     wrapped = benchmark.MODEL_BUILDERS['glnet_stl_triton_bias_grad'](224)
     assert isinstance(wrapped, benchmark.CheckedWithDevices) and get_impl(wrapped.model) == 'fast'
