@@ -228,10 +228,10 @@ def test_benchmark_variant_passes_its_check_in_a_training_step(kernel_calls, mon
 @pytest.mark.parametrize(
     'shape, max_programs',
     [
-        ((2, 5, 7, 64), 512),  # 70 rows: a partial tile
-        ((3, 96), 512),  # channels not a power of two
-        ((70, 768), 512),
-        ((5, 1), 512),
+        ((2, 5, 7, 64), 1024),  # 70 rows: a partial tile
+        ((3, 96), 1024),  # channels not a power of two
+        ((70, 768), 1024),
+        ((5, 1), 1024),
         ((1000, 64), 3),  # runs of 6 tiles per program, the last one past the rows
     ])
 def test_column_sums_are_the_sums_in_float32(monkeypatch, dtype, shape, max_programs):
