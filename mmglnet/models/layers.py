@@ -269,9 +269,7 @@ def residual_dw_conv(x: torch.Tensor, conv: nn.Conv2d, identity: torch.Tensor) -
     if x.device.type in SHIFTED_DW_CONV_DEVICES and is_compiling():
         return depthwise_conv_by_shifts(x, conv.weight + identity, conv.bias)
     weight = conv.weight + identity
-    return with_bias(
-        lambda bias: F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups
-                              ), x, conv.bias, 1)
+    return with_bias(lambda bias: conv._conv_forward(x, weight, bias), x, conv.bias, 1)
 
 
 class DepthwiseConv2d(nn.Conv2d):
