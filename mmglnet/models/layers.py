@@ -163,6 +163,15 @@ def with_bias(layer: Callable[[Optional[torch.Tensor]], torch.Tensor], x: torch.
     return tap_bias_gradient(layer(bias.detach().to(dtype)), bias, channel_dim)
 
 
+def conv2d_with_bias(conv: nn.Conv2d,
+                     x: torch.Tensor,
+                     weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``conv``'s convolution of ``x`` (with ``weight`` in place of ``conv.weight`` if given),
+    its bias added through :func:`with_bias`."""
+    weight = conv.weight if weight is None else weight
+    return with_bias(lambda bias: conv._conv_forward(x, weight, bias), x, conv.bias, 1)
+
+
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm`` (over the last dimension) that keeps autocast's dtype (see
     :func:`layer_norm`)."""
@@ -268,8 +277,7 @@ def residual_dw_conv(x: torch.Tensor, conv: nn.Conv2d, identity: torch.Tensor) -
     """
     if x.device.type in SHIFTED_DW_CONV_DEVICES and is_compiling():
         return depthwise_conv_by_shifts(x, conv.weight + identity, conv.bias)
-    weight = conv.weight + identity
-    return with_bias(lambda bias: conv._conv_forward(x, weight, bias), x, conv.bias, 1)
+    return conv2d_with_bias(conv, x, conv.weight + identity)
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -285,7 +293,7 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return with_bias(lambda bias: self._conv_forward(x, self.weight, bias), x, self.bias, 1)
+        return conv2d_with_bias(self, x)
 
 
 class ResidualDWConv(nn.Conv2d):
@@ -363,7 +371,7 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not computes_pointwise_as_linear(x):
-            return with_bias(lambda bias: self._conv_forward(x, self.weight, bias), x, self.bias, 1)
+            return conv2d_with_bias(self, x)
         batch, _, height, width = x.shape
         tokens = x.permute(0, 2, 3, 1).reshape(batch * height * width, self.in_channels)  # a view
         out = with_bias(lambda bias: F.linear(tokens, self.weight.flatten(1), bias), x, self.bias,

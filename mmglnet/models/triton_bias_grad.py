@@ -69,6 +69,11 @@ def column_sums(rows: torch.Tensor) -> torch.Tensor:
                          f'{MAX_CHANNELS}, and Triton (available: {is_available()}); got shape '
                          f'{tuple(rows.shape)} (contiguous: {rows.is_contiguous()}). Use '
                          'torch.sum for the others.')
+    return _sum_columns(rows)
+
+
+def _sum_columns(rows: torch.Tensor) -> torch.Tensor:
+    """:func:`column_sums` of ``rows`` that :func:`fits` has accepted already."""
     channels = rows.shape[-1]
     num_rows = rows.numel() // channels
     if num_rows == 0:
@@ -95,7 +100,7 @@ def channel_sums(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
     channels-last feature map, tokens), by ``torch.sum`` otherwise."""
     rows = x.movedim(channel_dim, -1)
     if fits(rows):
-        return column_sums(rows)
+        return _sum_columns(rows)
     channel_dim %= x.dim()
     return x.sum([dim for dim in range(x.dim()) if dim != channel_dim], dtype=torch.float32)
 
