@@ -72,7 +72,11 @@ def inverse_norm(x: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
     """
     eps = torch.finfo(torch.float16).tiny if dtype == torch.float16 else NORM_EPS
     if x.dtype == dtype and dtype in (torch.float16, torch.bfloat16):
-        return torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(eps).reciprocal()
+        # CUDA's autocast (not the CPU's) runs a norm without a dtype and ``reciprocal`` in
+        # float32: the explicit dtype and the in-place reciprocal keep the 16 bits, as the
+        # (N, S, L) logits that this factor multiplies.
+        norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=dtype)
+        return norm.clamp_min(eps).reciprocal_()
     accumulate = torch.promote_types(x.dtype, torch.float32)
     norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=accumulate)
     return norm.clamp_min(eps).reciprocal().to(dtype)
