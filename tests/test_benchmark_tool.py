@@ -821,6 +821,34 @@ def test_figures_in_doubt_are_shown_but_not_counted(renderer, monkeypatch):
     assert row.split('|')[-2].strip() == 'met'
 
 
+def test_a_graph_replay_that_allocated_while_timed_is_not_counted(renderer):
+    """A model meant to replay CUDA graphs whose timed steps allocated most of its step
+    memory was not replaying them: its figure is of another mode and counts for no target.
+    Runs from before ``timed_alloc_mib`` was recorded are judged by their step memory less
+    their graphs' pools."""
+    run = synthetic_run('graphs.json', dict(compile=True, cuda_graphs=True), [
+        ('glnet_4g_compile_backbone_cudagraphs', 'train', 512, 58.0),
+        ('swin_t', 'train', 512, 193.0),
+    ])
+    glnet_row, swin_row = run['results']
+    glnet_row.update(step_mem_mib=9637., graph_pool_mib=9636., cudagraph_skips=0)
+    swin_row.update(step_mem_mib=5141.)
+
+    def status():
+        row = next(
+            line for line in renderer.target_rows([run]) if 'compiled with CUDA graphs' in line)
+        return row.split('|')[-2].strip()
+
+    assert status() == ('not valid: allocated while timed, so not replaying CUDA graphs: '
+                        'swin_t (5141 MiB)')
+    swin_row.update(timed_alloc_mib=3.)  # recorded: the replay allocated next to nothing
+    assert status() == 'met'
+    swin_row.update(timed_alloc_mib=600., step_mem_mib=5141.)  # a minor part of its memory
+    assert status() == 'met'
+    swin_row.update(timed_alloc_mib=400., step_mem_mib=400.)  # under the threshold
+    assert status() == 'met'
+
+
 def test_every_figure_in_doubt_names_a_committed_run(renderer):
     committed = {
         osp.basename(run['file']): run

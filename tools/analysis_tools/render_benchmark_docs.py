@@ -14,7 +14,7 @@ import json
 import os.path as osp
 import string
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
@@ -166,12 +166,13 @@ REPRODUCE = [
 
 # Figures a committed run holds that the page does not count towards a target, with the
 # evidence: (file name, model) -> why. For what the tool could not tell when it measured them.
-IN_DOUBT = {
-    ('h200_train_fp16_compile_cudagraphs.json', 'swin_t'):
-    'one repeat of 212.8 ms a step that allocated 5151 MiB while timed, so not replaying CUDA '
-    "graphs yet (GLNet's replay: 102 MiB), from a tool that did not yet count the graphs "
-    'compiled while timed; see "What the H200 runs show"',
-}
+IN_DOUBT: Dict[Tuple[str, str], str] = {}
+
+# A step that replays CUDA graphs allocates next to nothing while it is timed (its memory is
+# the graphs' pools, filled while they were captured); one that allocated more than this, and
+# more than half its step memory, ran without replaying them (CUDA-graph trees still
+# recording or warming up, or running their graphs' kernels one by one).
+UNREPLAYED_ALLOC_MIB = 512
 
 
 def load_runs(pattern: str) -> List[dict]:
@@ -285,6 +286,13 @@ def validity(run: dict, rows) -> str:
     ]
     if compiling:
         return f'not valid: graphs compiled while timed by {" and ".join(compiling)}'
+    unreplayed = [
+        f'{row["model"]} ({allocated_while_timed(row):.0f} MiB)' for row in rows
+        if not_replaying(run, row)
+    ]
+    if unreplayed:
+        return ('not valid: allocated while timed, so not replaying CUDA graphs: '
+                f'{" and ".join(unreplayed)}')
     doubts = [f'{row["model"]}: {doubt(run, row)}' for row in rows if doubt(run, row)]
     if doubts:
         return 'in doubt: ' + '; '.join(doubts)
@@ -294,6 +302,25 @@ def validity(run: dict, rows) -> str:
 def replays_graphs(run: dict, row: dict) -> bool:
     """Whether ``row``'s model replayed CUDA graphs (captured by the tool or compiled)."""
     return bool(run['settings'].get('cuda_graphs')) or 'cudagraph_skips' in row
+
+
+def allocated_while_timed(row: dict) -> Optional[float]:
+    """MiB the timed steps of ``row`` allocated at their peak: recorded (``timed_alloc_mib``),
+    or, for runs from before, the step memory less what the graphs' pools grew by (an
+    underestimate by the gradients a backward graph wrote into its pool); None on the CPU."""
+    if 'timed_alloc_mib' in row:
+        return row['timed_alloc_mib']
+    if 'step_mem_mib' not in row:
+        return None
+    return row['step_mem_mib'] - row.get('graph_pool_mib', 0)
+
+
+def not_replaying(run: dict, row: dict) -> bool:
+    """Whether ``row``'s model was meant to replay CUDA graphs but allocated like a step that
+    does not (:data:`UNREPLAYED_ALLOC_MIB`)."""
+    allocated = allocated_while_timed(row)
+    return (replays_graphs(run, row) and allocated is not None and allocated > UNREPLAYED_ALLOC_MIB
+            and allocated > 0.5 * row['step_mem_mib'])
 
 
 def graphs_memory_missing(run: dict, row: dict) -> bool:
@@ -386,6 +413,10 @@ def run_section(run: dict) -> List[str]:
             lines.append(f'- **{row["model"]} ({mode_label(row)}): dynamo compiled '
                          f'{row["graphs_compiled_while_timed"]} graph(s) while it was timed**: '
                          'its figure has compilation in it')
+        if not_replaying(run, row):
+            lines.append(f'- **{row["model"]} ({mode_label(row)}) allocated '
+                         f'{allocated_while_timed(row):.0f} MiB while timed**: it was not '
+                         'replaying CUDA graphs, and its figure is not of that mode')
         if doubt(run, row):
             lines.append(f'- **{row["model"]} ({mode_label(row)}) in doubt**: {doubt(run, row)}')
     if run.get('profile_file'):
