@@ -288,6 +288,34 @@ def test_cuda_graph_backbone_marks_one_step_per_forward(monkeypatch):
         assert events == ['backbone']
 
 
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_cuda_graphs_refuse_to_accumulate_gradients(monkeypatch, option):
+    """A training forward replaying CUDA graphs that finds the gradients of an earlier
+    backward (the second micro-batch of an accumulation) is refused before it runs: the next
+    backward graph would overwrite them. Steps whose gradients were set to None, eval mode,
+    no_grad and modes without CUDA graphs run. The CPU stands in for CUDA, eager code for
+    the compiled."""
+    monkeypatch.setattr(glnet, 'compiled_run_block', lambda cfg: lambda block, x: block(x))
+    monkeypatch.setattr(glnet, 'compiled_run_backbone',
+                        lambda cfg: lambda backbone, x: backbone.forward_features(x))
+    monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin', lambda: None)
+    monkeypatch.setattr(compilation, 'CUDA_GRAPH_DEVICES', frozenset({'cpu'}))
+    x = torch.randn(1, 3, 64, 64)
+    model = GLNet(arch=dict(TINY_ARCH), **{option: dict(mode='reduce-overhead')}).train()
+    sum(out.sum() for out in model(x)).backward()  # the first micro-batch
+    with pytest.raises(RuntimeError, match='cannot accumulate gradients.*accumulative_counts=1'):
+        model(x)
+    with torch.no_grad():
+        model(x)
+    model.eval()(x)
+    model.train().zero_grad(set_to_none=True)
+    model(x)
+    # Without CUDA graphs gradients accumulate.
+    plain = GLNet(arch=dict(TINY_ARCH), **{option: dict(dynamic=False)}).train()
+    for _ in range(2):
+        sum(out.sum() for out in plain(x)).backward()
+
+
 def test_resolve_compile_cfg():
     assert resolve_compile_cfg(False) is None
     assert resolve_compile_cfg(None) is None

@@ -178,3 +178,38 @@ def begin_cuda_graph_step(cfg: Optional[dict], x: torch.Tensor) -> None:
     if (replays_cuda_graphs(cfg) and x.device.type in CUDA_GRAPH_DEVICES
             and not compiling_disallowed()):
         torch.compiler.cudagraph_mark_step_begin()
+
+
+def check_no_accumulated_gradients(cfg: Optional[dict], module: nn.Module, x: torch.Tensor) -> None:
+    """Refuse a training forward, replaying CUDA graphs, whose parameters already hold
+    gradients: gradient accumulation (several micro-batches' backwards before an optimizer
+    step).
+
+    A backward CUDA graph writes the gradients into its memory pool, and a parameter without a
+    gradient takes that tensor as its ``.grad``; the next micro-batch's replay overwrites it
+    before it is added to. torch then fails in the backward ("accessing tensor output of
+    CUDAGraphs that has been overwritten"), or, in other versions, accumulates wrong
+    gradients without a sign (pytorch/pytorch#169545). Checked on the first parameter that
+    takes a gradient.
+
+    Args:
+        cfg (dict, optional): The blocks' or the backbone's :func:`torch.compile` keywords.
+        module (nn.Module): The backbone.
+        x (Tensor): Its input.
+
+    Raises:
+        RuntimeError: The gradients of an earlier backward are there.
+    """
+    if not (module.training and torch.is_grad_enabled() and replays_cuda_graphs(cfg)
+            and x.device.type in CUDA_GRAPH_DEVICES) or compiling_disallowed():
+        return
+    param = next((p for p in module.parameters() if p.requires_grad), None)
+    if param is not None and param.grad is not None:
+        raise RuntimeError(
+            f'GLNet compiled with {cfg!r} replays CUDA graphs, which cannot accumulate '
+            'gradients: this training forward found the gradients of an earlier backward, '
+            "and the next backward graph would overwrite them (torch's CUDA-graph trees, "
+            'pytorch/pytorch#169545). Set accumulative_counts=1 in optim_wrapper (a larger '
+            "batch instead), or use a mode without CUDA graphs (dict(mode='default') or "
+            "'max-autotune-no-cudagraphs'). If you zero the gradients with "
+            'set_to_none=False, use set_to_none=True (the default) instead.')

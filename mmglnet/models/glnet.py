@@ -18,8 +18,8 @@ from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
 from mmglnet.registry import MODELS
 
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
-from .compilation import (begin_cuda_graph_step, compiled_run_backbone, compiled_run_block,
-                          resolve_compile_cfg)
+from .compilation import (begin_cuda_graph_step, check_no_accumulated_gradients,
+                          compiled_run_backbone, compiled_run_block, resolve_compile_cfg)
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm, compiling_disallowed
 
@@ -349,7 +349,10 @@ class GLNet(BaseModule):
             call forward and one backward, and with ``mode='reduce-overhead'`` one CUDA graph
             each instead of the kernels launched one by one. Compiles longer than
             ``compile_blocks``, which it excludes; the keywords are the same. Runs eagerly
-            while tracing or exporting. Defaults to False.
+            while tracing or exporting. With either option, CUDA graphs cannot accumulate
+            gradients over micro-batches: such a forward is refused
+            (:func:`~mmglnet.models.compilation.check_no_accumulated_gradients`). Defaults to
+            False.
         compile_eval (bool): Whether ``compile_blocks`` or ``compile_backbone`` also apply in
             eval mode (validation, testing, inference). By default only training forwards run
             compiled, as mmengine's Runner compiles only the training step: validation and
@@ -506,6 +509,7 @@ class GLNet(BaseModule):
             whole, blocks = self.backbone_compile_cfg, self.compile_cfg
         else:  # eval mode runs eagerly unless compile_eval (the stages decide alike)
             whole = blocks = None
+        check_no_accumulated_gradients(blocks if whole is None else whole, self, x)
         begin_cuda_graph_step(blocks if whole is None else whole, x)
         if whole is None or compiling_disallowed():
             return self.forward_features(x)
