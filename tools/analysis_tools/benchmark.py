@@ -87,7 +87,9 @@ Examples:
 import argparse
 import contextlib
 import datetime
+import faulthandler
 import gc
+import io
 import json
 import logging
 import os
@@ -932,8 +934,13 @@ def train_runner(name: str, batch: int, size: int, precision: str, args) -> Runn
         model.parameters(), lr=1e-4, weight_decay=0.05, **optimizer_kwargs(args))
     scaler = torch.amp.GradScaler(args.device, enabled=precision == 'fp16')
 
+    marks_steps = args.compile and replays_compiled_cuda_graphs(name,
+                                                                args) and not compiles_itself(name)
+
     def step():
         optimizer.zero_grad(set_to_none=True)
+        if marks_steps:  # as torch asks of a training loop with CUDA-graph trees
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(args.device, precision):
             outputs = as_tuple(fn(x))
             loss = sum(out.float().mean() for out in outputs)
@@ -1006,6 +1013,8 @@ def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
         graphs_compiled=compiled_graph_count() - compiled_before)
     if cuda:
         step_bytes = torch.cuda.max_memory_allocated() - base
+        # Next to nothing where the step replays CUDA graphs (their memory is in the pools).
+        result['timed_alloc_mib'] = step_bytes / 2**20
         if runner.graph_pool_bytes:
             # The graphs' memory, less the gradients a backward graph wrote into its pool:
             # static_bytes counts those already.
@@ -1203,6 +1212,11 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
             runners.append(runner)
             stage = f'the timing of {name}'
             samples[name] = [measure(runner, args.iters, args, per_iteration_sync)]
+            # As each model gets its first figure: a run that hangs later shows how far it got.
+            print(
+                f'  {name}: warmed up in {runner.warmup_seconds:.1f} s, '
+                f'{samples[name][0]["median_iter_seconds"] * 1e3:.2f} ms per iteration',
+                flush=True)
         for _ in range(args.repeats - 1):
             for runner in runners:
                 stage = f'the timing of {runner.name}'
@@ -1247,6 +1261,7 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
         if 'peak_mem_mib' in runs[0]:
             row['peak_mem_mib'] = max(run['peak_mem_mib'] for run in runs)
             row['step_mem_mib'] = max(run['step_mem_mib'] for run in runs)
+            row['timed_alloc_mib'] = max(run['timed_alloc_mib'] for run in runs)
             if runner.graph_pool_bytes:
                 row['graph_pool_mib'] = runner.graph_pool_bytes / 2**20
         if runner.name in profiles:
@@ -1439,6 +1454,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         flush=True)
     cases = benchmark_cases(args)
     previous_handler = signal.signal(signal.SIGTERM, raise_cut_short)
+    dumps_stacks = dump_stacks_on(signal.SIGTERM)
     saved, cases_done = record, 0
     try:
         for number, case in enumerate(cases):
@@ -1459,6 +1475,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                f'{not_run}')
         saved = save_record(record, out)
     finally:
+        if dumps_stacks:
+            faulthandler.unregister(signal.SIGTERM)
         signal.signal(signal.SIGTERM, previous_handler)
     print(format_table(record['results'], args.baseline))
     if saved.get('profile_file'):
@@ -1467,6 +1485,18 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if saved.get('cut_short'):
         print(f'cut short: {saved["cut_short"]}')
     return saved
+
+
+def dump_stacks_on(signum: int) -> bool:
+    """Have signal ``signum`` write every thread's Python stack to the process's standard
+    error at once, from C, then run its Python handler (chained): a run stuck in a call into
+    torch (a CUDA-graph capture, a compile) never gets to that handler, and its log then shows
+    where it was. Returns whether it could (not where standard error is no file)."""
+    try:
+        faulthandler.register(signum, file=sys.__stderr__, all_threads=True, chain=True)
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return False
+    return True
 
 
 def save_record(record: dict, out: str) -> dict:
