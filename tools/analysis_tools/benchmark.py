@@ -934,8 +934,9 @@ def train_runner(name: str, batch: int, size: int, precision: str, args) -> Runn
         model.parameters(), lr=1e-4, weight_decay=0.05, **optimizer_kwargs(args))
     scaler = torch.amp.GradScaler(args.device, enabled=precision == 'fp16')
 
-    marks_steps = args.compile and replays_compiled_cuda_graphs(name,
-                                                                args) and not compiles_itself(name)
+    # The models the tool compiles with CUDA graphs (GLNet's options mark their own steps).
+    marks_steps = (
+        args.compile and not compiles_itself(name) and replays_compiled_cuda_graphs(name, args))
 
     def step():
         optimizer.zero_grad(set_to_none=True)
