@@ -165,9 +165,15 @@ def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
     assert 'could not be unpacked; compiling cold' in cut.stdout
     assert calls_so_far(tmp_path)[-1] is False  # nothing half-unpacked in the cache
 
-    small = run('small', SUITE_CACHE_MAX_MB='0')
-    assert 'over SUITE_CACHE_MAX_MB=0; not written' in small.stdout
+    small = run('small', GRAPH_BYTES=str(3 << 19), SUITE_CACHE_MAX_MB='1')
+    assert 'compile cache: 2 MiB packed, over SUITE_CACHE_MAX_MB=1; not written' in small.stdout
     assert not list((tmp_path / 'small' / 'out').glob('compile_cache*'))
+
+    # 0: the cache is not wanted back (a call whose files must all be results).
+    unpacked = run('unpacked', SUITE_CACHE_MAX_MB='0')
+    assert 'compile cache: not packed (SUITE_CACHE_MAX_MB=0)' in unpacked.stdout
+    assert 'MiB packed' not in unpacked.stdout
+    assert not list((tmp_path / 'unpacked' / 'out').glob('compile_cache*'))
 
 
 def test_a_missing_compile_cache_stops_before_anything_runs(tmp_path):

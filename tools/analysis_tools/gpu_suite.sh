@@ -13,8 +13,9 @@
 # graph, as a config sets it) replayed as CUDA graphs (mode='reduce-overhead') against the eager
 # peers and the reference path, with its profile; whether that option trains as eager mode does
 # (check_compiled_training.py). Part "compiled_more" (SUITE_PART=compiled_more), every model
-# compiled, GLNet through compile_backbone: the training step with CUDA graphs, fp16 inference, and
-# 1792² latency compiled against the eager peers. Part "blocks" (SUITE_PART=blocks), GLNet through
+# compiled, GLNet through compile_backbone: the training step with CUDA graphs and AdamW's fused
+# kernels, the 1792² latency compiled against the eager peers and fp16 inference, both with their
+# operator profiles. Part "blocks" (SUITE_PART=blocks), GLNet through
 # its compile_blocks option: the training step against the eager peers (with its profile), fp16
 # inference with every model compiled, 1792² latency eager and with CUDA graphs, and the training
 # step with every model compiled. Part "extra" (SUITE_PART=extra), in this order: eager fp16
@@ -74,8 +75,9 @@
 #                  OUT_DIR/compile_cache.tar.gz.part00, part01, ... of at most
 #                  SUITE_CACHE_PART_MB MiB each (default 15: a device call brings back files of
 #                  up to 16 MiB, 8 files in all), and not above SUITE_CACHE_MAX_MB MiB in all
-#                  (default 30; an earlier, smaller archive then stays):
-#                  import_device_results.py puts it in .compile_cache/ for the next session.
+#                  (default 30; an earlier, smaller archive then stays; 0: not packed at
+#                  all): import_device_results.py puts it in .compile_cache/ for the next
+#                  session.
 set -uo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -90,7 +92,6 @@ case "$PART" in eager|compiled|compiled_more|blocks|extra|autotune|shifts|all) ;
 # Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
 COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_train_fp16_compile_backbone_cudagraphs gpu_train_fp16_compile_cudagraphs
-    gpu_train_fp16_compile_backbone_cudagraphs_fused_adamw
     gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone
     gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
@@ -214,6 +215,10 @@ fi
 pack_compile_cache() {
     [ -n "$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -print -quit)" ] || return 0
     local packed max_mb="${SUITE_CACHE_MAX_MB:-30}" part_mb="${SUITE_CACHE_PART_MB:-15}"
+    if [ "$max_mb" = 0 ]; then  # not wanted back: no time spent packing it
+        echo "## compile cache: not packed (SUITE_CACHE_MAX_MB=0)" | tee -a "$LOG"
+        return 0
+    fi
     packed="$(mktemp -d /tmp/mmglnet_compile_cache.XXXXXX)" || return 0
     if tar -czf "$packed/archive" -C "$TORCHINDUCTOR_CACHE_DIR" .; then
         local size_mb=$(( ($(stat -c %s "$packed/archive") + 1048575) / 1048576 ))
@@ -334,27 +339,29 @@ if [ "$PART" = compiled ] || [ "$PART" = all ]; then
 fi
 if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
     # Every model compiled, GLNet through compile_backbone; best on the machine that ran the
-    # compiled part, whose cache holds GLNet's training graphs. The training step with every
-    # model compiled with CUDA graphs (torch.compile mode='reduce-overhead').
-    # Swin-T first: after GLNet's graphs, in the same process, it allocated 5 GB per step
-    # while timed and took 190 to 210 ms (H100 and H200), not replaying its graphs.
-    LIMIT=150 compare gpu_train_fp16_compile_cudagraphs --models swin_t \
-        "${BACKBONE_CUDAGRAPHS[@]}" --modes train --channels-last --compile --cuda-graphs
-    # compile_backbone's CUDA-graph step with AdamW's fused kernels for every model: the
-    # eager foreach AdamW took 12.5 of GLNet-4G's 57.9 ms step on the H100 (621 tensors).
-    LIMIT=120 compare gpu_train_fp16_compile_backbone_cudagraphs_fused_adamw --models \
-        "${PEERS[@]}" "${REFERENCES[@]}" "${BACKBONE_CUDAGRAPHS[@]}" --modes train \
-        --channels-last --fused-optimizer
+    # compiled part, whose cache holds GLNet's training graphs. In the order of their value
+    # for the targets. First the training step with every model compiled with CUDA graphs
+    # (torch.compile mode='reduce-overhead'), with AdamW's fused kernels: with the default
+    # foreach AdamW the gradient scaler reads the found-inf flag on the host every step, and
+    # GLNet-4G's 621 tensors kept the GPU waiting 12.5 ms of a 57.9 ms step on the H100.
+    # Swin-T first: after GLNet's graphs, in the same process and without its steps marked,
+    # it allocated 5 GB per step while timed and took 190 to 210 ms (H100 and H200), not
+    # replaying its graphs. A cold GLNet-4G compile takes about 170 s, Swin-T's about 75 s.
+    LIMIT=330 compare gpu_train_fp16_compile_cudagraphs --models swin_t \
+        "${BACKBONE_CUDAGRAPHS[@]}" --modes train --channels-last --compile --cuda-graphs \
+        --fused-optimizer
+    # The eager peers first (ConvNeXt-T, the latency target's peer, leading), then GLNet's
+    # compile: a run cut short after GLNet's first timing holds the target's pair. With the
+    # profiles: GLNet-4G took 23.5 ms against ConvNeXt-T's 10.4 on the H100 (2.26x), where
+    # its compiled blocks replayed as one CUDA graph took 15.6 ms.
+    split_peers convnext_t
+    LIMIT=120 compare gpu_latency_compile_backbone --models "${TARGET_PEER[@]}" \
+        "${OTHER_PEERS[@]}" "${COMPILED_BACKBONE[@]}" --modes latency --channels-last \
+        --latency-sizes 1792 --profile
     # With the profiles: whether the host (inductor's wrapper launching the generated kernels)
-    # or the GPU's work bounds compiled GLNet (0.62× compiled Swin-T on the H200).
+    # or the GPU's work bounds compiled GLNet (0.62x compiled Swin-T on the H200).
     LIMIT=150 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
         "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile --profile
-    # The eager peers first (ConvNeXt-T, the latency target's peer, leading), then GLNet's
-    # compile: a run cut short after GLNet's first timing holds the target's pair.
-    split_peers convnext_t
-    LIMIT=100 compare gpu_latency_compile_backbone --models "${TARGET_PEER[@]}" \
-        "${OTHER_PEERS[@]}" "${COMPILED_BACKBONE[@]}" --modes latency --channels-last \
-        --latency-sizes 1792
 fi
 if [ "$PART" = blocks ] || [ "$PART" = all ]; then
     # GLNet with compile_blocks (as a config sets it) against the eager peers and paths.

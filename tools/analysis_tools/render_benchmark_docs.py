@@ -148,9 +148,10 @@ REPRODUCE = [
      '(no compilation; AdamW outside the graphs)',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference swin_t '
      'convnext_t --modes train --channels-last --cuda-graphs'),
-    ('GPU, training step with every model compiled with CUDA graphs',
-     'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_backbone_cudagraphs '
-     'swin_t --modes train --channels-last --compile --cuda-graphs'),
+    ('GPU, training step with every model compiled with CUDA graphs, AdamW\'s fused kernels',
+     'python tools/analysis_tools/benchmark.py --models swin_t '
+     'glnet_4g_compile_backbone_cudagraphs --modes train --channels-last --compile '
+     '--cuda-graphs --fused-optimizer'),
     ('CPU, the operators one training step dispatches (about the kernel launches of an eager '
      'step on a GPU), fp32; the count does not depend on the input size',
      'python tools/analysis_tools/benchmark.py --device cpu --models glnet_4g glnet_4g_reference '
