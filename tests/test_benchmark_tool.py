@@ -403,6 +403,40 @@ def test_cuda_graph_training_step_replays_the_captured_passes(benchmark, monkeyp
     assert any(not torch.equal(b, a) for b, a in zip(before, after))
 
 
+def test_models_the_tool_compiles_with_cuda_graphs_mark_every_training_step(benchmark, monkeypatch):
+    """A model the tool compiles for CUDA graphs starts every training step with
+    ``cudagraph_mark_step_begin``, before its forward: once anything in the process has marked
+    a step (GLNet's options do), torch's CUDA-graph trees start a new step only on a mark, and
+    an unmarked model (Swin-T after GLNet on the H100 and H200) ran every step as a warm-up,
+    without its graphs. Without CUDA graphs nothing is marked. (On the CPU, with torch.compile
+    replaced by the model itself.)"""
+    use_tiny_models(benchmark, monkeypatch)
+    events = []
+    monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin', lambda: events.append('mark'))
+    monkeypatch.setattr(torch, 'compile', lambda model, **kwargs: model)
+
+    def steps_of(compile_mode, cuda_graphs):
+        events.clear()
+        args = SimpleNamespace(
+            device='cpu',
+            channels_last=True,
+            compile=True,
+            compile_mode=compile_mode,
+            cuda_graphs=cuda_graphs,
+            warmup=1,
+            fused_optimizer=True)
+        runner = benchmark.train_runner('glnet_tiny', 2, 64, 'bf16', args)
+        runner.model.register_forward_pre_hook(lambda *_: events.append('forward'))
+        runner.step()
+        runner.step()
+        return list(events)
+
+    assert steps_of(None, True) == ['mark', 'forward', 'mark', 'forward']
+    assert steps_of('reduce-overhead', False) == ['mark', 'forward', 'mark', 'forward']
+    assert steps_of(None, False) == ['forward', 'forward']
+    assert steps_of('max-autotune-no-cudagraphs', False) == ['forward', 'forward']
+
+
 def test_every_reproduction_recipe_passes_the_tools_checks(benchmark, renderer, monkeypatch):
     """The benchmark page's commands are accepted as written (a GPU pretended where they
     need one)."""
