@@ -383,14 +383,7 @@ def test_cuda_graph_training_step_replays_the_captured_passes(benchmark, monkeyp
 
     monkeypatch.setattr(torch.cuda, 'make_graphed_callables', make_graphed_callables)
     use_tiny_models(benchmark, monkeypatch)
-    args = SimpleNamespace(
-        device='cpu',
-        channels_last=True,
-        compile=False,
-        cuda_graphs=True,
-        warmup=1,
-        fused_optimizer=False)
-    runner = benchmark.train_runner('glnet_tiny', 2, 64, 'bf16', args)
+    runner = tiny_train_runner(benchmark, compile=False, cuda_graphs=True, fused_optimizer=False)
     (capture, ) = captures
     assert capture['autocast'] and not capture['cache']
     assert capture['allow_unused'] and capture['warmup'] == 3
@@ -417,15 +410,12 @@ def test_models_the_tool_compiles_with_cuda_graphs_mark_every_training_step(benc
 
     def steps_of(compile_mode, cuda_graphs):
         events.clear()
-        args = SimpleNamespace(
-            device='cpu',
-            channels_last=True,
+        runner = tiny_train_runner(
+            benchmark,
             compile=True,
             compile_mode=compile_mode,
             cuda_graphs=cuda_graphs,
-            warmup=1,
             fused_optimizer=True)
-        runner = benchmark.train_runner('glnet_tiny', 2, 64, 'bf16', args)
         runner.model.register_forward_pre_hook(lambda *_: events.append('forward'))
         runner.step()
         runner.step()
@@ -446,6 +436,13 @@ def test_every_reproduction_recipe_passes_the_tools_checks(benchmark, renderer, 
         assert command.startswith(prefix), title
         args = benchmark.parse_args(shlex.split(command[len(prefix):]))
         assert args.device == ('cpu' if title.startswith('CPU') else 'cuda'), title
+
+
+def tiny_train_runner(benchmark, **settings):
+    """The tool's bfloat16 training step of ``glnet_tiny`` (2 images of 64², channels-last, on
+    the CPU) with the command-line ``settings`` given (``compile``, ``cuda_graphs``, ...)."""
+    args = SimpleNamespace(device='cpu', channels_last=True, warmup=1, **settings)
+    return benchmark.train_runner('glnet_tiny', 2, 64, 'bf16', args)
 
 
 def use_tiny_models(benchmark, monkeypatch, **extra) -> None:
