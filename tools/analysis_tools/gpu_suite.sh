@@ -338,9 +338,9 @@ if [ "$PART" = compiled ] || [ "$PART" = all ]; then
         --mode reduce-overhead --precision fp16 --steps 4 --accumulate 1
 fi
 if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
-    # Every model compiled, GLNet through compile_backbone; best on the machine that ran the
-    # compiled part, whose cache holds GLNet's training graphs. In the order of their value
-    # for the targets. First the training step with every model compiled with CUDA graphs
+    # Every model compiled, GLNet through compile_backbone, in the order of their value for
+    # the targets. Each limit allows a cold compile (GLNet's training graphs come from the
+    # cache where the compiled part ran before on this machine). First the training step with every model compiled with CUDA graphs
     # (torch.compile mode='reduce-overhead'), with AdamW's fused kernels: with the default
     # foreach AdamW the gradient scaler reads the found-inf flag on the host every step, and
     # GLNet-4G's 621 tensors kept the GPU waiting 12.5 ms of a 57.9 ms step on the H100.
