@@ -43,6 +43,7 @@ def test_model_names_build_the_right_path(benchmark):
         ('_compile_backbone', None, {}),
         ('_compile_backbone_cudagraphs', None, graphs),
         ('_compile_backbone_autotune', None, dict(mode='max-autotune-no-cudagraphs')),
+        ('_compile_backbone_cpp_wrapper', None, dict(options={'cpp_wrapper': True})),
     ):
         compiled = benchmark.MODEL_BUILDERS[f'glnet_stl{suffix}'](224)
         for cfg, expected in ((compiled.compile_cfg, blocks), (compiled.backbone_compile_cfg,
@@ -339,6 +340,39 @@ def test_a_glnet_compiling_itself_in_another_mode_than_compile_is_refused(benchm
         assert args.models == models
 
 
+def test_cpp_wrapper_on_cuda_without_cuda_toolkit_is_refused_before_compiling(
+        benchmark, capsys, monkeypatch):
+    """Inductor's C++ wrapper on CUDA is built against CUDA's toolkit: without one the
+    compile would fail after minutes, so the tool refuses the model at once, saying what to
+    set; with a toolkit, and on the CPU (no toolkit needed), it runs."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    wrapped = [
+        '--models', 'convnext_t', 'glnet_4g_compile_backbone_cpp_wrapper', '--modes', 'latency'
+    ]
+    monkeypatch.setattr(benchmark, 'cuda_toolkit_home', lambda: None)
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([*wrapped, '--device', 'cuda'])
+    err = capsys.readouterr().err
+    assert "['glnet_4g_compile_backbone_cpp_wrapper'] compile with inductor's C++ wrapper" in err
+    assert 'set CUDA_HOME' in err
+    assert benchmark.parse_args([*wrapped, '--device', 'cpu']).device == 'cpu'
+    assert benchmark.parse_args(['--models', 'glnet_4g_compile_backbone', '--device',
+                                 'cuda']).device == 'cuda'
+    monkeypatch.setattr(benchmark, 'cuda_toolkit_home', lambda: '/opt/cuda')
+    assert benchmark.parse_args([*wrapped, '--device', 'cuda']).models[1].endswith('_cpp_wrapper')
+
+
+def test_cuda_toolkit_is_found_only_with_its_headers(benchmark, tmp_path, monkeypatch):
+    from torch.utils import cpp_extension
+    monkeypatch.setattr(cpp_extension, 'CUDA_HOME', str(tmp_path))
+    assert benchmark.cuda_toolkit_home() is None  # a folder above a launcher script of nvcc
+    (tmp_path / 'include').mkdir()
+    (tmp_path / 'include' / 'cuda.h').write_text('')
+    assert benchmark.cuda_toolkit_home() == str(tmp_path)
+    monkeypatch.setattr(cpp_extension, 'CUDA_HOME', None)
+    assert benchmark.cuda_toolkit_home() is None
+
+
 def test_cuda_graph_training_captures_eager_models_only(benchmark, capsys, monkeypatch):
     """--cuda-graphs without --compile captures every model's eager training step; a GLNet
     that compiles itself is refused there, pointing to torch.compile's CUDA graphs."""
@@ -431,6 +465,7 @@ def test_every_reproduction_recipe_passes_the_tools_checks(benchmark, renderer, 
     """The benchmark page's commands are accepted as written (a GPU pretended where they
     need one)."""
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(benchmark, 'cuda_toolkit_home', lambda: '/pretended/cuda')
     prefix = 'python tools/analysis_tools/benchmark.py '
     for title, command in renderer.REPRODUCE:
         assert command.startswith(prefix), title
@@ -686,6 +721,16 @@ def test_targets_take_each_glnet_variant_only_in_its_own_mode(renderer):
     latency = cells('GLNet-4G batch-1 latency 1792², without CUDA graphs')
     assert [(c[1], c[3])
             for c in latency] == [('glnet_4g_compile_backbone', '2.50× the time (25.0 vs 10.0 ms)')]
+    # Inductor's C++ wrapper is a compile option without CUDA graphs: it counts there.
+    wrapped = synthetic_run('wrapped.json', {}, [
+        ('convnext_t', 'latency', 1792, 10.0),
+        ('glnet_4g_compile_backbone_cpp_wrapper', 'latency', 1792, 18.0),
+    ])
+    latency = [[cell.strip() for cell in line.split('|')[1:-1]]
+               for line in renderer.target_rows([wrapped])
+               if line.startswith('| GLNet-4G batch-1 latency 1792², without CUDA graphs')]
+    assert [(c[1], c[3], c[5]) for c in latency] == [('glnet_4g_compile_backbone_cpp_wrapper',
+                                                      '1.80× the time (18.0 vs 10.0 ms)', 'met')]
     assert cells('GLNet-4G batch-1 latency 1792², CUDA graphs')[0][3] == 'not measured yet'
     against_eager = cells('GLNet-4G fp16 training step 512², batch 16, compiled by its own')
     assert [(c[1], c[2][:12], c[5]) for c in against_eager

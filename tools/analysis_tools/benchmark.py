@@ -51,6 +51,9 @@ backbone's ``compile_blocks`` option (every block compiled; not compiled again b
 ``glnet_<arch>_compile_backbone_autotune`` (``mode='max-autotune-no-cudagraphs'``) the same
 with the ``compile_backbone`` option (the backbone compiled as one graph; with ``--compile``
 the other models are compiled in the same mode, which the tool checks),
+``glnet_<arch>_compile_backbone_cpp_wrapper`` the same in torch's default mode with inductor's
+C++ wrapper (``options={'cpp_wrapper': True}``: the kernels launched from C++ rather than from
+generated Python; on CUDA it builds against CUDA's toolkit, which the tool checks first),
 ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling kernel for the
 initial slots on every device (to measure the fast path's own pooling on CUDA,
 :func:`mmglnet.models.pooling.slot_pool2d`), ``glnet_<arch>_conv_pointwise`` with the fast one
@@ -132,6 +135,10 @@ SELF_COMPILING = {
     ('compile_backbone', dict(dynamic=False, mode='reduce-overhead')),
     '_compile_backbone_autotune':
     ('compile_backbone', dict(dynamic=False, mode='max-autotune-no-cudagraphs')),
+    # Inductor's C++ wrapper: the compiled graph launches its kernels from C++ instead of
+    # generated Python, less host time per kernel (torch's default mode otherwise).
+    '_compile_backbone_cpp_wrapper': ('compile_backbone',
+                                      dict(dynamic=False, options={'cpp_wrapper': True})),
 }
 # Appended to a compile_backbone model: the residual depth-wise convolutions computed as shifted
 # products under torch.compile (an experiment; see mmglnet.models.layers).
@@ -586,6 +593,33 @@ def refuse_graphed_compiled_training(parser: argparse.ArgumentParser, models: Li
                      '*_cudagraphs variants, or leave these models out of this run.')
 
 
+def cuda_toolkit_home() -> Optional[str]:
+    """The folder of CUDA's toolkit that torch's C++ builds use (``CUDA_HOME``, else where
+    ``nvcc`` lies), where it holds CUDA's headers; else None."""
+    from torch.utils import cpp_extension
+    home = cpp_extension.CUDA_HOME
+    return home if home and osp.isfile(osp.join(home, 'include', 'cuda.h')) else None
+
+
+def uses_cpp_wrapper(name: str) -> bool:
+    """Whether ``name`` compiles itself with inductor's C++ wrapper."""
+    own = own_compilation(name)
+    return own is not None and bool((own[1].get('options') or {}).get('cpp_wrapper'))
+
+
+def refuse_cpp_wrapper_without_cuda_toolkit(parser: argparse.ArgumentParser, args) -> None:
+    """``parser.error`` for a model compiled with inductor's C++ wrapper on CUDA where torch
+    finds no CUDA toolkit to build it with: it would fail only after minutes of compiling."""
+    wrapped = [name for name in args.models if uses_cpp_wrapper(name)]
+    if wrapped and args.device == 'cuda' and cuda_toolkit_home() is None:
+        from torch.utils import cpp_extension
+        parser.error(f"{wrapped} compile with inductor's C++ wrapper, which on CUDA is built "
+                     "against CUDA's toolkit, and torch finds none with its headers "
+                     f'(CUDA_HOME={cpp_extension.CUDA_HOME!r}, include/cuda.h): set CUDA_HOME '
+                     'to the toolkit\'s folder (the one holding bin/nvcc and include/cuda.h), '
+                     'or leave these models out of this run.')
+
+
 def self_compiling_variants(name: str, mode: str) -> List[str]:
     """The self-compiling models of ``name``'s arch whose own mode is ``mode``."""
     arch = name[len('glnet_'):].split('_compile_')[0]
@@ -714,6 +748,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         refuse_graphed_compiled_training(parser, args.models)
     if args.compile:
         refuse_mixed_compile_modes(parser, args)
+    refuse_cpp_wrapper_without_cuda_toolkit(parser, args)
     precast = [name for name in args.models if name.endswith(PRECAST_SUFFIX)]
     if precast and ('train' in args.modes or args.compile):
         parser.error(f'{precast} cast their weights once for eager inference: run them with '

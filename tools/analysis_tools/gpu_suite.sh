@@ -14,16 +14,17 @@
 # peers and the reference path, with its profile; whether that option trains as eager mode does
 # (check_compiled_training.py). Part "compiled_more" (SUITE_PART=compiled_more), every model
 # compiled, GLNet through compile_backbone: the training step with CUDA graphs and AdamW's fused
-# kernels, the 1792² latency compiled against the eager peers and fp16 inference, both with their
-# operator profiles. Part "blocks" (SUITE_PART=blocks), GLNet through
-# its compile_blocks option: the training step against the eager peers (with its profile), fp16
-# inference with every model compiled, 1792² latency eager and with CUDA graphs, and the training
-# step with every model compiled. Part "extra" (SUITE_PART=extra), in this order: eager fp16
-# inference and 1792² latency with their operator profiles, the fast path's slot pooling and
-# pointwise products against torch's kernels, the LayerNorms by mmglnet's Triton kernel (an
-# experiment, *_triton_layernorm), and every model with its weights cast once (*_precast);
-# compile_blocks with every block replayed as a CUDA graph (training step, 1792² latency); the
-# training step with AdamW's fused kernels for every model (eager). Part "autotune"
+# kernels; the 1792² latency compiled against the eager peers, with inductor's generated Python
+# launching the kernels and with its C++ wrapper, with the operator profiles. Part "blocks"
+# (SUITE_PART=blocks), GLNet through its compile_blocks option: the training step against the eager
+# peers (with its profile), fp16 inference with every model compiled, 1792² latency eager and with
+# CUDA graphs, and the training step with every model compiled. Part "extra" (SUITE_PART=extra), in
+# this order: fp16 inference with every model compiled (GLNet through compile_backbone) with the
+# operator profiles; eager fp16 inference and 1792² latency with their operator profiles, the fast
+# path's slot pooling and pointwise products against torch's kernels, the LayerNorms by mmglnet's
+# Triton kernel (an experiment, *_triton_layernorm), and every model with its weights cast once
+# (*_precast); compile_blocks with every block replayed as a CUDA graph (training step, 1792²
+# latency); the training step with AdamW's fused kernels for every model (eager). Part "autotune"
 # (SUITE_PART=autotune): fp16 inference with every model compiled with
 # mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose autotuning takes minutes
 # per model. Part "shifts" (SUITE_PART=shifts), an experiment: compile_backbone with its residual
@@ -140,6 +141,7 @@ REFERENCES=()
 COMPILED_BLOCKS=()
 BLOCK_CUDAGRAPHS=()
 COMPILED_BACKBONE=()
+CPP_WRAPPED_BACKBONE=()
 BACKBONE_CUDAGRAPHS=()
 AUTOTUNED_BACKBONE=()
 SHIFTED_BACKBONE=()
@@ -154,6 +156,7 @@ for model in "${GLNETS[@]}"; do
     COMPILED_BLOCKS+=("${model}_compile_blocks")
     BLOCK_CUDAGRAPHS+=("${model}_compile_blocks_cudagraphs")
     COMPILED_BACKBONE+=("${model}_compile_backbone")
+    CPP_WRAPPED_BACKBONE+=("${model}_compile_backbone_cpp_wrapper")
     BACKBONE_CUDAGRAPHS+=("${model}_compile_backbone_cudagraphs")
     AUTOTUNED_BACKBONE+=("${model}_compile_backbone_autotune")
     SHIFTED_BACKBONE+=("${model}_compile_backbone" "${model}_compile_backbone_shift_dwconv")
@@ -186,6 +189,13 @@ fi
     command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm \
         --format=csv,noheader
 } 2>&1 | tee "$LOG"
+
+# Inductor's C++ wrapper (*_cpp_wrapper) builds against CUDA's toolkit, found through CUDA_HOME
+# or else the folder above nvcc's: where nvcc is a launcher script in /usr/local/bin, as on the
+# CPU machines, torch looks in /usr/local and finds no headers.
+if [ -z "${CUDA_HOME:-}" ] && [ -f /usr/local/cuda/include/cuda.h ]; then
+    export CUDA_HOME=/usr/local/cuda
+fi
 
 # torch.compile's caches: inductor's directory (Triton's lies inside it), warm from an
 # earlier run where one was carried.
@@ -340,8 +350,9 @@ fi
 if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
     # Every model compiled, GLNet through compile_backbone, in the order of their value for
     # the targets. Each limit allows a cold compile (GLNet's training graphs come from the
-    # cache where the compiled part ran before on this machine). First the training step with every model compiled with CUDA graphs
-    # (torch.compile mode='reduce-overhead'), with AdamW's fused kernels: with the default
+    # cache where the compiled part ran before on this machine). First the training step
+    # with every model compiled with CUDA graphs (torch.compile mode='reduce-overhead'),
+    # with AdamW's fused kernels: with the default
     # foreach AdamW the gradient scaler reads the found-inf flag on the host every step, and
     # GLNet-4G's 621 tensors kept the GPU waiting 12.5 ms of a 57.9 ms step on the H100.
     # Swin-T first: after GLNet's graphs, in the same process and without its steps marked,
@@ -353,15 +364,16 @@ if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
     # The eager peers first (ConvNeXt-T, the latency target's peer, leading), then GLNet's
     # compile: a run cut short after GLNet's first timing holds the target's pair. With the
     # profiles: GLNet-4G took 23.5 ms against ConvNeXt-T's 10.4 on the H100 (2.26x), where
-    # its compiled blocks replayed as one CUDA graph took 15.6 ms.
+    # its compiled blocks replayed as one CUDA graph took 15.6 ms: the host, launching the
+    # kernels from inductor's generated Python, is the suspect. So GLNet once more with
+    # inductor's C++ wrapper (*_cpp_wrapper), which launches them from C++; its Triton
+    # kernels come from the cache the first compile filled, and its wrapper is built with
+    # CUDA's toolkit (how long that takes there is not known; the three models without it
+    # took 111 s on the H100).
     split_peers convnext_t
-    LIMIT=120 compare gpu_latency_compile_backbone --models "${TARGET_PEER[@]}" \
-        "${OTHER_PEERS[@]}" "${COMPILED_BACKBONE[@]}" --modes latency --channels-last \
-        --latency-sizes 1792 --profile
-    # With the profiles: whether the host (inductor's wrapper launching the generated kernels)
-    # or the GPU's work bounds compiled GLNet (0.62x compiled Swin-T on the H200).
-    LIMIT=150 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
-        "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile --profile
+    LIMIT=200 compare gpu_latency_compile_backbone --models "${TARGET_PEER[@]}" \
+        "${OTHER_PEERS[@]}" "${COMPILED_BACKBONE[@]}" "${CPP_WRAPPED_BACKBONE[@]}" \
+        --modes latency --channels-last --latency-sizes 1792 --profile
 fi
 if [ "$PART" = blocks ] || [ "$PART" = all ]; then
     # GLNet with compile_blocks (as a config sets it) against the eager peers and paths.
@@ -379,6 +391,11 @@ if [ "$PART" = blocks ] || [ "$PART" = all ]; then
 fi
 if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
+    # First, every model compiled, GLNet through compile_backbone, with the profiles: whether
+    # the host (inductor's wrapper launching the generated kernels) or the GPU's work bounds
+    # compiled GLNet (0.62x compiled Swin-T on the H200).
+    LIMIT=150 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
+        "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile --profile
     # The fast path's eager choices for CUDA, each against its torch kernels in the same fast
     # path and against the reference path, with the operator profiles: the slot pooling (a
     # mean over equal windows, averaging products over uneven ones, as at 224² in stages 2-3)

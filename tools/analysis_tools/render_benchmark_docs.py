@@ -40,9 +40,10 @@ CUDA_EAGER_GRAPHS = dict(device='cuda', compile=False, cuda_graphs=True)
 CPU_EAGER = dict(device='cpu', compile=False)
 # GLNet-4G compiled by its own options (compile_blocks, compile_backbone), without and with
 # CUDA graphs (mode='reduce-overhead'); the tool does not compile these again, and compiles
-# the other models of a run in the same mode (max-autotune-no-cudagraphs for *_autotune).
+# the other models of a run in the same mode (max-autotune-no-cudagraphs for *_autotune;
+# torch's default for *_cpp_wrapper, inductor's C++ wrapper an option of GLNet's compile).
 GLNET_4G_COMPILED = ('glnet_4g_compile_blocks', 'glnet_4g_compile_backbone',
-                     'glnet_4g_compile_backbone_autotune')
+                     'glnet_4g_compile_backbone_autotune', 'glnet_4g_compile_backbone_cpp_wrapper')
 GLNET_4G_GRAPHED = ('glnet_4g_compile_blocks_cudagraphs', 'glnet_4g_compile_backbone_cudagraphs')
 GLNET_4G = ('glnet_4g', ) + GLNET_4G_COMPILED
 INFER = dict(mode='infer', precision='fp16', size=224, batch=128)
@@ -136,6 +137,11 @@ REPRODUCE = [
     ('GPU, the same with CUDA graphs',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference convnext_t '
      'swin_t --modes latency --channels-last --cuda-graphs'),
+    ('GPU, batch-1 latency 1792², fp16, GLNet with compile_backbone (its kernels launched from '
+     "inductor's generated Python, then from its C++ wrapper) against the eager peers, with "
+     'profiles', 'python tools/analysis_tools/benchmark.py --models convnext_t swin_t '
+     'glnet_4g_compile_backbone glnet_4g_compile_backbone_cpp_wrapper --modes latency '
+     '--channels-last --latency-sizes 1792 --profile'),
     ('GPU, training step with compile_blocks against the eager peers and paths, with profile',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks glnet_4g '
      'glnet_4g_reference swin_t convnext_t --modes train --channels-last --profile'),
