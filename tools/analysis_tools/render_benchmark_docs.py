@@ -137,11 +137,13 @@ REPRODUCE = [
     ('GPU, the same with CUDA graphs',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference convnext_t '
      'swin_t --modes latency --channels-last --cuda-graphs'),
-    ('GPU, batch-1 latency 1792², fp16, GLNet with compile_backbone (its kernels launched from '
-     "inductor's generated Python, then from its C++ wrapper) against the eager peers, with "
-     'profiles', 'python tools/analysis_tools/benchmark.py --models convnext_t swin_t '
-     'glnet_4g_compile_backbone glnet_4g_compile_backbone_cpp_wrapper --modes latency '
-     '--channels-last --latency-sizes 1792 --profile'),
+    ('GPU, batch-1 latency 1792², fp16, GLNet with compile_backbone against the eager peers, '
+     'with profiles', 'python tools/analysis_tools/benchmark.py --models convnext_t swin_t '
+     'glnet_4g_compile_backbone --modes latency --channels-last --latency-sizes 1792 --profile'),
+    ("GPU, the same with inductor's C++ wrapper launching GLNet's kernels",
+     'python tools/analysis_tools/benchmark.py --models convnext_t '
+     'glnet_4g_compile_backbone_cpp_wrapper --modes latency --channels-last --latency-sizes 1792 '
+     '--profile'),
     ('GPU, training step with compile_blocks against the eager peers and paths, with profile',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks glnet_4g '
      'glnet_4g_reference swin_t convnext_t --modes train --channels-last --profile'),
