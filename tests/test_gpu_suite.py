@@ -72,8 +72,10 @@ def test_each_part_fits_one_device_command():
     parts = re.findall(r'^if \[ "\$PART" = (\w+) \] \|\| \[ "\$PART" = all \]; then\n(.*?)^fi$',
                        script, re.M | re.S)
     assert {name
-            for name, _ in parts
-            } == {'eager', 'compiled', 'compiled_more', 'blocks', 'extra', 'autotune', 'shifts'}
+            for name, _ in parts} == {
+                'eager', 'compiled', 'compiled_more', 'compiled_train', 'blocks', 'extra',
+                'autotune', 'shifts'
+            }
     for name, body in parts:
         limits = [
             int(limit or 150) for limit in re.findall(
@@ -84,8 +86,8 @@ def test_each_part_fits_one_device_command():
 
 @pytest.mark.parametrize('env,message', [
     (dict(SUITE_PART='compile'),
-     'SUITE_PART=compile is not one of eager, compiled, compiled_more, blocks, extra, autotune, '
-     'shifts, all'),
+     'SUITE_PART=compile is not one of eager, compiled, compiled_more, compiled_train, blocks, '
+     'extra, autotune, shifts, all'),
     (dict(SUITE_ONLY='gpu_infer_fp16 gpu_eager_poolin'),
      'SUITE_ONLY names gpu_eager_poolin, which is not a comparison of this suite: '
      'choose among gpu_infer_fp16 gpu_train_fp16'),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU comparison of docs/benchmark.md, in seven parts that each finish inside one
+# Every GPU comparison of docs/benchmark.md, in eight parts that each finish inside one
 # 10-minute call.
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
@@ -15,23 +15,25 @@
 # (check_compiled_training.py). Part "compiled_more" (SUITE_PART=compiled_more), every model
 # compiled, GLNet through compile_backbone: the training step with CUDA graphs and AdamW's fused
 # kernels; the 1792² latency compiled against the eager peers, with inductor's generated Python
-# launching the kernels and with its C++ wrapper, with the operator profiles. Part "blocks"
-# (SUITE_PART=blocks), GLNet through its compile_blocks option: the training step against the eager
-# peers (with its profile), fp16 inference with every model compiled, 1792² latency eager and with
-# CUDA graphs, and the training step with every model compiled. Part "extra" (SUITE_PART=extra), in
-# this order: fp16 inference with every model compiled (GLNet through compile_backbone) with the
-# operator profiles; eager fp16 inference and 1792² latency with their operator profiles, the fast
-# path's slot pooling and pointwise products against torch's kernels, the LayerNorms by mmglnet's
-# Triton kernel (an experiment, *_triton_layernorm), and every model with its weights cast once
-# (*_precast); compile_blocks with every block replayed as a CUDA graph (training step, 1792²
-# latency); the training step with AdamW's fused kernels for every model (eager). Part "autotune"
-# (SUITE_PART=autotune): fp16 inference with every model compiled with
+# launching the kernels and with its C++ wrapper, with the operator profiles. Part "compiled_train"
+# (SUITE_PART=compiled_train): the training step with every model compiled in torch's default mode
+# (no CUDA graphs), GLNet through compile_backbone, AdamW's fused kernels, with the profiles. Part
+# "blocks" (SUITE_PART=blocks), GLNet through its compile_blocks option: the training step against
+# the eager peers (with its profile), fp16 inference with every model compiled, 1792² latency eager
+# and with CUDA graphs, and the training step with every model compiled. Part "extra"
+# (SUITE_PART=extra), in this order: fp16 inference with every model compiled (GLNet through
+# compile_backbone) with the operator profiles; eager fp16 inference and 1792² latency with their
+# operator profiles, the fast path's slot pooling and pointwise products against torch's kernels,
+# the LayerNorms by mmglnet's Triton kernel (an experiment, *_triton_layernorm), and every model
+# with its weights cast once (*_precast); compile_blocks with every block replayed as a CUDA graph
+# (training step, 1792² latency); the training step with AdamW's fused kernels for every model
+# (eager). Part "autotune" (SUITE_PART=autotune): fp16 inference with every model compiled with
 # mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose autotuning takes minutes
 # per model. Part "shifts" (SUITE_PART=shifts), an experiment: compile_backbone with its residual
 # depth-wise convolutions computed as shifted products that inductor fuses with their neighbours,
 # against the plain compile_backbone, in fp16 inference (every model compiled) and in the training
 # step with CUDA graphs (with its profile).
-# SUITE_PART=all (the default) runs all seven, which takes more than one call. Each comparison
+# SUITE_PART=all (the default) runs all eight, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Bring the returned files in with tools/analysis_tools/import_device_results.py OUT_DIR (it
@@ -43,8 +45,8 @@
 # OpenMMLab packages"): they are installed into a private folder first.
 #
 # Environment:
-#   SUITE_PART     eager, compiled, compiled_more, blocks, extra, autotune, shifts or all
-#                  (default).
+#   SUITE_PART     eager, compiled, compiled_more, compiled_train, blocks, extra, autotune,
+#                  shifts or all (default).
 #   SUITE_MODELS   GLNet models compared in every mode (default: "glnet_4g glnet_stl"); each
 #                  gets its reference path too (the stand-in for the official code) where the
 #                  mode compares them.
@@ -86,15 +88,17 @@ cd "$REPO_ROOT"
 OUT_DIR="${1:-${OUT:-work_dirs/benchmarks}}"
 mkdir -p "$OUT_DIR"
 PART="${SUITE_PART:-all}"
-case "$PART" in eager|compiled|compiled_more|blocks|extra|autotune|shifts|all) ;; *)
-    echo "SUITE_PART=$PART is not one of eager, compiled, compiled_more, blocks, extra," \
-        "autotune, shifts, all" >&2
-    exit 2;; esac
+case "$PART" in
+    eager|compiled|compiled_more|compiled_train|blocks|extra|autotune|shifts|all) ;;
+    *) echo "SUITE_PART=$PART is not one of eager, compiled, compiled_more, compiled_train," \
+           "blocks, extra, autotune, shifts, all" >&2
+       exit 2;;
+esac
 # Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
 COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_train_fp16_compile_backbone_cudagraphs gpu_train_fp16_compile_cudagraphs
     gpu_infer_fp16_compile_backbone gpu_latency_compile_backbone
-    gpu_latency_compile_backbone_cpp_wrapper
+    gpu_latency_compile_backbone_cpp_wrapper gpu_train_fp16_compile_backbone
     gpu_train_fp16_compile_blocks gpu_infer_fp16_compile gpu_latency_compile_blocks
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
     gpu_train_fp16_fused_adamw gpu_eager_fast_path gpu_train_fp16_cuda_graphs
@@ -378,6 +382,17 @@ if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
     # the comparison above filled.
     LIMIT=140 compare gpu_latency_compile_backbone_cpp_wrapper --models "${TARGET_PEER[@]}" \
         "${CPP_WRAPPED_BACKBONE[@]}" --modes latency --channels-last --latency-sizes 1792 \
+        --profile
+fi
+if [ "$PART" = compiled_train ] || [ "$PART" = all ]; then
+    # The training step with every model compiled in torch's default mode (no CUDA graphs),
+    # GLNet through compile_backbone, with AdamW's fused kernels and the profiles: the
+    # compiled training row's best candidate (measured so far with compile_blocks only, 0.22x
+    # Swin-T on the H100). Swin-T first (its cold compile about 75 s), then GLNet-4G (about
+    # 170 s cold with CUDA graphs on the H100).
+    split_peers swin_t
+    LIMIT=330 compare gpu_train_fp16_compile_backbone --models "${TARGET_PEER[@]}" \
+        "${COMPILED_BACKBONE[@]}" --modes train --channels-last --compile --fused-optimizer \
         --profile
 fi
 if [ "$PART" = blocks ] || [ "$PART" = all ]; then

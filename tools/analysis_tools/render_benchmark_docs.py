@@ -171,6 +171,10 @@ REPRODUCE = [
     ('GPU, training step with every model compiled',
      'python tools/analysis_tools/benchmark.py --models glnet_4g_compile_blocks swin_t '
      'convnext_t --modes train --channels-last --compile'),
+    ("GPU, training step with every model compiled in torch's default mode, GLNet through "
+     "compile_backbone, AdamW's fused kernels, with profiles",
+     'python tools/analysis_tools/benchmark.py --models swin_t glnet_4g_compile_backbone --modes '
+     'train --channels-last --compile --fused-optimizer --profile'),
 ]
 
 # Figures a committed run holds that the page does not count towards a target, with the
