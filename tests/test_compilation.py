@@ -316,6 +316,42 @@ def test_cuda_graphs_refuse_to_accumulate_gradients(monkeypatch, option):
         sum(out.sum() for out in plain(x)).backward()
 
 
+def test_cuda_toolkit_is_found_only_with_its_headers(tmp_path, monkeypatch):
+    from torch.utils import cpp_extension
+    monkeypatch.setattr(cpp_extension, 'CUDA_HOME', str(tmp_path))
+    assert compilation.cuda_toolkit_home() is None  # a folder above a launcher script of nvcc
+    (tmp_path / 'include').mkdir()
+    (tmp_path / 'include' / 'cuda.h').write_text('')
+    assert compilation.cuda_toolkit_home() == str(tmp_path)
+    monkeypatch.setattr(cpp_extension, 'CUDA_HOME', None)
+    assert compilation.cuda_toolkit_home() is None
+
+
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_cpp_wrapper_without_cuda_toolkit_is_refused_before_compiling(monkeypatch, option):
+    """Inductor's C++ wrapper on CUDA is built against CUDA's toolkit: without one, GLNet's
+    forward refuses it before anything is compiled, naming CUDA_HOME. With a toolkit, and
+    without the wrapper, it runs. The CPU stands in for CUDA, eager code for the compiled."""
+    compiled = []
+    monkeypatch.setattr(glnet, 'compiled_run_block',
+                        lambda cfg: compiled.append(cfg) or (lambda block, x: block(x)))
+    monkeypatch.setattr(
+        glnet, 'compiled_run_backbone',
+        lambda cfg: compiled.append(cfg) or (lambda backbone, x: backbone.forward_features(x)))
+    monkeypatch.setattr(compilation, 'CUDA_TOOLKIT_DEVICES', frozenset({'cpu'}))
+    monkeypatch.setattr(compilation, 'cuda_toolkit_home', lambda: None)
+    x = torch.randn(1, 3, 64, 64)
+    wrapped = dict(dynamic=False, options={'cpp_wrapper': True})
+    model = GLNet(arch=dict(TINY_ARCH), **{option: wrapped}).train()
+    with pytest.raises(RuntimeError, match=r"C\+\+ wrapper.*set CUDA_HOME"):
+        model(x)
+    assert compiled == []
+    GLNet(arch=dict(TINY_ARCH), **{option: dict(dynamic=False)}).train()(x)
+    monkeypatch.setattr(compilation, 'cuda_toolkit_home', lambda: '/opt/cuda')
+    model(x)
+    assert wrapped in compiled
+
+
 def test_resolve_compile_cfg():
     assert resolve_compile_cfg(False) is None
     assert resolve_compile_cfg(None) is None

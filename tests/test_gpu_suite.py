@@ -263,7 +263,8 @@ def test_every_device_command_passes_the_benchmark_tools_checks(tmp_path, monkey
     benchmark, check = load_tool('benchmark'), load_tool('check_compiled_training')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'pretended GPU')
-    monkeypatch.setattr(benchmark, 'cuda_toolkit_home', lambda: '/pretended/cuda')
+    from mmglnet.models import compilation
+    monkeypatch.setattr(compilation, 'cuda_toolkit_home', lambda: '/pretended/cuda')
     for command in benchmarks:
         args = benchmark.parse_args(command)
         assert args.device == 'cuda' and args.out.endswith('.json'), command

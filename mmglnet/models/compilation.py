@@ -27,6 +27,7 @@ Nothing compiled is stored in the model: its state dict, ``copy.deepcopy`` (EMA)
 DDP see the plain modules. While tracing (FLOP counting) or exporting to ONNX, and inside a
 ``torch.compile`` of the whole model, GLNet runs eagerly.
 """
+import os.path as osp
 from typing import Callable, Dict, Optional, Union
 
 import torch
@@ -49,6 +50,9 @@ _COMPILED: Dict[tuple, Callable] = {}
 
 # Devices on which torch.compile replays CUDA graphs.
 CUDA_GRAPH_DEVICES = frozenset({'cuda'})
+# Devices on which inductor's C++ wrapper (``options={'cpp_wrapper': True}``) is built against
+# CUDA's toolkit.
+CUDA_TOOLKIT_DEVICES = frozenset({'cuda'})
 
 
 def resolve_compile_cfg(value: Union[bool, dict, None],
@@ -156,6 +160,52 @@ def replays_cuda_graphs(cfg: Optional[dict]) -> bool:
     if 'triton.cudagraphs' in options:
         return bool(options['triton.cudagraphs'])
     return cfg.get('mode') in ('reduce-overhead', 'max-autotune')
+
+
+def uses_cpp_wrapper(cfg: Optional[dict]) -> bool:
+    """Whether graphs compiled with ``cfg`` launch their kernels from inductor's C++ wrapper
+    (``options={'cpp_wrapper': True}``) instead of generated Python.
+
+    Args:
+        cfg (dict, optional): Keywords of :func:`torch.compile`, or None (eager).
+
+    Returns:
+        bool: Whether ``cfg`` asks for the C++ wrapper.
+    """
+    return cfg is not None and bool((cfg.get('options') or {}).get('cpp_wrapper'))
+
+
+def cuda_toolkit_home() -> Optional[str]:
+    """The folder of CUDA's toolkit that torch's C++ builds use (``CUDA_HOME``, else the
+    folder above ``nvcc``'s), where it holds CUDA's headers (``include/cuda.h``); else None:
+    where ``nvcc`` is a launcher script in ``/usr/local/bin``, torch takes ``/usr/local``."""
+    from torch.utils import cpp_extension
+    home = cpp_extension.CUDA_HOME
+    return home if home and osp.isfile(osp.join(home, 'include', 'cuda.h')) else None
+
+
+def check_cpp_wrapper_toolkit(cfg: Optional[dict], device_type: str) -> None:
+    """Refuse graphs compiled with inductor's C++ wrapper on CUDA where torch finds no CUDA
+    toolkit to build the wrapper with: torch would fail only after tracing and compiling the
+    graph, minutes later.
+
+    Args:
+        cfg (dict, optional): The blocks' or the backbone's :func:`torch.compile` keywords.
+        device_type (str): The device the graphs run on, e.g. ``'cuda'``.
+
+    Raises:
+        RuntimeError: Naming ``CUDA_HOME`` and what to set.
+    """
+    if (not uses_cpp_wrapper(cfg) or device_type not in CUDA_TOOLKIT_DEVICES
+            or cuda_toolkit_home() is not None):
+        return
+    from torch.utils import cpp_extension
+    raise RuntimeError(
+        f"GLNet compiled with {cfg!r} uses inductor's C++ wrapper, which on CUDA is built "
+        "against CUDA's toolkit, and torch finds none with its headers (CUDA_HOME="
+        f"{cpp_extension.CUDA_HOME!r}, include/cuda.h): set CUDA_HOME to the toolkit's folder "
+        "(the one holding bin/nvcc and include/cuda.h), or leave out options={'cpp_wrapper': "
+        'True}.')
 
 
 def begin_cuda_graph_step(cfg: Optional[dict], x: torch.Tensor) -> None:

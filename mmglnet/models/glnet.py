@@ -18,8 +18,9 @@ from mmglnet.checkpoint.official import OFFICIAL_WEIGHTS_KEYS
 from mmglnet.registry import MODELS
 
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
-from .compilation import (begin_cuda_graph_step, check_no_accumulated_gradients,
-                          compiled_run_backbone, compiled_run_block, resolve_compile_cfg)
+from .compilation import (begin_cuda_graph_step, check_cpp_wrapper_toolkit,
+                          check_no_accumulated_gradients, compiled_run_backbone, compiled_run_block,
+                          resolve_compile_cfg)
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm, compiling_disallowed
 
@@ -509,6 +510,7 @@ class GLNet(BaseModule):
             whole, blocks = self.backbone_compile_cfg, self.compile_cfg
         else:  # eval mode runs eagerly unless compile_eval (the stages decide alike)
             whole = blocks = None
+        check_cpp_wrapper_toolkit(blocks if whole is None else whole, x.device.type)
         check_no_accumulated_gradients(blocks if whole is None else whole, self, x)
         begin_cuda_graph_step(blocks if whole is None else whole, x)
         if whole is None or compiling_disallowed():

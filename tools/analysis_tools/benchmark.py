@@ -593,31 +593,17 @@ def refuse_graphed_compiled_training(parser: argparse.ArgumentParser, models: Li
                      '*_cudagraphs variants, or leave these models out of this run.')
 
 
-def cuda_toolkit_home() -> Optional[str]:
-    """The folder of CUDA's toolkit that torch's C++ builds use (``CUDA_HOME``, else where
-    ``nvcc`` lies), where it holds CUDA's headers; else None."""
-    from torch.utils import cpp_extension
-    home = cpp_extension.CUDA_HOME
-    return home if home and osp.isfile(osp.join(home, 'include', 'cuda.h')) else None
-
-
-def uses_cpp_wrapper(name: str) -> bool:
-    """Whether ``name`` compiles itself with inductor's C++ wrapper."""
-    own = own_compilation(name)
-    return own is not None and bool((own[1].get('options') or {}).get('cpp_wrapper'))
-
-
 def refuse_cpp_wrapper_without_cuda_toolkit(parser: argparse.ArgumentParser, args) -> None:
-    """``parser.error`` for a model compiled with inductor's C++ wrapper on CUDA where torch
-    finds no CUDA toolkit to build it with: it would fail only after minutes of compiling."""
-    wrapped = [name for name in args.models if uses_cpp_wrapper(name)]
-    if wrapped and args.device == 'cuda' and cuda_toolkit_home() is None:
-        from torch.utils import cpp_extension
-        parser.error(f"{wrapped} compile with inductor's C++ wrapper, which on CUDA is built "
-                     "against CUDA's toolkit, and torch finds none with its headers "
-                     f'(CUDA_HOME={cpp_extension.CUDA_HOME!r}, include/cuda.h): set CUDA_HOME '
-                     'to the toolkit\'s folder (the one holding bin/nvcc and include/cuda.h), '
-                     'or leave these models out of this run.')
+    """``parser.error``, before any model is built, for a GLNet compiled with inductor's C++
+    wrapper where GLNet would refuse it at its first forward
+    (:func:`mmglnet.models.compilation.check_cpp_wrapper_toolkit`: no CUDA toolkit)."""
+    from mmglnet.models.compilation import check_cpp_wrapper_toolkit
+    for name in args.models:
+        own = own_compilation(name)
+        try:
+            check_cpp_wrapper_toolkit(own and own[1], args.device)
+        except RuntimeError as error:
+            parser.error(f'{name}: {error} Or leave {name} out of this run.')
 
 
 def self_compiling_variants(name: str, mode: str) -> List[str]:
