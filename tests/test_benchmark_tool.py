@@ -340,6 +340,63 @@ def test_a_glnet_compiling_itself_in_another_mode_than_compile_is_refused(benchm
         assert args.models == models
 
 
+def test_a_glnet_compiling_itself_with_other_inductor_options_than_compile_is_refused(
+        benchmark, capsys):
+    """Inductor's options are part of the mode: a GLNet with the C++ wrapper beside peers
+    compiled without it, or the reverse, is refused, naming the options that match."""
+    wrapped = ['--models', 'glnet_4g_compile_backbone_cpp_wrapper', 'swin_t', '--device', 'cpu']
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([*wrapped, '--compile'])
+    err = capsys.readouterr().err
+    assert "compiles itself with options={'cpp_wrapper': True}" in err
+    assert 'with options={}' in err and 'Give --compile-options cpp_wrapper=True' in err
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([
+            '--models', 'glnet_4g_compile_backbone', 'swin_t', '--device', 'cpu', '--compile',
+            '--compile-options', 'cpp_wrapper=True'
+        ])
+    assert "with options={'cpp_wrapper': True}" in capsys.readouterr().err
+    args = benchmark.parse_args([*wrapped, '--compile', '--compile-options', 'cpp_wrapper=True'])
+    assert args.compile_options == {'cpp_wrapper': True}
+    # Without --compile the peers run eagerly: the latency comparison against eager peers.
+    assert benchmark.parse_args(wrapped).compile_options is None
+
+
+def test_compile_options_without_compile_or_beside_a_mode_are_refused(benchmark, capsys,
+                                                                      monkeypatch):
+    """torch.compile takes a mode or options, not both, and options without --compile would
+    compile nothing: both are refused before any model is built."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    base = ['--models', 'swin_t', '--compile-options', 'cpp_wrapper=True']
+    for flags, expected in (([], 'add --compile'), (['--compile', '--compile-mode', 'max-autotune'],
+                                                    "cannot go with mode 'max-autotune'"),
+                            (['--compile', '--cuda-graphs', '--device',
+                              'cuda'], "cannot go with mode 'reduce-overhead'")):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args([*base, *flags])
+        assert expected in capsys.readouterr().err, flags
+
+
+def test_compile_options_reach_torch_compile_for_the_models_the_tool_compiles(
+        benchmark, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, 'compile', lambda model, **kwargs: calls.append(kwargs) or model)
+    model = torch.nn.Identity()
+    args = benchmark.parse_args([
+        '--models', 'glnet_4g_compile_backbone_cpp_wrapper', 'swin_t', '--device', 'cpu',
+        '--compile', '--compile-options', 'cpp_wrapper=True'
+    ])
+    assert benchmark.compile_model('swin_t', model, args) is model
+    assert calls == [dict(options={'cpp_wrapper': True})]
+    # A GLNet that compiles itself is not compiled again.
+    assert benchmark.compile_model('glnet_4g_compile_backbone_cpp_wrapper', model, args) is model
+    assert len(calls) == 1
+    args = benchmark.parse_args(
+        ['--models', 'swin_t', '--device', 'cpu', '--compile', '--compile-mode', 'max-autotune'])
+    benchmark.compile_model('swin_t', model, args)
+    assert calls[-1] == dict(mode='max-autotune')
+
+
 def test_cpp_wrapper_on_cuda_without_cuda_toolkit_is_refused_before_compiling(
         benchmark, capsys, monkeypatch):
     """Inductor's C++ wrapper on CUDA is built against CUDA's toolkit: without one the
@@ -360,8 +417,16 @@ def test_cpp_wrapper_on_cuda_without_cuda_toolkit_is_refused_before_compiling(
     assert benchmark.parse_args([*wrapped, '--device', 'cpu']).device == 'cpu'
     assert benchmark.parse_args(['--models', 'glnet_4g_compile_backbone', '--device',
                                  'cuda']).device == 'cuda'
+    # Every model compiled with the wrapper by --compile-options: refused likewise.
+    compiled = ['--models', 'swin_t', '--compile', '--compile-options', 'cpp_wrapper=True']
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([*compiled, '--device', 'cuda'])
+    err = capsys.readouterr().err
+    assert "--compile-options {'cpp_wrapper': True}:" in err and 'set CUDA_HOME' in err
+    assert benchmark.parse_args([*compiled, '--device', 'cpu']).compile_options
     monkeypatch.setattr(compilation, 'cuda_toolkit_home', lambda: '/opt/cuda')
     assert benchmark.parse_args([*wrapped, '--device', 'cuda']).models[1].endswith('_cpp_wrapper')
+    assert benchmark.parse_args([*compiled, '--device', 'cuda']).compile_options
 
 
 def test_cuda_graph_training_captures_eager_models_only(benchmark, capsys, monkeypatch):
@@ -468,6 +533,7 @@ def test_every_reproduction_recipe_passes_the_tools_checks(benchmark, renderer, 
 def tiny_train_runner(benchmark, **settings):
     """The tool's bfloat16 training step of ``glnet_tiny`` (2 images of 64², channels-last, on
     the CPU) with the command-line ``settings`` given (``compile``, ``cuda_graphs``, ...)."""
+    settings.setdefault('compile_options', None)
     args = SimpleNamespace(device='cpu', channels_last=True, warmup=1, **settings)
     return benchmark.train_runner('glnet_tiny', 2, 64, 'bf16', args)
 
@@ -747,11 +813,49 @@ def test_targets_take_each_glnet_variant_only_in_its_own_mode(renderer):
                                                        '0.80× (10240.0 vs 12800.0 img/s)', 'met')]
 
 
+def test_a_run_compiled_with_inductor_options_counts_in_its_mode_and_says_so(renderer):
+    """Every model compiled with the C++ wrapper (GLNet by its own option, the peers by
+    --compile-options) is a compiled run: it counts for the compiled inference row, and its
+    section names the options."""
+    run = synthetic_run('wrapped.json', dict(compile=True, compile_options={'cpp_wrapper': True}),
+                        [('swin_t', 'infer', 224, 10.0),
+                         ('glnet_4g_compile_backbone_cpp_wrapper', 'infer', 224, 16.0)])
+    compiled = [[cell.strip() for cell in line.split('|')[1:-1]]
+                for line in renderer.target_rows([run])
+                if line.startswith('| GLNet-4G fp16 inference 224², batch 128, compiled')]
+    assert [(c[1], c[3], c[5]) for c in compiled] == [
+        ('glnet_4g_compile_backbone_cpp_wrapper', '0.62× (8000.0 vs 12800.0 img/s)', '**missed**')
+    ]
+    run.update(
+        command='python tools/analysis_tools/benchmark.py',
+        git=dict(commit='abc'),
+        date='today',
+        note='',
+        baseline='swin_t',
+        environment=dict(cuda='13.0', cudnn=9, device='H100', torch='2.11', packages={}),
+        settings=dict(run['settings'], channels_last=True, warmup=5, iters=10, repeats=3))
+    for row in run['results']:
+        row['samples_ms'] = [row['ms']]
+    section = '\n'.join(renderer.run_section(run))
+    assert '- mode: compile, channels_last, compile options cpp_wrapper=True;' in section
+
+
 def test_models_meant_to_replay_cuda_graphs_are_told_apart(benchmark):
-    eager_run = SimpleNamespace(compile=False, cuda_graphs=False, compile_mode=None)
-    graphs_run = SimpleNamespace(compile=True, cuda_graphs=True, compile_mode=None)
-    autotune_run = SimpleNamespace(compile=True, cuda_graphs=False, compile_mode='max-autotune')
-    compiled_run = SimpleNamespace(compile=True, cuda_graphs=False, compile_mode=None)
+    eager_run = SimpleNamespace(
+        compile=False, cuda_graphs=False, compile_mode=None, compile_options=None)
+    graphs_run = SimpleNamespace(
+        compile=True, cuda_graphs=True, compile_mode=None, compile_options=None)
+    autotune_run = SimpleNamespace(
+        compile=True, cuda_graphs=False, compile_mode='max-autotune', compile_options=None)
+    compiled_run = SimpleNamespace(
+        compile=True, cuda_graphs=False, compile_mode=None, compile_options=None)
+    wrapped_run = SimpleNamespace(
+        compile=True, cuda_graphs=False, compile_mode=None, compile_options={'cpp_wrapper': True})
+    graph_options_run = SimpleNamespace(
+        compile=True,
+        cuda_graphs=False,
+        compile_mode=None,
+        compile_options={'triton.cudagraphs': True})
     replays = benchmark.replays_compiled_cuda_graphs
     for run in (eager_run, graphs_run, compiled_run):
         assert replays('glnet_4g_compile_backbone_cudagraphs', run)
@@ -760,6 +864,7 @@ def test_models_meant_to_replay_cuda_graphs_are_told_apart(benchmark):
         assert not replays('glnet_4g_compile_blocks', run)
     assert replays('swin_t', graphs_run) and replays('glnet_4g', autotune_run)
     assert not replays('swin_t', eager_run) and not replays('swin_t', compiled_run)
+    assert replays('swin_t', graph_options_run) and not replays('swin_t', wrapped_run)
 
 
 class TinyLinear(torch.nn.Linear):

@@ -74,7 +74,7 @@ def test_each_part_fits_one_device_command():
     assert {name
             for name, _ in parts} == {
                 'eager', 'compiled', 'compiled_more', 'compiled_train', 'blocks', 'extra',
-                'autotune', 'shifts'
+                'autotune', 'cpp_wrapper', 'shifts'
             }
     for name, body in parts:
         limits = [
@@ -87,7 +87,7 @@ def test_each_part_fits_one_device_command():
 @pytest.mark.parametrize('env,message', [
     (dict(SUITE_PART='compile'),
      'SUITE_PART=compile is not one of eager, compiled, compiled_more, compiled_train, blocks, '
-     'extra, autotune, shifts, all'),
+     'extra, autotune, cpp_wrapper, shifts, all'),
     (dict(SUITE_ONLY='gpu_infer_fp16 gpu_eager_poolin'),
      'SUITE_ONLY names gpu_eager_poolin, which is not a comparison of this suite: '
      'choose among gpu_infer_fp16 gpu_train_fp16'),

@@ -53,7 +53,8 @@ with the ``compile_backbone`` option (the backbone compiled as one graph; with `
 the other models are compiled in the same mode, which the tool checks),
 ``glnet_<arch>_compile_backbone_cpp_wrapper`` the same in torch's default mode with inductor's
 C++ wrapper (``options={'cpp_wrapper': True}``: the kernels launched from C++ rather than from
-generated Python; on CUDA it builds against CUDA's toolkit, which the tool checks first),
+generated Python; on CUDA it builds against CUDA's toolkit, which the tool checks first; with
+``--compile`` the other models need ``--compile-options cpp_wrapper=True``),
 ``glnet_<arch>_torch_pooling`` with the fast one but torch's adaptive pooling kernel for the
 initial slots on every device (to measure the fast path's own pooling on CUDA,
 :func:`mmglnet.models.pooling.slot_pool2d`), ``glnet_<arch>_conv_pointwise`` with the fast one
@@ -86,6 +87,11 @@ Examples:
         --modes infer --precision fp16 --channels-last
     python tools/analysis_tools/benchmark.py --models glnet_4g swin_t convnext_t \\
         --modes infer --precision fp16 --channels-last --compile
+
+    # GPU: the same, every model compiled with inductor's C++ wrapper
+    python tools/analysis_tools/benchmark.py --models glnet_4g_compile_backbone_cpp_wrapper \\
+        swin_t convnext_t --modes infer --precision fp16 --channels-last --compile \\
+        --compile-options cpp_wrapper=True
 """
 import argparse
 import contextlib
@@ -110,6 +116,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.config import DictAction
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -568,17 +575,42 @@ def refuse_unknown_models(parser: argparse.ArgumentParser, models: List[str]) ->
 
 
 def refuse_mixed_compile_modes(parser: argparse.ArgumentParser, args) -> None:
-    """``parser.error`` for a GLNet compiled by its own option in another mode than the
-    ``--compile`` of the others: models are compared in one mode."""
+    """``parser.error`` for a GLNet compiled by its own option in another mode, or with other
+    inductor options, than the ``--compile`` of the others: models are compared in one mode."""
     run_mode = compile_mode(args) or 'default'
+    run_options = args.compile_options or {}
     for name in args.models:
         own = own_compilation(name)
-        if own is not None and (own[1].get('mode') or 'default') != run_mode:
+        if own is None:
+            continue
+        if (own[1].get('mode') or 'default') != run_mode:
             parser.error(f"{name} compiles itself with mode={own[1].get('mode') or 'default'!r} "
                          f'but --compile compiles the other models with mode={run_mode!r}: '
                          'compare models in one mode. Give --compile-mode (or --cuda-graphs for '
                          "'reduce-overhead') to match, or pick the GLNet variant of that mode: "
                          f'{self_compiling_variants(name, run_mode)}.')
+        own_options = own[1].get('options') or {}
+        if own_options != run_options:
+            parser.error(f'{name} compiles itself with options={own_options} but --compile '
+                         f'compiles the other models with options={run_options}: compare '
+                         'models in one mode. Give --compile-options '
+                         f"{' '.join(f'{k}={v}' for k, v in own_options.items()) or '(none)'} "
+                         'to match, or pick the GLNet variant with the options of the run.')
+
+
+def refuse_bad_compile_options(parser: argparse.ArgumentParser, args) -> None:
+    """``parser.error`` for ``--compile-options`` that torch would refuse or that compile
+    nothing: without ``--compile``, or beside a mode (torch.compile takes one or the other)."""
+    if not args.compile_options:
+        return
+    if not args.compile:
+        parser.error(f'--compile-options {args.compile_options} are for the models --compile '
+                     'compiles: add --compile, or leave the options out.')
+    if compile_mode(args) is not None:
+        parser.error(f'--compile-options {args.compile_options} cannot go with mode '
+                     f'{compile_mode(args)!r} (--compile-mode or --cuda-graphs): torch.compile '
+                     "takes a mode or options, not both. Give the mode's options instead (e.g. "
+                     "'triton.cudagraphs=True' for CUDA graphs) or drop the options.")
 
 
 def refuse_graphed_compiled_training(parser: argparse.ArgumentParser, models: List[str]) -> None:
@@ -596,7 +628,8 @@ def refuse_graphed_compiled_training(parser: argparse.ArgumentParser, models: Li
 def refuse_cpp_wrapper_without_cuda_toolkit(parser: argparse.ArgumentParser, args) -> None:
     """``parser.error``, before any model is built, for a GLNet compiled with inductor's C++
     wrapper where GLNet would refuse it at its first forward
-    (:func:`mmglnet.models.compilation.check_cpp_wrapper_toolkit`: no CUDA toolkit)."""
+    (:func:`mmglnet.models.compilation.check_cpp_wrapper_toolkit`: no CUDA toolkit), and for
+    ``--compile-options cpp_wrapper=True`` there, where torch would fail after compiling."""
     from mmglnet.models.compilation import check_cpp_wrapper_toolkit
     for name in args.models:
         own = own_compilation(name)
@@ -604,6 +637,11 @@ def refuse_cpp_wrapper_without_cuda_toolkit(parser: argparse.ArgumentParser, arg
             check_cpp_wrapper_toolkit(own and own[1], args.device)
         except RuntimeError as error:
             parser.error(f'{name}: {error} Or leave {name} out of this run.')
+    if args.compile:
+        try:
+            check_cpp_wrapper_toolkit(dict(options=args.compile_options), args.device)
+        except RuntimeError as error:
+            parser.error(f'--compile-options {args.compile_options}: {error}')
 
 
 def self_compiling_variants(name: str, mode: str) -> List[str]:
@@ -677,6 +715,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="torch.compile mode, e.g. 'max-autotune'; with --cuda-graphs "
         "the default is 'reduce-overhead'")
     parser.add_argument(
+        '--compile-options',
+        nargs='+',
+        action=DictAction,
+        default=None,
+        metavar='KEY=VALUE',
+        help="inductor options for the models --compile compiles (torch.compile's options=, "
+        'e.g. cpp_wrapper=True); not with a mode. A GLNet that compiles itself must have the '
+        'same options (the *_cpp_wrapper variants for cpp_wrapper=True)')
+    parser.add_argument(
         '--cuda-graphs',
         action='store_true',
         help='replay CUDA graphs: captured eager forward passes for infer and latency, '
@@ -732,6 +779,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('--cuda-graphs needs --device cuda')
     if args.cuda_graphs and not args.compile and 'train' in args.modes:
         refuse_graphed_compiled_training(parser, args.models)
+    refuse_bad_compile_options(parser, args)
     if args.compile:
         refuse_mixed_compile_modes(parser, args)
     refuse_cpp_wrapper_without_cuda_toolkit(parser, args)
@@ -827,12 +875,15 @@ def replays_compiled_cuda_graphs(name: str, args) -> bool:
     own = own_compilation(name)
     if own is not None:
         return replays_cuda_graphs(own[1])
-    return args.compile and replays_cuda_graphs(dict(mode=compile_mode(args)))
+    return args.compile and replays_cuda_graphs(
+        dict(mode=compile_mode(args), options=args.compile_options))
 
 
 def compile_model(name: str, model: nn.Module, args) -> Callable:
     if compiles_itself(name):
         return model  # its blocks or itself are compiled already
+    if args.compile_options:
+        return torch.compile(model, options=args.compile_options)
     return torch.compile(model, mode=compile_mode(args))
 
 
@@ -1458,6 +1509,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             modes=args.modes,
             compile=args.compile,
             compile_mode=args.compile_mode,
+            compile_options=args.compile_options,
             cuda_graphs=args.cuda_graphs,
             channels_last=args.channels_last,
             fused_optimizer=args.fused_optimizer,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU comparison of docs/benchmark.md, in eight parts that each finish inside one
+# Every GPU comparison of docs/benchmark.md, in nine parts that each finish inside one
 # 10-minute call.
 #
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
@@ -29,11 +29,13 @@
 # (training step, 1792² latency); the training step with AdamW's fused kernels for every model
 # (eager). Part "autotune" (SUITE_PART=autotune): fp16 inference with every model compiled with
 # mode='max-autotune-no-cudagraphs' (GLNet through compile_backbone), whose autotuning takes minutes
-# per model. Part "shifts" (SUITE_PART=shifts), an experiment: compile_backbone with its residual
+# per model. Part "cpp_wrapper" (SUITE_PART=cpp_wrapper): fp16 inference with every model
+# compiled with inductor's C++ wrapper (GLNet through compile_backbone), with the operator
+# profiles. Part "shifts" (SUITE_PART=shifts), an experiment: compile_backbone with its residual
 # depth-wise convolutions computed as shifted products that inductor fuses with their neighbours,
 # against the plain compile_backbone, in fp16 inference (every model compiled) and in the training
 # step with CUDA graphs (with its profile).
-# SUITE_PART=all (the default) runs all eight, which takes more than one call. Each comparison
+# SUITE_PART=all (the default) runs all nine, which takes more than one call. Each comparison
 # is one run of tools/analysis_tools/benchmark.py whose JSON goes to OUT_DIR (default: $OUT
 # where set, else work_dirs/benchmarks), and the whole log to OUT_DIR/suite_<part>.log.
 # Bring the returned files in with tools/analysis_tools/import_device_results.py OUT_DIR (it
@@ -46,7 +48,7 @@
 #
 # Environment:
 #   SUITE_PART     eager, compiled, compiled_more, compiled_train, blocks, extra, autotune,
-#                  shifts or all (default).
+#                  cpp_wrapper, shifts or all (default).
 #   SUITE_MODELS   GLNet models compared in every mode (default: "glnet_4g glnet_stl"); each
 #                  gets its reference path too (the stand-in for the official code) where the
 #                  mode compares them.
@@ -89,9 +91,9 @@ OUT_DIR="${1:-${OUT:-work_dirs/benchmarks}}"
 mkdir -p "$OUT_DIR"
 PART="${SUITE_PART:-all}"
 case "$PART" in
-    eager|compiled|compiled_more|compiled_train|blocks|extra|autotune|shifts|all) ;;
+    eager|compiled|compiled_more|compiled_train|blocks|extra|autotune|cpp_wrapper|shifts|all) ;;
     *) echo "SUITE_PART=$PART is not one of eager, compiled, compiled_more, compiled_train," \
-           "blocks, extra, autotune, shifts, all" >&2
+           "blocks, extra, autotune, cpp_wrapper, shifts, all" >&2
        exit 2;;
 esac
 # Every comparison below, by part, so that SUITE_ONLY is checked before anything runs.
@@ -103,6 +105,7 @@ COMPARISONS=(gpu_infer_fp16 gpu_train_fp16 gpu_latency gpu_latency_cuda_graphs
     gpu_latency_compile_blocks_cuda_graphs gpu_train_fp16_compile
     gpu_train_fp16_fused_adamw gpu_eager_fast_path gpu_train_fp16_cuda_graphs
     gpu_block_cudagraphs gpu_check_compiled_training gpu_infer_fp16_compile_autotune
+    gpu_infer_fp16_compile_cpp_wrapper
     gpu_infer_fp16_compile_shift_dwconv gpu_train_fp16_shift_dwconv_cudagraphs)
 ONLY=(${SUITE_ONLY:-})
 # in_list WORD LIST...: whether WORD is one of the LIST.
@@ -451,6 +454,18 @@ if [ "$PART" = autotune ] || [ "$PART" = all ]; then
     LIMIT=540 compare gpu_infer_fp16_compile_autotune --models "${TARGET_PEER[@]}" \
         "${AUTOTUNED_BACKBONE[@]}" "${OTHER_PEERS[@]}" --modes infer --precision fp16 \
         --channels-last --compile --compile-mode max-autotune-no-cudagraphs
+fi
+if [ "$PART" = cpp_wrapper ] || [ "$PART" = all ]; then
+    # Every model compiled with inductor's C++ wrapper, which launches the generated kernels
+    # from compiled C++ instead of generated Python (GLNet through compile_backbone), with the
+    # profiles: the compiled inference target's pair in the same mode (0.62x Swin-T with
+    # inductor's Python wrapper on the H200). Swin-T first, then GLNet, then the other peers.
+    # How long the wrapper takes to build against CUDA's toolkit is not known yet: on the
+    # CPU, GLNet-4G's took three times the plain compile's time.
+    split_peers swin_t
+    LIMIT=400 compare gpu_infer_fp16_compile_cpp_wrapper --models "${TARGET_PEER[@]}" \
+        "${CPP_WRAPPED_BACKBONE[@]}" "${OTHER_PEERS[@]}" --modes infer --precision fp16 \
+        --channels-last --compile --compile-options cpp_wrapper=True --profile
 fi
 if [ "$PART" = shifts ] || [ "$PART" = all ]; then
     # The residual depth-wise convolutions (position encodings, FFN) as shifted products under

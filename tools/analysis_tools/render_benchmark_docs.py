@@ -128,6 +128,11 @@ REPRODUCE = [
      'python tools/analysis_tools/benchmark.py --models swin_t glnet_4g_compile_backbone_autotune '
      'convnext_t --modes infer --precision fp16 --channels-last --compile '
      '--compile-mode max-autotune-no-cudagraphs'),
+    ("GPU, inference 224², batch 128, fp16, every model compiled with inductor's C++ wrapper "
+     '(the kernels launched from compiled C++; GLNet through compile_backbone), with profiles',
+     'python tools/analysis_tools/benchmark.py --models swin_t '
+     'glnet_4g_compile_backbone_cpp_wrapper convnext_t --modes infer --precision fp16 '
+     '--channels-last --compile --compile-options cpp_wrapper=True --profile'),
     ('GPU, training step 512², batch 16, fp16, with peak memory',
      'python tools/analysis_tools/benchmark.py --models glnet_4g glnet_4g_reference glnet_stl '
      'swin_t convnext_t --modes train --channels-last'),
@@ -391,6 +396,9 @@ def run_section(run: dict) -> List[str]:
     flags = [name for name in ('compile', 'cuda_graphs', 'channels_last') if settings[name]]
     if settings.get('compile_mode'):
         flags.append(f'compile mode {settings["compile_mode"]}')
+    if settings.get('compile_options'):
+        options = ', '.join(f'{key}={value}' for key, value in settings['compile_options'].items())
+        flags.append(f'compile options {options}')
     if settings.get('fused_optimizer'):
         flags.append('fused AdamW')
     git = run['git']
