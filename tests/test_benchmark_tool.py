@@ -592,6 +592,48 @@ class SendsSigterm(torch.nn.Module):
         raise AssertionError('SIGTERM did not stop the run')
 
 
+class StallsOnce(torch.nn.Module):
+    """Stalls its first forward for six seconds: a warm-up that has not ended by a limit."""
+
+    def __init__(self):
+        super().__init__()
+        self.stalled = False
+
+    def forward(self, x):
+        if not self.stalled:
+            self.stalled = True
+            stalled_warm_up()
+        return x
+
+
+def stalled_warm_up():
+    time.sleep(6)
+
+
+def test_stacks_are_dumped_when_the_run_outlasts_the_time_given(benchmark, tmp_path, monkeypatch,
+                                                                capfd):
+    """``--dump-stacks-after`` writes every thread's stack to standard error from a watchdog
+    thread, with no signal, while the run is still going; a run that ends first writes
+    none (the watchdog is cancelled)."""
+    use_tiny_models(benchmark, monkeypatch, stalls=lambda size: StallsOnce())
+    base = [
+        '--device', 'cpu', '--modes', 'infer', '--batch-size', '1', '--infer-size', '64',
+        '--warmup', '1', '--iters', '1', '--repeats', '1', '--out',
+        str(tmp_path / 'run.json')
+    ]
+    # Three seconds: the tool's start and the model's build come first.
+    benchmark.main(['--models', 'stalls', *base, '--dump-stacks-after', '3'])
+    err = capfd.readouterr().err
+    assert 'Timeout (0:00:03)!' in err
+    assert 'in stalled_warm_up' in err  # where the stalled thread stood
+    benchmark.main(['--models', 'glnet_tiny', *base, '--dump-stacks-after', '1.5'])
+    time.sleep(2)
+    assert 'Timeout' not in capfd.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--models', 'glnet_4g', '--dump-stacks-after', '0'])
+    assert '--dump-stacks-after 0.0 must be a positive number' in capfd.readouterr().err
+
+
 def test_a_failing_profile_or_count_keeps_the_timings(benchmark, tmp_path, monkeypatch, capsys):
     """Profiles and operator counts come after the timings; their failure (a profiler that
     does not support a mode) leaves the figures and the other models' profiles alone."""

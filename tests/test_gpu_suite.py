@@ -265,9 +265,17 @@ def test_every_device_command_passes_the_benchmark_tools_checks(tmp_path, monkey
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'pretended GPU')
     from mmglnet.models import compilation
     monkeypatch.setattr(compilation, 'cuda_toolkit_home', lambda: '/pretended/cuda')
+    # Each run writes its stacks 10 s before its step's limit, should it be stuck.
+    limits = {
+        name: int(limit or 150)
+        for limit, name in re.findall(r'^\s*(?:LIMIT=(\d+) )?compare (\w+)',
+                                      open(SUITE).read(), re.M)
+    }
     for command in benchmarks:
         args = benchmark.parse_args(command)
         assert args.device == 'cuda' and args.out.endswith('.json'), command
+        name = osp.basename(args.out)[:-len('.json')]
+        assert args.dump_stacks_after == limits[name] - 10, command
     for command in checks:
         args = check.parse_args(command)
         assert args.device == 'cuda' and args.mode == 'reduce-overhead', command

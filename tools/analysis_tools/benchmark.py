@@ -763,9 +763,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='after timing, profile one step of every model (torch.profiler) '
         'and write the top operators next to the JSON output')
     parser.add_argument('--note', default='', help='free text stored with the results')
+    parser.add_argument(
+        '--dump-stacks-after',
+        type=float,
+        default=None,
+        metavar='SECONDS',
+        help="write every thread's Python stack to standard error once SECONDS have passed, "
+        'if the run has not ended by then (a few seconds before a time limit): it needs no '
+        'signal, so it shows where a stuck run stood even where a SIGTERM finds no handler')
     args = parser.parse_args(argv)
 
     refuse_unknown_models(parser, args.models)
+    if args.dump_stacks_after is not None and args.dump_stacks_after <= 0:
+        parser.error(f'--dump-stacks-after {args.dump_stacks_after} must be a positive number '
+                     'of seconds (a few seconds less than the time the run is allowed)')
     if len(set(args.models)) != len(args.models):
         parser.error(f'--models {args.models} names a model twice')
     if args.device is None:
@@ -1529,6 +1540,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cases = benchmark_cases(args)
     previous_handler = signal.signal(signal.SIGTERM, raise_cut_short)
     dumps_stacks = dump_stacks_on(signal.SIGTERM)
+    watches = dump_stacks_after(args.dump_stacks_after)
     saved, cases_done = record, 0
     try:
         for number, case in enumerate(cases):
@@ -1549,6 +1561,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                f'{not_run}')
         saved = save_record(record, out)
     finally:
+        if watches:
+            faulthandler.cancel_dump_traceback_later()
         if dumps_stacks:
             faulthandler.unregister(signal.SIGTERM)
         signal.signal(signal.SIGTERM, previous_handler)
@@ -1568,6 +1582,23 @@ def dump_stacks_on(signum: int) -> bool:
     where it was. Returns whether it could (not where standard error is no file)."""
     try:
         faulthandler.register(signum, file=sys.__stderr__, all_threads=True, chain=True)
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return False
+    return True
+
+
+def dump_stacks_after(seconds: Optional[float]) -> bool:
+    """Have faulthandler's watchdog thread write every thread's Python stack to the process's
+    standard error once ``seconds`` have passed, unless the run has ended by then (cancelled
+    at the end of :func:`main`). It needs no signal: where a SIGTERM finds no handler in place
+    (on the H100 on 2026-11-28 a comparison ended at its limit killed by the signal itself,
+    exit status 143, with neither its JSON nor the stacks), the stacks still show where the
+    run stood. Returns whether it could (not without ``seconds``, nor where standard error
+    is no file)."""
+    if seconds is None:
+        return False
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=False, file=sys.__stderr__)
     except (AttributeError, ValueError, io.UnsupportedOperation):
         return False
     return True

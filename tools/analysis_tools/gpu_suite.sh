@@ -267,11 +267,15 @@ split_peers() {
         if [ "$peer" = "$1" ]; then TARGET_PEER+=("$peer"); else OTHER_PEERS+=("$peer"); fi
     done
 }
+# step_limit: the seconds the step about to run is allowed (SUITE_LIMIT, else its LIMIT, else
+# 150).
+step_limit() { echo "${SUITE_LIMIT:-${LIMIT:-150}}"; }
 # run_limited NAME TOOL ARGS...: one step of the suite (chosen by `selected`), stopped at its
 # time limit (SIGTERM; KILL follows if it has not ended GRACE seconds later).
 run_limited() {
     local name="$1"; shift
-    local limit="${SUITE_LIMIT:-${LIMIT:-150}}"
+    local limit
+    limit="$(step_limit)"
     timeout --preserve-status -k "${SUITE_GRACE:-30}" "$limit" "$PY" "$@" 2>&1 | tee -a "$LOG"
     local code="${PIPESTATUS[0]}"
     if [ "$code" = 3 ]; then
@@ -303,9 +307,15 @@ compare() {
         echo "## $name skipped in the dry run: CUDA graphs need a GPU" | tee -a "$LOG"
         return
     fi
-    # At the limit benchmark.py stops, writes what it measured and exits 3.
+    # At the limit benchmark.py stops, writes what it measured and exits 3. 10 s before, it
+    # writes every thread's stack to the log, should it be stuck where the signal cannot
+    # reach its handler (on the H100 on 2026-11-28 one ended with exit status 143 and no
+    # trace).
+    local limit
+    limit="$(step_limit)"
     run_limited "$name" tools/analysis_tools/benchmark.py "$@" "${SIZES[@]}" \
-        --git-commit "$COMMIT" --out "$OUT_DIR/$name.json"
+        --git-commit "$COMMIT" --out "$OUT_DIR/$name.json" \
+        --dump-stacks-after "$(( limit > 20 ? limit - 10 : limit ))"
 }
 # check_training NAME ARGS...: check_compiled_training.py (exit 1: the compiled copy trains
 # differently from the eager one).
