@@ -796,6 +796,22 @@ def synthetic_run(file: str, settings: dict, rows: list) -> dict:
         results=results)
 
 
+def with_run_details(run: dict) -> dict:
+    """``run`` of :func:`synthetic_run` with what a run's section on the page shows besides its
+    rows (command, commit, device, settings, samples), as the tool writes them."""
+    run.update(
+        command='python tools/analysis_tools/benchmark.py',
+        git=dict(commit='abc'),
+        date='today',
+        note='',
+        baseline='swin_t',
+        environment=dict(cuda='13.0', cudnn=9, device='H100', torch='2.11', packages={}),
+        settings=dict(run['settings'], channels_last=True, warmup=5, iters=10, repeats=3))
+    for row in run['results']:
+        row['samples_ms'] = [row['ms']]
+    return run
+
+
 def test_targets_take_each_glnet_variant_only_in_its_own_mode(renderer):
     """A GLNet that replays CUDA graphs by its own option counts against eager peers only
     where the target says so, never as 'without CUDA graphs'; every model compiled with CUDA
@@ -868,16 +884,7 @@ def test_a_run_compiled_with_inductor_options_counts_in_its_mode_and_says_so(ren
     assert [(c[1], c[3], c[5]) for c in compiled] == [
         ('glnet_4g_compile_backbone_cpp_wrapper', '0.62× (8000.0 vs 12800.0 img/s)', '**missed**')
     ]
-    run.update(
-        command='python tools/analysis_tools/benchmark.py',
-        git=dict(commit='abc'),
-        date='today',
-        note='',
-        baseline='swin_t',
-        environment=dict(cuda='13.0', cudnn=9, device='H100', torch='2.11', packages={}),
-        settings=dict(run['settings'], channels_last=True, warmup=5, iters=10, repeats=3))
-    for row in run['results']:
-        row['samples_ms'] = [row['ms']]
+    with_run_details(run)
     section = '\n'.join(renderer.run_section(run))
     assert '- mode: compile, channels_last, compile options cpp_wrapper=True;' in section
 
@@ -956,16 +963,7 @@ def test_cuda_graph_skips_are_recorded_with_their_reasons(benchmark, renderer, t
     run['results'][0].update(
         cudagraph_skips=2,
         cudagraph_skip_reasons=['skipping cudagraphs due to mutated inputs (2 instances)'])
-    run.update(
-        command='python tools/analysis_tools/benchmark.py',
-        git=dict(commit='abc'),
-        date='today',
-        note='',
-        baseline='swin_t',
-        environment=dict(cuda='13.0', cudnn=9, device='H100', torch='2.11', packages={}),
-        settings=dict(run['settings'], channels_last=True, warmup=5, iters=10, repeats=3))
-    for row in run['results']:
-        row['samples_ms'] = [row['ms']]
+    with_run_details(run)
     with_graphs = [
         line for line in renderer.target_rows([run])
         if line.startswith('| GLNet-4G fp16 training step 512², batch 16, compiled with CUDA')
