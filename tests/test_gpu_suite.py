@@ -149,6 +149,9 @@ def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
     first = run('first', GRAPH_BYTES=str(3 << 19), SUITE_CACHE_PART_MB='1')
     out = tmp_path / 'first' / 'out'
     assert 'compile cache: none carried' in first.stdout
+    # What takes the room, for the next engineer to pare the cache down.
+    assert ('## compile cache holds 1.5 MiB in 1 files; MiB by folder: fxgraph 1.5; by file '
+            'type: (none) 1.5') in first.stdout
     parts = sorted(p.name for p in out.iterdir() if p.name.startswith('compile_cache'))
     assert parts == ['compile_cache.tar.gz.part00', 'compile_cache.tar.gz.part01']
     assert not [p for p in out.iterdir() if p.name.startswith('.')]  # no copy left half-way

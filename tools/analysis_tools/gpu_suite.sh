@@ -228,10 +228,30 @@ else
     echo "## compile cache: none carried; compiling cold into $TORCHINDUCTOR_CACHE_DIR" \
         | tee -a "$LOG"
 fi
+# largest_first: "SIZE KEY" lines summed by KEY, as "KEY MiB, ..." for the 8 largest.
+largest_first() {
+    awk '{ s[$2] += $1 } END { for (k in s) printf "%d %s\n", s[k], k }' | sort -rn | head -8 |
+        awk '{ printf "%s%s %.1f", (NR > 1 ? ", " : ""), $2, $1 / 1048576 }'
+}
+# cache_composition: what the cache holds, by folder and by file type, in the log: the
+# packed caches of the H200 run (2026-11-27) came to 63 MiB, over what a call brings back,
+# and what takes the room (Triton's intermediate files, graphs kept twice...) was not known.
+cache_composition() {
+    local listing
+    listing="$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -printf '%s %P\n')"
+    [ -n "$listing" ] || return 0
+    echo "## compile cache holds $(awk '{ t += $1 } END { printf "%.1f", t / 1048576 }' \
+        <<< "$listing") MiB in $(wc -l <<< "$listing") files; MiB by folder: $(awk \
+        '{ k = $2; sub(/\/.*/, "", k); print $1, k }' <<< "$listing" | largest_first); by file" \
+        "type: $(awk '{ n = split($2, p, "/"); m = split(p[n], e, ".");
+                       print $1, (m > 1 ? "." e[m] : "(none)") }' <<< "$listing" | largest_first)" \
+        | tee -a "$LOG"
+}
 # pack_compile_cache: the cache as OUT_DIR/compile_cache.tar.gz.part00, ..., after every
 # comparison so that a call cut off later still brings it back; left out when too large.
 pack_compile_cache() {
     [ -n "$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -print -quit)" ] || return 0
+    cache_composition
     local packed max_mb="${SUITE_CACHE_MAX_MB:-30}" part_mb="${SUITE_CACHE_PART_MB:-15}"
     if [ "$max_mb" = 0 ]; then  # not wanted back: no time spent packing it
         echo "## compile cache: not packed (SUITE_CACHE_MAX_MB=0)" | tee -a "$LOG"
