@@ -340,6 +340,30 @@ def test_a_glnet_compiling_itself_in_another_mode_than_compile_is_refused(benchm
         assert args.models == models
 
 
+def test_training_with_cpp_wrapper_is_refused_where_torch_cannot_build_its_backward(
+        benchmark, capsys, monkeypatch):
+    from torch.torch_version import TorchVersion
+
+    from mmglnet.models import compilation
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(compilation, 'cuda_toolkit_home', lambda: '/pretended/cuda')
+    monkeypatch.setattr(torch, '__version__', TorchVersion('2.11.0+cu130'))
+    own = ['--models', 'swin_t', 'glnet_4g_compile_backbone_cpp_wrapper']
+    every = ['--models', 'swin_t', 'glnet_4g', '--compile', '--compile-options', 'cpp_wrapper=True']
+    for command, named in ((own, "['glnet_4g_compile_backbone_cpp_wrapper']"),
+                           (every, "['swin_t', 'glnet_4g']")):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args([*command, '--device', 'cuda', '--modes', 'train'])
+        err = capsys.readouterr().err
+        assert f"{named} would train with inductor's C++ wrapper" in err
+        assert 'torch 2.11.0+cu130 cannot build on cuda' in err
+        # Inference and latency build no backward; the CPU does not need the fix.
+        assert benchmark.parse_args([*command, '--device', 'cuda', '--modes', 'infer', 'latency'])
+        assert benchmark.parse_args([*command, '--device', 'cpu', '--modes', 'train'])
+    monkeypatch.setattr(torch, '__version__', TorchVersion('2.13.0+cu130'))
+    assert benchmark.parse_args([*own, '--device', 'cuda', '--modes', 'train'])
+
+
 def test_a_glnet_compiling_itself_with_other_inductor_options_than_compile_is_refused(
         benchmark, capsys):
     """Inductor's options are part of the mode: a GLNet with the C++ wrapper beside peers

@@ -352,6 +352,41 @@ def test_cpp_wrapper_without_cuda_toolkit_is_refused_before_compiling(monkeypatc
     assert wrapped in compiled
 
 
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_training_with_cpp_wrapper_is_refused_where_torch_cannot_build_its_backward(
+        monkeypatch, option):
+    """Before torch 2.13, the C++ wrapper asked for through torch.compile's options fails on
+    CUDA when the backward graph compiles (pytorch/pytorch#178845): a training forward is
+    refused before anything is compiled, naming the fix; inference, and a torch with the fix,
+    run. The CPU stands in for CUDA, eager code for the compiled."""
+    from torch.torch_version import TorchVersion
+    compiled = []
+    monkeypatch.setattr(glnet, 'compiled_run_block',
+                        lambda cfg: compiled.append(cfg) or (lambda block, x: block(x)))
+    monkeypatch.setattr(
+        glnet, 'compiled_run_backbone',
+        lambda cfg: compiled.append(cfg) or (lambda backbone, x: backbone.forward_features(x)))
+    monkeypatch.setattr(compilation, 'CPP_WRAPPER_BACKWARD_BUG_DEVICES', frozenset({'cpu'}))
+    monkeypatch.setattr(torch, '__version__', TorchVersion('2.12.1+cu130'))
+    x = torch.randn(1, 3, 64, 64)
+    wrapped = dict(dynamic=False, options={'cpp_wrapper': True})
+    model = GLNet(arch=dict(TINY_ARCH), compile_eval=True, **{option: wrapped}).train()
+    with pytest.raises(RuntimeError) as error:
+        model(x)
+    assert "would train with inductor's C++ wrapper" in str(error.value)
+    assert 'torch 2.12.1+cu130 cannot build' in str(error.value)
+    assert 'pytorch/pytorch#178845, fixed in torch 2.13' in str(error.value)
+    assert compiled == []
+    with torch.no_grad():
+        model(x)  # a training-mode forward without gradients (validation-style)
+    model.eval()(x)  # inference with compile_eval
+    assert compiled and all(cfg == wrapped for cfg in compiled)
+    GLNet(arch=dict(TINY_ARCH), **{option: dict(dynamic=False)}).train()(x)
+    monkeypatch.setattr(torch, '__version__', TorchVersion('2.13.0+cu130'))
+    model.train()(x)
+    assert compiled[-1] == wrapped
+
+
 def test_resolve_compile_cfg():
     assert resolve_compile_cfg(False) is None
     assert resolve_compile_cfg(None) is None

@@ -53,6 +53,13 @@ CUDA_GRAPH_DEVICES = frozenset({'cuda'})
 # Devices on which inductor's C++ wrapper (``options={'cpp_wrapper': True}``) is built against
 # CUDA's toolkit.
 CUDA_TOOLKIT_DEVICES = frozenset({'cuda'})
+# Devices on which torch before CPP_WRAPPER_TRAINING_TORCH cannot build the C++ wrapper of a
+# backward graph asked for through torch.compile's ``options``: the backward compiles lazily,
+# at the first backward, after the options are undone, without the settings the wrapper of
+# Triton kernels needs ("CudaKernelParamCache not populated", pytorch/pytorch#178845; fixed
+# by #178847, found in torch 2.13.0's source and not in 2.11.0's, 2.12.0's or 2.12.1's).
+CPP_WRAPPER_BACKWARD_BUG_DEVICES = frozenset({'cuda'})
+CPP_WRAPPER_TRAINING_TORCH = '2.13'
 
 
 def resolve_compile_cfg(value: Union[bool, dict, None],
@@ -206,6 +213,47 @@ def check_cpp_wrapper_toolkit(cfg: Optional[dict], device_type: str) -> None:
         f"{cpp_extension.CUDA_HOME!r}, include/cuda.h): set CUDA_HOME to the toolkit's folder "
         "(the one holding bin/nvcc and include/cuda.h), or leave out options={'cpp_wrapper': "
         'True}.')
+
+
+def cpp_wrapper_trains(device_type: str) -> bool:
+    """Whether this torch compiles backward graphs with inductor's C++ wrapper, asked for
+    through :func:`torch.compile`'s ``options``, on ``device_type`` (see
+    :data:`CPP_WRAPPER_BACKWARD_BUG_DEVICES`).
+
+    Args:
+        device_type (str): The device the graphs run on, e.g. ``'cuda'``.
+
+    Returns:
+        bool: False for CUDA before torch 2.13.
+    """
+    return (device_type not in CPP_WRAPPER_BACKWARD_BUG_DEVICES
+            or torch.__version__ >= CPP_WRAPPER_TRAINING_TORCH)
+
+
+def check_cpp_wrapper_training(cfg: Optional[dict], module: nn.Module, x: torch.Tensor) -> None:
+    """Refuse a training forward compiled with inductor's C++ wrapper where this torch cannot
+    build the wrapper of the backward graph (:func:`cpp_wrapper_trains`): torch would fail at
+    the first backward, after the forward graph has been compiled, minutes later.
+
+    Args:
+        cfg (dict, optional): The blocks' or the backbone's :func:`torch.compile` keywords.
+        module (nn.Module): The backbone.
+        x (Tensor): Its input.
+
+    Raises:
+        RuntimeError: Naming the torch issue, the version that fixes it and the alternatives.
+    """
+    if (not (uses_cpp_wrapper(cfg) and module.training and torch.is_grad_enabled())
+            or compiling_disallowed() or cpp_wrapper_trains(x.device.type)):
+        return
+    raise RuntimeError(
+        f"GLNet compiled with {cfg!r} would train with inductor's C++ wrapper, whose backward "
+        f'graphs torch {torch.__version__} cannot build on {x.device.type} when the wrapper is '
+        "asked for through torch.compile's options: the backward compiles after the options "
+        "are undone and fails (\"CudaKernelParamCache not populated\", pytorch/pytorch#178845, "
+        f'fixed in torch {CPP_WRAPPER_TRAINING_TORCH}). Keep the wrapper for inference '
+        '(compile_eval=True, the model in eval mode), train without options={\'cpp_wrapper\': '
+        f'True}}, or upgrade torch to {CPP_WRAPPER_TRAINING_TORCH} or later.')
 
 
 def begin_cuda_graph_step(cfg: Optional[dict], x: torch.Tensor) -> None:

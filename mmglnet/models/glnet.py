@@ -19,8 +19,8 @@ from mmglnet.registry import MODELS
 
 from .attention import ChannelFirstMHSABlock, TokenMHSABlock
 from .compilation import (begin_cuda_graph_step, check_cpp_wrapper_toolkit,
-                          check_no_accumulated_gradients, compiled_run_backbone, compiled_run_block,
-                          resolve_compile_cfg)
+                          check_cpp_wrapper_training, check_no_accumulated_gradients,
+                          compiled_run_backbone, compiled_run_block, resolve_compile_cfg)
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm, compiling_disallowed
 
@@ -510,9 +510,11 @@ class GLNet(BaseModule):
             whole, blocks = self.backbone_compile_cfg, self.compile_cfg
         else:  # eval mode runs eagerly unless compile_eval (the stages decide alike)
             whole = blocks = None
-        check_cpp_wrapper_toolkit(blocks if whole is None else whole, x.device.type)
-        check_no_accumulated_gradients(blocks if whole is None else whole, self, x)
-        begin_cuda_graph_step(blocks if whole is None else whole, x)
+        cfg = blocks if whole is None else whole  # what this forward compiles
+        check_cpp_wrapper_toolkit(cfg, x.device.type)
+        check_cpp_wrapper_training(cfg, self, x)
+        check_no_accumulated_gradients(cfg, self, x)
+        begin_cuda_graph_step(cfg, x)
         if whole is None or compiling_disallowed():
             return self.forward_features(x)
         return compiled_run_backbone(whole)(self, x)

@@ -644,6 +644,22 @@ def refuse_cpp_wrapper_without_cuda_toolkit(parser: argparse.ArgumentParser, arg
             parser.error(f'--compile-options {args.compile_options}: {error}')
 
 
+def refuse_cpp_wrapper_training(parser: argparse.ArgumentParser, args) -> None:
+    """``parser.error`` for a training step compiled with inductor's C++ wrapper where this
+    torch cannot build the wrapper of the backward graph
+    (:func:`mmglnet.models.compilation.cpp_wrapper_trains`): GLNet refuses it at its first
+    forward, and a peer would fail at its first backward, after its forward had compiled."""
+    from mmglnet.models.compilation import cpp_wrapper_trains, uses_cpp_wrapper
+    if 'train' not in args.modes or cpp_wrapper_trains(args.device):
+        return
+    wrapped = [name for name in args.models if uses_cpp_wrapper(compile_cfg(name, args))]
+    if wrapped:
+        parser.error(f"{wrapped} would train with inductor's C++ wrapper, whose backward graphs "
+                     f'torch {torch.__version__} cannot build on {args.device} '
+                     '(pytorch/pytorch#178845, fixed in torch 2.13): measure them with --modes '
+                     'infer latency, or leave the wrapper out of the training step.')
+
+
 def self_compiling_variants(name: str, mode: str) -> List[str]:
     """The self-compiling models of ``name``'s arch whose own mode is ``mode``."""
     arch = name[len('glnet_'):].split('_compile_')[0]
@@ -794,6 +810,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.compile:
         refuse_mixed_compile_modes(parser, args)
     refuse_cpp_wrapper_without_cuda_toolkit(parser, args)
+    refuse_cpp_wrapper_training(parser, args)
     precast = [name for name in args.models if name.endswith(PRECAST_SUFFIX)]
     if precast and ('train' in args.modes or args.compile):
         parser.error(f'{precast} cast their weights once for eager inference: run them with '
@@ -880,14 +897,21 @@ def compile_mode(args) -> Optional[str]:
     return args.compile_mode
 
 
+def compile_cfg(name: str, args) -> Optional[dict]:
+    """The :func:`torch.compile` keywords ``name`` runs with in this run: its own option's, or
+    those of ``--compile``; None where it runs eagerly."""
+    own = own_compilation(name)
+    if own is not None:
+        return own[1]
+    if not args.compile:
+        return None
+    return dict(mode=compile_mode(args), options=args.compile_options)
+
+
 def replays_compiled_cuda_graphs(name: str, args) -> bool:
     """Whether torch.compile should replay the graphs of ``name`` as CUDA graphs in this run."""
     from mmglnet.models.compilation import replays_cuda_graphs
-    own = own_compilation(name)
-    if own is not None:
-        return replays_cuda_graphs(own[1])
-    return args.compile and replays_cuda_graphs(
-        dict(mode=compile_mode(args), options=args.compile_options))
+    return replays_cuda_graphs(compile_cfg(name, args))
 
 
 def compile_model(name: str, model: nn.Module, args) -> Callable:
