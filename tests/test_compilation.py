@@ -327,17 +327,24 @@ def test_cuda_toolkit_is_found_only_with_its_headers(tmp_path, monkeypatch):
     assert compilation.cuda_toolkit_home() is None
 
 
-@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
-def test_cpp_wrapper_without_cuda_toolkit_is_refused_before_compiling(monkeypatch, option):
-    """Inductor's C++ wrapper on CUDA is built against CUDA's toolkit: without one, GLNet's
-    forward refuses it before anything is compiled, naming CUDA_HOME. With a toolkit, and
-    without the wrapper, it runs. The CPU stands in for CUDA, eager code for the compiled."""
+def eager_compiles(monkeypatch) -> list:
+    """GLNet's compiled blocks and backbone replaced by their eager code for one test; returns
+    the list that the keywords of every compile asked for go to."""
     compiled = []
     monkeypatch.setattr(glnet, 'compiled_run_block',
                         lambda cfg: compiled.append(cfg) or (lambda block, x: block(x)))
     monkeypatch.setattr(
         glnet, 'compiled_run_backbone',
         lambda cfg: compiled.append(cfg) or (lambda backbone, x: backbone.forward_features(x)))
+    return compiled
+
+
+@pytest.mark.parametrize('option', ['compile_blocks', 'compile_backbone'])
+def test_cpp_wrapper_without_cuda_toolkit_is_refused_before_compiling(monkeypatch, option):
+    """Inductor's C++ wrapper on CUDA is built against CUDA's toolkit: without one, GLNet's
+    forward refuses it before anything is compiled, naming CUDA_HOME. With a toolkit, and
+    without the wrapper, it runs. The CPU stands in for CUDA, eager code for the compiled."""
+    compiled = eager_compiles(monkeypatch)
     monkeypatch.setattr(compilation, 'CUDA_TOOLKIT_DEVICES', frozenset({'cpu'}))
     monkeypatch.setattr(compilation, 'cuda_toolkit_home', lambda: None)
     x = torch.randn(1, 3, 64, 64)
@@ -360,12 +367,7 @@ def test_training_with_cpp_wrapper_is_refused_where_torch_cannot_build_its_backw
     refused before anything is compiled, naming the fix; inference, and a torch with the fix,
     run. The CPU stands in for CUDA, eager code for the compiled."""
     from torch.torch_version import TorchVersion
-    compiled = []
-    monkeypatch.setattr(glnet, 'compiled_run_block',
-                        lambda cfg: compiled.append(cfg) or (lambda block, x: block(x)))
-    monkeypatch.setattr(
-        glnet, 'compiled_run_backbone',
-        lambda cfg: compiled.append(cfg) or (lambda backbone, x: backbone.forward_features(x)))
+    compiled = eager_compiles(monkeypatch)
     monkeypatch.setattr(compilation, 'CPP_WRAPPER_BACKWARD_BUG_DEVICES', frozenset({'cpu'}))
     monkeypatch.setattr(torch, '__version__', TorchVersion('2.12.1+cu130'))
     x = torch.randn(1, 3, 64, 64)
