@@ -235,7 +235,7 @@ largest_first() {
 }
 # cache_composition: what the cache holds, by folder and by file type, in the log: the
 # packed caches of the H200 run (2026-11-27) came to 63 MiB, over what a call brings back,
-# and what takes the room (Triton's intermediate files, graphs kept twice...) was not known.
+# and what takes the room (graphs kept twice, kernels no longer used...) was not known.
 cache_composition() {
     local listing
     listing="$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -printf '%s %P\n')"
