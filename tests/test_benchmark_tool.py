@@ -1,4 +1,5 @@
 """tools/analysis_tools/benchmark.py and the page rendered from its committed runs."""
+import ctypes
 import json
 import logging
 import os
@@ -614,6 +615,58 @@ class SendsSigterm(torch.nn.Module):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler interrupts the sleep
         raise AssertionError('SIGTERM did not stop the run')
+
+
+class ResetsSigterm(torch.nn.Module):
+    """Sets SIGTERM's disposition back to the default through libc on its first forward, as a
+    library may, behind Python's back."""
+
+    def __init__(self):
+        super().__init__()
+        self.done = False
+
+    def forward(self, x):
+        if not self.done:
+            self.done = True
+            libc = ctypes.CDLL(None)
+            libc.signal.restype = ctypes.c_void_p
+            libc.signal(signal.SIGTERM, ctypes.c_void_p(0))  # SIG_DFL
+        return x
+
+
+class RecordsSigterm(torch.nn.Module):
+    """Records at every forward whether SIGTERM has lost its handler."""
+
+    def __init__(self, benchmark, seen):
+        super().__init__()
+        self.benchmark, self.seen = benchmark, seen
+
+    def forward(self, x):
+        self.seen.append(self.benchmark.sigterm_handler_lost())
+        return x
+
+
+def test_a_sigterm_handler_reset_by_a_library_is_put_back(benchmark, tmp_path, monkeypatch, capsys):
+    """A library that resets SIGTERM's handler through libc leaves a run that its time limit
+    kills with no results: the tool finds it after the model's warm-up, says so and puts its
+    handlers back before the next model runs."""
+    seen = []
+    use_tiny_models(
+        benchmark,
+        monkeypatch,
+        resets=lambda size: ResetsSigterm(),
+        records=lambda size: RecordsSigterm(benchmark, seen))
+    handler = signal.getsignal(signal.SIGTERM)
+    assert not benchmark.sigterm_handler_lost() or handler is signal.SIG_DFL
+    benchmark.main([
+        '--models', 'resets', 'records', '--device', 'cpu', '--modes', 'infer', '--batch-size', '1',
+        '--infer-size', '64', '--warmup', '1', '--iters', '1', '--repeats', '1', '--out',
+        str(tmp_path / 'run.json')
+    ])
+    assert "resets: SIGTERM's handler was reset during its build and warm-up" in (
+        capsys.readouterr().out)
+    assert seen and not any(seen)  # in place again for the next model
+    assert signal.getsignal(signal.SIGTERM) is handler  # the tool's handler is removed
 
 
 class StallsOnce(torch.nn.Module):

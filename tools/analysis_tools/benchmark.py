@@ -95,6 +95,7 @@ Examples:
 """
 import argparse
 import contextlib
+import ctypes
 import datetime
 import faulthandler
 import gc
@@ -1300,6 +1301,12 @@ def run_case(case: dict, args) -> Tuple[List[dict], Optional[str]]:
                     if args.device == 'cuda':
                         torch.cuda.synchronize()
                     runner.warmup_seconds = time.perf_counter() - start
+                if sigterm_handler_lost():
+                    print(
+                        f"  {name}: SIGTERM's handler was reset during its build and warm-up "
+                        '(by a library, behind Python); put back',
+                        flush=True)
+                    install_stop_handlers()
                 if args.device == 'cuda':
                     runner.graph_pool_bytes = max(
                         0,
@@ -1562,8 +1569,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         f'commit {record["git"]["commit"][:12]}',
         flush=True)
     cases = benchmark_cases(args)
-    previous_handler = signal.signal(signal.SIGTERM, raise_cut_short)
-    dumps_stacks = dump_stacks_on(signal.SIGTERM)
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    dumps_stacks = install_stop_handlers()
     watches = dump_stacks_after(args.dump_stacks_after)
     saved, cases_done = record, 0
     try:
@@ -1597,6 +1604,35 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if saved.get('cut_short'):
         print(f'cut short: {saved["cut_short"]}')
     return saved
+
+
+def install_stop_handlers() -> bool:
+    """Have a SIGTERM stop the run (:class:`CutShort`) and write every thread's stack first
+    (:func:`dump_stacks_on`); also to put them back where a library has reset SIGTERM's
+    handler. Returns whether the stacks will be written."""
+    signal.signal(signal.SIGTERM, raise_cut_short)
+    try:
+        faulthandler.unregister(signal.SIGTERM)  # a registration is not renewed otherwise
+    except (AttributeError, ValueError):
+        pass
+    return dump_stacks_on(signal.SIGTERM)
+
+
+def sigterm_handler_lost() -> bool:
+    """Whether SIGTERM's disposition in this process is the default again although the tool
+    set a handler: reset by a library through libc, which Python's own record
+    (:func:`signal.getsignal`) does not see. Read with libc's ``sigaction``; False where it
+    cannot be read. On the H100 on 2026-11-28 a comparison died of the SIGTERM at its limit
+    (exit status 143), as a process without a handler does."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        action = ctypes.create_string_buffer(256)  # more than any libc's struct sigaction
+        if libc.sigaction(signal.SIGTERM, None, action) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    # The handler comes first in the struct; SIG_DFL is 0.
+    return int.from_bytes(action.raw[:ctypes.sizeof(ctypes.c_void_p)], sys.byteorder) == 0
 
 
 def dump_stacks_on(signum: int) -> bool:
