@@ -617,21 +617,26 @@ class SendsSigterm(torch.nn.Module):
         raise AssertionError('SIGTERM did not stop the run')
 
 
-class ResetsSigterm(torch.nn.Module):
-    """Sets SIGTERM's disposition back to the default through libc on its first forward, as a
-    library may, behind Python's back."""
+class OnFirstForward(torch.nn.Module):
+    """An identity that calls ``action()`` in its first forward only (the warm-up's)."""
 
-    def __init__(self):
+    def __init__(self, action):
         super().__init__()
-        self.done = False
+        self.action = action
 
     def forward(self, x):
-        if not self.done:
-            self.done = True
-            libc = ctypes.CDLL(None)
-            libc.signal.restype = ctypes.c_void_p
-            libc.signal(signal.SIGTERM, ctypes.c_void_p(0))  # SIG_DFL
+        if self.action is not None:
+            action, self.action = self.action, None
+            action()
         return x
+
+
+def reset_sigterm_through_libc():
+    """SIGTERM's disposition set back to the default through libc, as a library may, behind
+    Python's back."""
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal(signal.SIGTERM, ctypes.c_void_p(0))  # SIG_DFL
 
 
 class RecordsSigterm(torch.nn.Module):
@@ -654,10 +659,9 @@ def test_a_sigterm_handler_reset_by_a_library_is_put_back(benchmark, tmp_path, m
     use_tiny_models(
         benchmark,
         monkeypatch,
-        resets=lambda size: ResetsSigterm(),
+        resets=lambda size: OnFirstForward(reset_sigterm_through_libc),
         records=lambda size: RecordsSigterm(benchmark, seen))
     handler = signal.getsignal(signal.SIGTERM)
-    assert not benchmark.sigterm_handler_lost() or handler is signal.SIG_DFL
     benchmark.main([
         '--models', 'resets', 'records', '--device', 'cpu', '--modes', 'infer', '--batch-size', '1',
         '--infer-size', '64', '--warmup', '1', '--iters', '1', '--repeats', '1', '--out',
@@ -669,21 +673,8 @@ def test_a_sigterm_handler_reset_by_a_library_is_put_back(benchmark, tmp_path, m
     assert signal.getsignal(signal.SIGTERM) is handler  # the tool's handler is removed
 
 
-class StallsOnce(torch.nn.Module):
-    """Stalls its first forward for six seconds: a warm-up that has not ended by a limit."""
-
-    def __init__(self):
-        super().__init__()
-        self.stalled = False
-
-    def forward(self, x):
-        if not self.stalled:
-            self.stalled = True
-            stalled_warm_up()
-        return x
-
-
 def stalled_warm_up():
+    """Six seconds: a warm-up that has not ended by a limit."""
     time.sleep(6)
 
 
@@ -692,7 +683,7 @@ def test_stacks_are_dumped_when_the_run_outlasts_the_time_given(benchmark, tmp_p
     """``--dump-stacks-after`` writes every thread's stack to standard error from a watchdog
     thread, with no signal, while the run is still going; a run that ends first writes
     none (the watchdog is cancelled)."""
-    use_tiny_models(benchmark, monkeypatch, stalls=lambda size: StallsOnce())
+    use_tiny_models(benchmark, monkeypatch, stalls=lambda size: OnFirstForward(stalled_warm_up))
     base = [
         '--device', 'cpu', '--modes', 'infer', '--batch-size', '1', '--infer-size', '64',
         '--warmup', '1', '--iters', '1', '--repeats', '1', '--out',
