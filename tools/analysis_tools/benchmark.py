@@ -592,11 +592,12 @@ def refuse_mixed_compile_modes(parser: argparse.ArgumentParser, args) -> None:
                          f'{self_compiling_variants(name, run_mode)}.')
         own_options = own[1].get('options') or {}
         if own_options != run_options:
+            matching = ('--compile-options ' + ' '.join(f'{k}={v}' for k, v in own_options.items())
+                        if own_options else 'no --compile-options')
             parser.error(f'{name} compiles itself with options={own_options} but --compile '
                          f'compiles the other models with options={run_options}: compare '
-                         'models in one mode. Give --compile-options '
-                         f"{' '.join(f'{k}={v}' for k, v in own_options.items()) or '(none)'} "
-                         'to match, or pick the GLNet variant with the options of the run.')
+                         f'models in one mode. Give {matching} to match, or pick the GLNet '
+                         'variant with the options of the run.')
 
 
 def refuse_bad_compile_options(parser: argparse.ArgumentParser, args) -> None:
@@ -650,15 +651,17 @@ def refuse_cpp_wrapper_training(parser: argparse.ArgumentParser, args) -> None:
     torch cannot build the wrapper of the backward graph
     (:func:`mmglnet.models.compilation.cpp_wrapper_trains`): GLNet refuses it at its first
     forward, and a peer would fail at its first backward, after its forward had compiled."""
-    from mmglnet.models.compilation import cpp_wrapper_trains, uses_cpp_wrapper
+    from mmglnet.models.compilation import (CPP_WRAPPER_TRAINING_TORCH, cpp_wrapper_trains,
+                                            uses_cpp_wrapper)
     if 'train' not in args.modes or cpp_wrapper_trains(args.device):
         return
     wrapped = [name for name in args.models if uses_cpp_wrapper(compile_cfg(name, args))]
     if wrapped:
         parser.error(f"{wrapped} would train with inductor's C++ wrapper, whose backward graphs "
                      f'torch {torch.__version__} cannot build on {args.device} '
-                     '(pytorch/pytorch#178845, fixed in torch 2.13): measure them with --modes '
-                     'infer latency, or leave the wrapper out of the training step.')
+                     f'(pytorch/pytorch#178845, fixed in torch {CPP_WRAPPER_TRAINING_TORCH}): '
+                     'measure them with --modes infer latency, or leave the wrapper out of the '
+                     'training step.')
 
 
 def self_compiling_variants(name: str, mode: str) -> List[str]:
