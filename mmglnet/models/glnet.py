@@ -23,6 +23,7 @@ from .compilation import (begin_cuda_graph_step, check_cpp_wrapper_toolkit,
                           compiled_run_backbone, compiled_run_block, resolve_compile_cfg)
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm, compiling_disallowed
+from .weight_casts import BatchedWeightCasts
 
 # Stages of every GLNet (strides 4, 8, 16, 32); the arch gives one value per stage.
 NUM_STAGES = 4
@@ -361,6 +362,15 @@ class GLNet(BaseModule):
             (minutes each for the whole backbone). Set it for fixed-size inference. With
             ``compile_blocks``, the blocks of frozen stages (in eval mode) follow it too.
             Defaults to False.
+        batch_weight_casts (bool): In eager forwards without gradients under autocast
+            (validation, testing, inference in float16/bfloat16), cast the weights that
+            autocast would cast one by one in a single multi-tensor copy per forward, and
+            run with those copies (:class:`~mmglnet.models.weight_casts.BatchedWeightCasts`):
+            about 530 fewer operators per GLNet-4G forward, for an eager forward bound by
+            the host's launches. The outputs are bit-identical; the copies are refreshed at
+            every forward and kept between forwards (half the size of those weights). Not
+            thread-safe beside a float32 forward of the same model in another thread.
+            Defaults to False.
         weights_key (str, optional): Entry of an official release file that holds the weights
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
             evaluation uses: ``'model_ema'`` for ``'16g'``, else ``'model'``. Defaults to None.
@@ -388,6 +398,7 @@ class GLNet(BaseModule):
                  compile_blocks: Union[bool, dict] = False,
                  compile_backbone: Union[bool, dict] = False,
                  compile_eval: bool = False,
+                 batch_weight_casts: bool = False,
                  weights_key: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -442,6 +453,9 @@ class GLNet(BaseModule):
         if not isinstance(compile_eval, bool):
             raise TypeError(f'compile_eval={compile_eval!r} must be True or False.')
         self.compile_eval = compile_eval
+        if not isinstance(batch_weight_casts, bool):
+            raise TypeError(f'batch_weight_casts={batch_weight_casts!r} must be True or False.')
+        self.weight_casts = BatchedWeightCasts() if batch_weight_casts else None
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']
         total = sum(depths)
@@ -516,6 +530,9 @@ class GLNet(BaseModule):
         check_no_accumulated_gradients(cfg, self, x)
         begin_cuda_graph_step(cfg, x)
         if whole is None or compiling_disallowed():
+            if cfg is None and self.weight_casts is not None:
+                with self.weight_casts.applied(self, x):
+                    return self.forward_features(x)
             return self.forward_features(x)
         return compiled_run_backbone(whole)(self, x)
 
@@ -554,6 +571,8 @@ class GLNet(BaseModule):
     def train(self, mode: bool = True) -> 'GLNet':
         super().train(mode)
         self._freeze_stages()
+        if mode and self.weight_casts is not None:
+            self.weight_casts.clear()  # a training forward takes gradients: no copies
         if mode and self.norm_eval:
             for module in self.modules():
                 if isinstance(module, _BatchNorm):

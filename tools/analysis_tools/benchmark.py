@@ -119,11 +119,12 @@ import torch
 import torch.nn as nn
 from mmengine.config import DictAction
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)  # run from a checkout without `pip install -e .`
+# Views launch no kernel on a GPU and are left out of --count-ops.
+from mmglnet.testing.autocast_reads import VIEW_OPS  # noqa: E402
 
 MODES = ('infer', 'train', 'latency')
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -384,33 +385,11 @@ class PrecastWeights(nn.Module):
     def parameters_only_cast_to(self, x: torch.Tensor, dtype: torch.dtype) -> List[str]:
         """Names of the parameters that one forward of ``x`` reads only through casts to
         ``dtype`` (and views)."""
-        names = {id(p): name for name, p in self.model.named_parameters()}
-        casts, other_uses, aliases = set(), set(), []
-
-        class ParameterUses(TorchDispatchMode):
-
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                kwargs = kwargs or {}
-                out = func(*args, **kwargs)
-                op = func.overloadpacket.__name__
-                # Tensors in lists and keywords too (a parameter passed so is a use).
-                for arg in tree_leaves((args, kwargs)):
-                    name = names.get(id(arg)) if torch.is_tensor(arg) else None
-                    if name is None:
-                        continue
-                    if op == '_to_copy' and arg is args[0] and kwargs.get('dtype') == dtype:
-                        casts.add(name)
-                    elif op in VIEW_OPS and torch.is_tensor(out):
-                        names[id(out)] = name
-                        aliases.append(out)  # keeps the id from being reused
-                    else:
-                        other_uses.add(name)
-                return out
+        from mmglnet.testing import parameters_only_cast_to
 
         # Without autocast's cache, which would serve the casts of an enclosing context.
-        with torch.autocast(x.device.type, dtype=dtype, cache_enabled=False), ParameterUses():
-            self.model(x)
-        return sorted(casts - other_uses)
+        with torch.autocast(x.device.type, dtype=dtype, cache_enabled=False):
+            return parameters_only_cast_to(self.model, lambda: self.model(x), dtype)
 
     def _precast(self, x: torch.Tensor, dtype: torch.dtype) -> None:
         """Casts the parameters :meth:`parameters_only_cast_to` finds, if the outputs stay."""
@@ -1137,13 +1116,6 @@ def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
     return result
 
 
-# ATen operators that only make a new view of their input (or read metadata or a host
-# scalar): they launch no kernel on a GPU and are left out of --count-ops.
-VIEW_OPS = frozenset({
-    'alias', 'as_strided', 'detach', 'expand', 'permute', 'reshape', 'select', 'slice', 'split',
-    'split_with_sizes', 'squeeze', 't', 'transpose', 'unbind', 'unflatten', 'unsqueeze', 'view',
-    '_reshape_alias', '_unsafe_view', 'promote_types', 'is_same_size', '_local_scalar_dense'
-})
 
 
 class OperatorCounter(TorchDispatchMode):

@@ -1,0 +1,155 @@
+"""Autocast's casts of GLNet's weights, made by one multi-tensor copy per forward.
+
+Under autocast every convolution and linear layer casts its float32 weight and bias to
+float16/bfloat16 each time it runs. GLNet-4G has 621 parameter tensors, and its eager
+forward dispatches 1373 operators, 629 of them casts: on a GPU each is a launch from the host,
+and the host's time bounds the eager forward (docs/benchmark.md, "Eager batch-1 latency: the
+host's share"). In a forward without gradients, :class:`BatchedWeightCasts` casts the
+parameters that are only ever read through those casts with a single ``torch._foreach_copy_``
+into buffers kept between forwards (one multi-tensor kernel on CUDA), and runs the forward
+with the parameters' data swapped for their copies: autocast finds them in its dtype and
+casts nothing. The parameters get their float32 data back when the forward ends, however it
+ends.
+
+The copies are refreshed at every forward, so they never go stale: weights changed in place
+by an optimizer, a loaded checkpoint or an EMA swapped in through ``.data`` (which torch's
+version counters do not see) are read as they are now. The outputs are bit-identical to
+autocast's own casts, which round the same way.
+"""
+import contextlib
+from typing import Dict, Iterator, List, Optional, Tuple, Type
+
+import torch
+import torch.nn as nn
+
+from . import layers
+from .attention import MultiheadSelfAttention
+from .layers import (DepthwiseConv2d, LayerNorm, LayerNorm2d, PointwiseConv2d, ResidualDWConv,
+                     compiling_disallowed, eager_autocast_dtype)
+
+# The dtypes autocast casts the weights to.
+BATCHED_CAST_DTYPES = (torch.float16, torch.bfloat16)
+
+# Module class (exactly: the reference path's subclasses read some of them otherwise) -> the
+# parameters its forward reads only through autocast's casts. Left out: a ResidualDWConv's
+# weight, to which the identity kernel is added in float32 before the cast; BatchNorm, layer
+# scales, slot temperatures and learned slots, read in float32.
+CAST_ONLY_PARAMETERS: Dict[Type[nn.Module], Tuple[str, ...]] = {
+    nn.Conv2d: ('weight', 'bias'),
+    DepthwiseConv2d: ('weight', 'bias'),
+    PointwiseConv2d: ('weight', 'bias'),
+    ResidualDWConv: ('bias', ),
+    nn.Linear: ('weight', 'bias'),
+    MultiheadSelfAttention: ('in_proj_weight', 'in_proj_bias'),
+    # The fast path's LayerNorms cast their weight and bias to autocast's dtype themselves,
+    # except where the Triton kernels read them in float32 (see cast_only_parameters).
+    LayerNorm: ('weight', 'bias'),
+    LayerNorm2d: ('weight', 'bias'),
+}
+_LAYER_NORMS = (LayerNorm, LayerNorm2d)
+
+
+def batched_cast_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
+    """The dtype in which a forward of ``x`` may have its weights cast in one batch, or None:
+    autocast's float16/bfloat16 in an eager forward without gradients (not compiling,
+    tracing or exporting, where the swapped parameters would be recorded)."""
+    if torch.is_grad_enabled() or compiling_disallowed():
+        return None
+    dtype = eager_autocast_dtype(x.device.type)
+    return dtype if dtype in BATCHED_CAST_DTYPES else None
+
+
+def cast_only_parameters(module: nn.Module, device: torch.device,
+                         dtype: torch.dtype) -> List[nn.Parameter]:
+    """The float32 parameters of ``module`` (and its children) that a forward
+    under autocast in ``dtype`` reads only through casts to ``dtype``
+    (:data:`CAST_ONLY_PARAMETERS`)."""
+    return select_cast_only(cast_only_candidates(module), device, dtype)
+
+
+def cast_only_candidates(module: nn.Module) -> List[Tuple[nn.Module, Type[nn.Module]]]:
+    """The submodules of ``module`` (itself included) whose class
+    :data:`CAST_ONLY_PARAMETERS` lists, with that class."""
+    return [(submodule, type(submodule)) for submodule in module.modules()
+            if type(submodule) in CAST_ONLY_PARAMETERS]
+
+
+def select_cast_only(candidates: List[Tuple[nn.Module, Type[nn.Module]]], device: torch.device,
+                     dtype: torch.dtype) -> List[nn.Parameter]:
+    """:func:`cast_only_parameters` from :func:`cast_only_candidates` (``device``: the
+    input's, which decides the LayerNorms' kernels): a module whose class
+    has changed since (the reference path's, see :func:`mmglnet.testing.set_impl`) is left
+    out, and each parameter is read from its module now."""
+    # Read from the module each time: the benchmark switches the Triton LayerNorm on there.
+    triton_layer_norm = (device.type in layers.TRITON_LAYER_NORM_DEVICES
+                         and dtype in layers.TRITON_LAYER_NORM_DTYPES)
+    params, seen = [], set()
+    for submodule, cls in candidates:
+        if type(submodule) is not cls or (triton_layer_norm and cls in _LAYER_NORMS):
+            continue
+        for name in CAST_ONLY_PARAMETERS[cls]:
+            param = submodule._parameters.get(name)
+            # A parameter shared by two modules is taken once.
+            if param is not None and param.dtype is torch.float32 and id(param) not in seen:
+                seen.add(id(param))
+                params.append(param)
+    return params
+
+
+class BatchedWeightCasts:
+    """The 16-bit copies of a module's cast-only parameters, refreshed at every forward in one
+    multi-tensor copy (see the module's description).
+
+    The module's submodules that may hold such parameters are listed at the first forward
+    (a submodule added later keeps autocast's casts). The copies are allocated once per dtype
+    and set of parameters, and again when the parameters move (``.to()``, ``.cuda()``) or
+    change. :meth:`clear` frees them and the list.
+    """
+
+    def __init__(self) -> None:
+        self._candidates: Optional[List[Tuple[nn.Module, Type[nn.Module]]]] = None
+        self._dtype: Optional[torch.dtype] = None
+        self._sources: List[int] = []
+        self._copies: List[torch.Tensor] = []
+
+    def clear(self) -> None:
+        """Free the copies (e.g. when the module goes back to training)."""
+        self._candidates, self._dtype, self._sources, self._copies = None, None, [], []
+
+    def _copies_for(self, data: List[torch.Tensor], dtype: torch.dtype) -> List[torch.Tensor]:
+        sources = [tensor.data_ptr() for tensor in data]
+        if dtype != self._dtype or sources != self._sources:
+            # empty_like keeps the strides, as the multi-tensor kernel requires.
+            self._copies = [torch.empty_like(tensor, dtype=dtype) for tensor in data]
+            self._dtype, self._sources = dtype, sources
+        return self._copies
+
+    @contextlib.contextmanager
+    def applied(self, module: nn.Module, x: torch.Tensor) -> Iterator[None]:
+        """Within: ``module``'s cast-only parameters hold their copies in autocast's dtype,
+        refreshed now, where :func:`batched_cast_dtype` allows it for ``x``; otherwise
+        nothing changes.
+
+        Args:
+            module (nn.Module): The module about to run.
+            x (Tensor): Its input.
+        """
+        dtype = batched_cast_dtype(x)
+        params = []
+        if dtype is not None:
+            if self._candidates is None:
+                self._candidates = cast_only_candidates(module)
+            params = select_cast_only(self._candidates, x.device, dtype)
+        if not params:
+            yield
+            return
+        data = [param.data for param in params]
+        copies = self._copies_for(data, dtype)
+        torch._foreach_copy_(copies, data)
+        try:
+            for param, copy in zip(params, copies):
+                param.data = copy
+            yield
+        finally:
+            for param, tensor in zip(params, data):
+                param.data = tensor
