@@ -81,8 +81,9 @@ def select_cast_only(candidates: List[Tuple[nn.Module, Type[nn.Module]]], device
     has changed since (the reference path's, see :func:`mmglnet.testing.set_impl`) is left
     out, and each parameter is read from its module now."""
     # Read from the module each time: the benchmark switches the Triton LayerNorm on there.
-    triton_layer_norm = (device.type in layers.TRITON_LAYER_NORM_DEVICES
-                         and dtype in layers.TRITON_LAYER_NORM_DTYPES)
+    triton_layer_norm = (
+        device.type in layers.TRITON_LAYER_NORM_DEVICES
+        and dtype in layers.TRITON_LAYER_NORM_DTYPES)
     params, seen = [], set()
     for submodule, cls in candidates:
         if type(submodule) is not cls or (triton_layer_norm and cls in _LAYER_NORMS):
@@ -109,7 +110,7 @@ class BatchedWeightCasts:
     def __init__(self) -> None:
         self._candidates: Optional[List[Tuple[nn.Module, Type[nn.Module]]]] = None
         self._dtype: Optional[torch.dtype] = None
-        self._sources: List[int] = []
+        self._sources: List[Tuple[int, int]] = []
         self._copies: List[torch.Tensor] = []
 
     def clear(self) -> None:
@@ -117,10 +118,15 @@ class BatchedWeightCasts:
         self._candidates, self._dtype, self._sources, self._copies = None, None, [], []
 
     def _copies_for(self, data: List[torch.Tensor], dtype: torch.dtype) -> List[torch.Tensor]:
-        sources = [tensor.data_ptr() for tensor in data]
+        # Where each tensor's data lies (its storage and offset: data_ptr() would read a fake
+        # tensor's), to tell parameters moved or replaced since the copies were made.
+        sources = [(tensor.untyped_storage()._cdata, tensor.storage_offset()) for tensor in data]
         if dtype != self._dtype or sources != self._sources:
-            # empty_like keeps the strides, as the multi-tensor kernel requires.
-            self._copies = [torch.empty_like(tensor, dtype=dtype) for tensor in data]
+            # empty_like keeps the strides, as the multi-tensor kernel requires. Normal tensors
+            # even under torch.inference_mode(): an inference tensor could not be refreshed
+            # by a later forward outside it.
+            with torch.inference_mode(False):
+                self._copies = [torch.empty_like(tensor, dtype=dtype) for tensor in data]
             self._dtype, self._sources = dtype, sources
         return self._copies
 

@@ -65,7 +65,10 @@ Triton kernels in eager mode on CUDA (an experiment, :mod:`mmglnet.models.triton
 its first forward, and its gradients in training, are checked against torch's kernels),
 ``glnet_<arch>_triton_bias_grad`` with the fast one and the gradients of its convolutions'
 biases summed by mmglnet's Triton kernel in eager mode on CUDA (an experiment for training,
-:mod:`mmglnet.models.triton_bias_grad`, checked likewise);
+:mod:`mmglnet.models.triton_bias_grad`, checked likewise),
+``glnet_<arch>_batched_casts`` with the fast one and ``batch_weight_casts=True`` (an
+experiment for inference: the weights that autocast casts one by one cast in one
+multi-tensor copy per forward, :mod:`mmglnet.models.weight_casts`);
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -426,13 +429,14 @@ def largest_difference(outputs: tuple, others: tuple) -> float:
     return max((a.float() - b.float()).abs().max().item() for a, b in zip(outputs, others))
 
 
-def build_glnet(
-        arch: str,
-        impl: str,
-        compiling: Optional[Tuple[str, dict]] = None,
-        variant: Optional[Callable[[nn.Module], nn.Module]] = None) -> Callable[[int], nn.Module]:
+def build_glnet(arch: str,
+                impl: str,
+                compiling: Optional[Tuple[str, dict]] = None,
+                variant: Optional[Callable[[nn.Module], nn.Module]] = None,
+                options: Optional[dict] = None) -> Callable[[int], nn.Module]:
     """A builder of GLNet ``arch`` with the ``impl`` path, compiled by its own option where
-    ``compiling`` gives it, wrapped by ``variant`` (e.g. :func:`torch_slot_pooling`)."""
+    ``compiling`` gives it, wrapped by ``variant`` (e.g. :func:`torch_slot_pooling`), with the
+    other GLNet ``options`` given (e.g. ``dict(batch_weight_casts=True)``)."""
 
     def build(image_size: int) -> nn.Module:
         from mmengine.config import Config
@@ -441,7 +445,7 @@ def build_glnet(
         from mmglnet.testing import set_impl
 
         # The last stage with its output norm, as detection/segmentation configs use it.
-        backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ))
+        backbone = dict(type='mmglnet.GLNet', arch=arch, out_indices=(3, ), **(options or {}))
         if compiling:  # the backbone's own option: (name, torch.compile keywords)
             option, cfg = compiling
             backbone[option] = cfg
@@ -487,6 +491,13 @@ EAGER_VARIANTS = {
     '_triton_bias_grad': triton_bias_grads,
 }
 
+# Model-name suffixes of the fast path with a GLNet option switched on: an experiment, off by
+# default (autocast's weight casts in one multi-tensor copy per eager forward without
+# gradients, mmglnet.models.weight_casts).
+OPTION_VARIANTS = {
+    '_batched_casts': dict(batch_weight_casts=True),
+}
+
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.
 MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
     'swin_t': build_timm('swin_tiny_patch4_window7_224', takes_image_size=True),
@@ -500,6 +511,8 @@ for _arch in GLNET_ARCHS:
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', compiling=_compiling)
     for _suffix, _variant in EAGER_VARIANTS.items():
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', variant=_variant)
+    for _suffix, _options in OPTION_VARIANTS.items():
+        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', options=_options)
     for _suffix in ('_compile_backbone', '_compile_backbone_cudagraphs'):
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}{SHIFTED_DW_CONV_SUFFIX}'] = build_glnet(
             _arch, 'fast', compiling=SELF_COMPILING[_suffix], variant=shifted_dw_convs)
@@ -1114,8 +1127,6 @@ def measure(runner: Runner, iters: int, args, per_iteration_sync: bool) -> dict:
         result['step_mem_mib'] = step_bytes / 2**20
         result['peak_mem_mib'] = (step_bytes + runner.static_bytes) / 2**20
     return result
-
-
 
 
 class OperatorCounter(TorchDispatchMode):

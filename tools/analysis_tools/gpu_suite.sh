@@ -158,6 +158,7 @@ TORCH_POOLING=()
 CONV_POINTWISE=()
 TRITON_LAYERNORM=()
 TRITON_BIAS_GRAD=()
+BATCHED_CASTS=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
     REFERENCES+=("${model}_reference")
@@ -174,6 +175,7 @@ for model in "${GLNETS[@]}"; do
     CONV_POINTWISE+=("${model}_conv_pointwise")
     TRITON_LAYERNORM+=("${model}_triton_layernorm")
     TRITON_BIAS_GRAD+=("${model}_triton_bias_grad")
+    BATCHED_CASTS+=("${model}_batched_casts")
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
 # Every eager model's twin whose weights that autocast casts at every forward are cast once.
@@ -457,11 +459,13 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # (*_conv_pointwise), and an experiment: the LayerNorms by mmglnet's Triton kernel
     # (*_triton_layernorm; torch's kernel moved 230 GB/s on the 64-channel rows of the H200's
     # profile). fp16 inference at 224² batch 128 and the 1792² batch-1 latency (the two eager
-    # targets). Last, GLNet and the peers with the weights that autocast casts at every
-    # forward cast once (*_precast): the host's time for those casts.
+    # targets). Last, GLNet with its experiment batch_weight_casts (*_batched_casts: the
+    # weights that autocast casts one by one cast in one multi-tensor copy per forward), and
+    # GLNet and the peers with those weights cast once beforehand (*_precast): the host's time
+    # for those casts, and how much of it the option takes back.
     LIMIT=190 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
         "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" "${TRITON_LAYERNORM[@]}" "${PEERS[@]}" \
-        "${PRECAST[@]}" \
+        "${BATCHED_CASTS[@]}" "${PRECAST[@]}" \
         --modes infer latency --precision fp16 --latency-sizes 1792 --channels-last --profile
     # compile_blocks with mode='reduce-overhead' (each compiled block replayed as a CUDA
     # graph, the launches of a block's forward and backward cut to one) in the training step
