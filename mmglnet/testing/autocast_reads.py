@@ -14,17 +14,18 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+# ATen operators that read a tensor's metadata only, not its values: fake tensors dispatch
+# ``device`` queries, and setting a parameter's ``.data`` asks
+# ``_has_compatible_shallow_copy_type``.
+METADATA_OPS = frozenset({'device', 'is_same_size', '_has_compatible_shallow_copy_type'})
 # ATen operators that only make a new view of their input (or read metadata or a host
 # scalar): they launch no kernel on a GPU, and a view of a parameter reads it no more than
 # the parameter itself.
 VIEW_OPS = frozenset({
     'alias', 'as_strided', 'detach', 'expand', 'permute', 'reshape', 'select', 'slice', 'split',
     'split_with_sizes', 'squeeze', 't', 'transpose', 'unbind', 'unflatten', 'unsqueeze', 'view',
-    '_reshape_alias', '_unsafe_view', 'promote_types', 'is_same_size', '_local_scalar_dense'
-})
-# ATen operators that read a tensor's metadata only, not its values (fake tensors dispatch
-# ``device`` queries).
-METADATA_OPS = frozenset({'device', 'is_same_size'})
+    '_reshape_alias', '_unsafe_view', 'promote_types', '_local_scalar_dense'
+}) | METADATA_OPS
 
 
 def parameters_only_cast_to(model: nn.Module, forward: Callable[[], object],
