@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 
 import pytest
 import torch
@@ -120,7 +121,12 @@ def fake_compiling_python(tmp_path) -> str:
         f'    with open({str(tmp_path / "calls.jsonl")!r}, "a") as f:\n'
         '        f.write(json.dumps(os.path.exists(entry)) + "\\n")\n'
         '    os.makedirs(os.path.dirname(entry), exist_ok=True)\n'
-        '    open(entry, "wb").write(os.urandom(int(os.environ.get("GRAPH_BYTES", 8))))\n')
+        '    open(entry, "wb").write(os.urandom(int(os.environ.get("GRAPH_BYTES", 8))))\n'
+        '    if os.environ.get("KERNEL_BYTES"):  # a Triton kernel, as inductor keeps it\n'
+        '        kernel = os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "triton", "0",\n'
+        '                              "KERNELHASH", "kernel.cubin")\n'
+        '        os.makedirs(os.path.dirname(kernel), exist_ok=True)\n'
+        '        open(kernel, "wb").write(os.urandom(int(os.environ["KERNEL_BYTES"])))\n')
     stub = tmp_path / 'python'
     stub.write_text(f'#!/bin/bash\nexec {sys.executable} {helper} "$@"\n')
     stub.chmod(0o755)
@@ -179,6 +185,27 @@ def test_compile_cache_comes_back_and_warms_the_next_run(tmp_path):
     assert 'compile cache: not packed (SUITE_CACHE_MAX_MB=0)' in unpacked.stdout
     assert 'MiB packed' not in unpacked.stdout
     assert not list((tmp_path / 'unpacked' / 'out').glob('compile_cache*'))
+
+
+def test_the_packed_cache_leaves_out_the_triton_kernels_the_graph_entries_bundle(tmp_path):
+    python = fake_compiling_python(tmp_path)
+    result = run_suite(
+        tmp_path,
+        SUITE_PART='eager',
+        SUITE_ONLY='gpu_infer_fp16',
+        PYTHON=python,
+        GRAPH_BYTES='4096',
+        KERNEL_BYTES=str(3 << 19))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ('## compile cache: triton/ (2 MiB) left out of the archive: its kernels travel in '
+            'the FX-graph entries') in result.stdout
+    parts = sorted((tmp_path / 'out').glob('compile_cache.tar.gz.part*'))
+    archive = tmp_path / 'cache.tar.gz'
+    archive.write_bytes(b''.join(part.read_bytes() for part in parts))
+    with tarfile.open(archive) as packed:
+        names = packed.getnames()
+    assert './fxgraph/graph' in names
+    assert not [name for name in names if name.startswith('./triton')]
 
 
 def test_a_missing_compile_cache_stops_before_anything_runs(tmp_path):

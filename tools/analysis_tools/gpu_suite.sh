@@ -81,8 +81,9 @@
 #                  SUITE_CACHE_PART_MB MiB each (default 15: a device call brings back files of
 #                  up to 16 MiB, 8 files in all), and not above SUITE_CACHE_MAX_MB MiB in all
 #                  (default 30; an earlier, smaller archive then stays; 0: not packed at
-#                  all): import_device_results.py puts it in .compile_cache/ for the next
-#                  session.
+#                  all), Triton's folder left out (inductor bundles its graphs' kernels into
+#                  their entries): import_device_results.py puts it in .compile_cache/ for the
+#                  next session.
 set -uo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -260,7 +261,17 @@ pack_compile_cache() {
         return 0
     fi
     packed="$(mktemp -d /tmp/mmglnet_compile_cache.XXXXXX)" || return 0
-    if tar -czf "$packed/archive" -C "$TORCHINDUCTOR_CACHE_DIR" .; then
+    # Inductor puts every file of a graph's Triton kernels into the graph's FX-graph entry as
+    # well (torch 2.11's bundle_triton_into_fx_graph_cache, on by default) and writes them back
+    # into triton/ when it loads the entry: triton/ would travel twice. Left out, only kernels
+    # compiled outside inductor's graphs (mmglnet's Triton LayerNorm, bias gradients) compile
+    # again, in seconds.
+    if [ -d "$TORCHINDUCTOR_CACHE_DIR/triton" ]; then
+        echo "## compile cache: triton/ ($(du -sm "$TORCHINDUCTOR_CACHE_DIR/triton" | cut -f1)" \
+            "MiB) left out of the archive: its kernels travel in the FX-graph entries" \
+            | tee -a "$LOG"
+    fi
+    if tar -czf "$packed/archive" --exclude=./triton -C "$TORCHINDUCTOR_CACHE_DIR" .; then
         local size_mb=$(( ($(stat -c %s "$packed/archive") + 1048575) / 1048576 ))
         if [ "$size_mb" -gt "$max_mb" ]; then
             # An earlier, smaller archive stays: its graphs are still valid.
