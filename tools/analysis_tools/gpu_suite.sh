@@ -457,27 +457,27 @@ if [ "$PART" = blocks ] || [ "$PART" = all ]; then
 fi
 if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
-    # First, every model compiled, GLNet through compile_backbone, with the profiles: whether
-    # the host (inductor's wrapper launching the generated kernels) or the GPU's work bounds
+    # First the eager fast path, with the experiment that may meet the eager inference row:
+    # batch_weight_casts (*_batched_casts: the weights that autocast casts one by one cast in
+    # one multi-tensor copy per forward), beside GLNet and the peers with those weights cast
+    # once beforehand (*_precast: the host's time for those casts). Then the fast path's
+    # eager choices for CUDA, each against its torch kernels in the same fast path and
+    # against the reference path: the slot pooling (a mean over equal windows, averaging
+    # products over uneven ones, as at 224² in stages 2-3) against torch's adaptive kernel
+    # (*_torch_pooling), the pointwise convolutions as products with a fused bias against
+    # convolution calls that add it in a second kernel (*_conv_pointwise), and an experiment:
+    # the LayerNorms by mmglnet's Triton kernel (*_triton_layernorm; torch's kernel moved
+    # 230 GB/s on the 64-channel rows of the H200's profile). fp16 inference at 224² batch 128
+    # and the 1792² batch-1 latency (the two eager targets), with the operator profiles.
+    LIMIT=190 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
+        "${BATCHED_CASTS[@]}" "${PEERS[@]}" "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" \
+        "${TRITON_LAYERNORM[@]}" "${PRECAST[@]}" \
+        --modes infer latency --precision fp16 --latency-sizes 1792 --channels-last --profile
+    # Every model compiled, GLNet through compile_backbone, with the profiles: whether the
+    # host (inductor's wrapper launching the generated kernels) or the GPU's work bounds
     # compiled GLNet (0.62x compiled Swin-T on the H200).
     LIMIT=150 compare gpu_infer_fp16_compile_backbone --models "${COMPILED_BACKBONE[@]}" \
         "${PEERS[@]}" --modes infer --precision fp16 --channels-last --compile --profile
-    # The fast path's eager choices for CUDA, each against its torch kernels in the same fast
-    # path and against the reference path, with the operator profiles: the slot pooling (a
-    # mean over equal windows, averaging products over uneven ones, as at 224² in stages 2-3)
-    # against torch's adaptive kernel (*_torch_pooling), the pointwise convolutions as
-    # products with a fused bias against convolution calls that add it in a second kernel
-    # (*_conv_pointwise), and an experiment: the LayerNorms by mmglnet's Triton kernel
-    # (*_triton_layernorm; torch's kernel moved 230 GB/s on the 64-channel rows of the H200's
-    # profile). fp16 inference at 224² batch 128 and the 1792² batch-1 latency (the two eager
-    # targets). Last, GLNet with its experiment batch_weight_casts (*_batched_casts: the
-    # weights that autocast casts one by one cast in one multi-tensor copy per forward), and
-    # GLNet and the peers with those weights cast once beforehand (*_precast): the host's time
-    # for those casts, and how much of it the option takes back.
-    LIMIT=190 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
-        "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" "${TRITON_LAYERNORM[@]}" "${PEERS[@]}" \
-        "${BATCHED_CASTS[@]}" "${PRECAST[@]}" \
-        --modes infer latency --precision fp16 --latency-sizes 1792 --channels-last --profile
     # compile_blocks with mode='reduce-overhead' (each compiled block replayed as a CUDA
     # graph, the launches of a block's forward and backward cut to one) in the training step
     # and the 1792² latency.
