@@ -72,14 +72,21 @@ TRITON_LAYER_NORM_DEVICES: frozenset = frozenset()
 TRITON_LAYER_NORM_DTYPES = (torch.float16, torch.bfloat16)
 
 
+def triton_layer_norm_chosen(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether the Triton LayerNorm is switched on for ``device_type`` and ``dtype`` (the
+    devices of :data:`TRITON_LAYER_NORM_DEVICES`, float16/bfloat16): the part of
+    :func:`uses_triton_layer_norm` that does not depend on the input."""
+    return device_type in TRITON_LAYER_NORM_DEVICES and dtype in TRITON_LAYER_NORM_DTYPES
+
+
 def uses_triton_layer_norm(x: torch.Tensor, dtype: torch.dtype, normalized_shape: Sequence[int],
                            weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> bool:
     """Whether :func:`layer_norm` normalises ``x`` (computing in ``dtype``) with the Triton
-    kernels: on the devices of :data:`TRITON_LAYER_NORM_DEVICES`, in float16/bfloat16, in
-    eager mode (not compiling, tracing or exporting), over the last dimension only, where
+    kernels: where :func:`triton_layer_norm_chosen`, in eager mode (not compiling, tracing or
+    exporting), over the last dimension only, where
     :func:`~mmglnet.models.triton_layer_norm.fits`."""
-    if (x.device.type not in TRITON_LAYER_NORM_DEVICES or dtype not in TRITON_LAYER_NORM_DTYPES
-            or compiling_disallowed() or tuple(normalized_shape) != tuple(x.shape[-1:])):
+    if (not triton_layer_norm_chosen(x.device.type, dtype) or compiling_disallowed()
+            or tuple(normalized_shape) != tuple(x.shape[-1:])):
         return False
     from . import triton_layer_norm  # imports Triton: only where the kernel may be chosen
     return triton_layer_norm.fits(x, weight, bias)

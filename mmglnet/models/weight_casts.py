@@ -22,10 +22,9 @@ from typing import Dict, Iterator, List, Optional, Tuple, Type
 import torch
 import torch.nn as nn
 
-from . import layers
 from .attention import MultiheadSelfAttention
 from .layers import (DepthwiseConv2d, LayerNorm, LayerNorm2d, PointwiseConv2d, ResidualDWConv,
-                     compiling_disallowed, eager_autocast_dtype)
+                     compiling_disallowed, eager_autocast_dtype, triton_layer_norm_chosen)
 
 # The dtypes autocast casts the weights to.
 BATCHED_CAST_DTYPES = (torch.float16, torch.bfloat16)
@@ -80,10 +79,9 @@ def select_cast_only(candidates: List[Tuple[nn.Module, Type[nn.Module]]], device
     input's, which decides the LayerNorms' kernels): a module whose class
     has changed since (the reference path's, see :func:`mmglnet.testing.set_impl`) is left
     out, and each parameter is read from its module now."""
-    # Read from the module each time: the benchmark switches the Triton LayerNorm on there.
-    triton_layer_norm = (
-        device.type in layers.TRITON_LAYER_NORM_DEVICES
-        and dtype in layers.TRITON_LAYER_NORM_DTYPES)
+    # Where the Triton LayerNorm may run, it reads the norms' float32 weights (it may take
+    # every input, so all of them are left out).
+    triton_layer_norm = triton_layer_norm_chosen(device.type, dtype)
     params, seen = [], set()
     for submodule, cls in candidates:
         if type(submodule) is not cls or (triton_layer_norm and cls in _LAYER_NORMS):
