@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmglnet.models import GLNet
 from mmglnet.models import layers as glnet_layers
+from mmglnet.models.layers import ResidualDWConv
 from mmglnet.models.weight_casts import cast_only_parameters
 from mmglnet.testing import FakeCuda, parameters_only_cast_to, set_impl
 
@@ -70,8 +71,16 @@ def test_outputs_are_autocasts_with_one_copy_in_place_of_the_weight_casts(arch):
     with Operators() as plain_ops:
         bf16_forward(plain, x)
     cast_only = cast_only_parameters(batched, x.device, torch.bfloat16)
-    assert ops.counts['_foreach_copy_'] == 1
-    assert plain_ops.counts['_to_copy'] - ops.counts['_to_copy'] == len(cast_only) > 0
+    residuals = sum(type(module) is ResidualDWConv for module in batched.modules())
+    # One copy casts the parameters and the folded residual kernels; where there are
+    # residual kernels, one copy and one addition fold them in float32.
+    assert ops.counts['_foreach_copy_'] == (2 if residuals else 1)
+    assert ops.counts['_foreach_add_'] == (1 if residuals else 0)
+    assert plain_ops.counts['_to_copy'] - ops.counts['_to_copy'] == len(cast_only) + residuals
+    assert plain_ops.counts['add'] - ops.counts['add'] == residuals
+    assert len(cast_only) > 0
+    assert all(module.folded_kernel is None for module in batched.modules()
+               if isinstance(module, ResidualDWConv))
     # The parameters hold their own float32 data again.
     assert {
         name: (param.data_ptr(), param.dtype)
@@ -125,11 +134,12 @@ def test_the_copies_follow_weights_written_through_data():
     assert not torch.equal(after[-1], before[-1])
 
 
-def test_the_copies_follow_replaced_and_reloaded_parameters():
-    plain, batched = twins(TINY_STL_ARCH)
+@pytest.mark.parametrize('arch', [TINY_ARCH, TINY_STL_ARCH], ids=['g_series', 'stl'])
+def test_the_copies_follow_replaced_and_reloaded_parameters(arch):
+    plain, batched = twins(arch)
     x = torch.randn(1, 3, 64, 64)
     bf16_forward(batched, x)
-    other = GLNet(arch=dict(TINY_STL_ARCH)).eval()
+    other = GLNet(arch=dict(arch)).eval()
     for model in (plain, batched):  # new Parameter objects
         model.load_state_dict(other.state_dict(), assign=True)
     assert_same_outputs(bf16_forward(batched, x), bf16_forward(plain, x))
@@ -137,18 +147,22 @@ def test_the_copies_follow_replaced_and_reloaded_parameters():
 
 def test_modules_switched_to_the_reference_path_keep_autocasts_casts():
     """On CUDA the reference path's LayerNorms run in float32 under autocast: switched after
-    a forward, they are no longer given copies (fake CUDA tensors)."""
+    a forward, they are no longer given copies (fake CUDA tensors); nor are its residual
+    convolutions, which add their shortcut themselves, given folded kernels."""
     fake = FakeCuda()
     model = fake.module(GLNet(arch=dict(TINY_ARCH), batch_weight_casts=True).eval())
-    norm = model.stages[0].blocks[0].norm1
-    seen = []
-    norm.register_forward_pre_hook(lambda module, args: seen.append(module.weight.dtype))
+    block = model.stages[0].blocks[0]
+    seen, folded = [], []
+    block.norm1.register_forward_pre_hook(lambda module, args: seen.append(module.weight.dtype))
+    block.pos_conv.register_forward_pre_hook(
+        lambda module, args: folded.append(module.folded_kernel is not None))
     x = fake.tensor(torch.empty(1, 3, 64, 64))
     for impl in ('fast', 'reference'):
         set_impl(model, impl)
         with fake.run(autocast_dtype=torch.float16), torch.no_grad():
             model(x)
     assert seen == [torch.float16, torch.float32]
+    assert folded == [True, False]
 
 
 def test_copies_made_in_inference_mode_serve_forwards_outside_it():
@@ -164,7 +178,9 @@ def test_the_parameters_get_their_data_back_when_the_forward_fails():
     data = {name: param.data_ptr() for name, param in batched.named_parameters()}
 
     def fail(module, args):
-        assert module.weight.dtype == torch.bfloat16  # the copy, while the forward runs
+        # The copies, while the forward runs.
+        assert module.weight.dtype == torch.bfloat16
+        assert batched.stages[1].blocks[0].pos_conv.folded_kernel.dtype == torch.bfloat16
         raise RuntimeError('stopped mid-forward')
 
     conv = batched.stages[1].blocks[0].feature_conv[0]
@@ -173,6 +189,8 @@ def test_the_parameters_get_their_data_back_when_the_forward_fails():
         bf16_forward(batched, torch.randn(1, 3, 64, 64))
     assert {name: param.data_ptr() for name, param in batched.named_parameters()} == data
     assert {param.dtype for param in batched.parameters()} == {torch.float32}
+    residuals = [module for module in batched.modules() if isinstance(module, ResidualDWConv)]
+    assert residuals and all(module.folded_kernel is None for module in residuals)
 
 
 def test_forwards_with_gradients_or_in_float32_keep_their_weights():

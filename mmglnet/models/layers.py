@@ -322,8 +322,14 @@ class ResidualDWConv(nn.Conv2d):
         # Not saved: a constant of the computation, not a weight of the checkpoint.
         self.register_buffer(
             'identity', identity_dw_kernel(channels, kernel_size), persistent=False)
+        # ``weight + identity`` already made and cast to autocast's dtype, handed to the
+        # module for one forward by :class:`~mmglnet.models.weight_casts.BatchedWeightCasts`;
+        # None otherwise.
+        self.folded_kernel: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.folded_kernel is not None:
+            return conv2d_with_bias(self, x, self.folded_kernel)
         return residual_dw_conv(x, self, self.identity)
 
 

@@ -11,10 +11,16 @@ with the parameters' data swapped for their copies: autocast finds them in its d
 casts nothing. The parameters get their float32 data back when the forward ends, however it
 ends.
 
+The residual depth-wise convolutions (:class:`~mmglnet.models.layers.ResidualDWConv`) add
+the identity kernel to their float32 weight and have autocast cast the sum, an addition and a
+cast each per forward (120 operators of GLNet-4G's). In the batch, two more multi-tensor
+operations make those sums in float32 buffers, the copy casts them with the rest, and each
+module is handed its folded kernel for the forward.
+
 The copies are refreshed at every forward, so they never go stale: weights changed in place
 by an optimizer, a loaded checkpoint or an EMA swapped in through ``.data`` (which torch's
 version counters do not see) are read as they are now. The outputs are bit-identical to
-autocast's own casts, which round the same way.
+autocast's own casts, which round the same way, of the same float32 sums.
 """
 import contextlib
 from typing import Dict, Iterator, List, Optional, Tuple, Type
@@ -46,6 +52,16 @@ CAST_ONLY_PARAMETERS: Dict[Type[nn.Module], Tuple[str, ...]] = {
     LayerNorm2d: ('weight', 'bias'),
 }
 _LAYER_NORMS = (LayerNorm, LayerNorm2d)
+
+
+def residual_dw_convs(candidates: List[Tuple[nn.Module, Type[nn.Module]]]) -> List[ResidualDWConv]:
+    """The residual depth-wise convolutions among :func:`cast_only_candidates` whose folded
+    kernel may be made in the batch: of that class still (not switched to the reference
+    path), with a float32 weight."""
+    return [
+        module for module, cls in candidates if cls is ResidualDWConv and type(module) is cls
+        and module.weight.dtype is torch.float32 and module.identity.dtype is torch.float32
+    ]
 
 
 def batched_cast_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
@@ -96,11 +112,11 @@ def select_cast_only(candidates: List[Tuple[nn.Module, Type[nn.Module]]], device
 
 
 class BatchedWeightCasts:
-    """The 16-bit copies of a module's cast-only parameters, refreshed at every forward in one
-    multi-tensor copy (see the module's description).
+    """The 16-bit copies of a module's cast-only parameters and folded residual kernels,
+    refreshed at every forward in one multi-tensor copy (see the module's description).
 
     The module's submodules that may hold such parameters are listed at the first forward
-    (a submodule added later keeps autocast's casts). The copies are allocated once per dtype
+    (a submodule added later keeps autocast's casts). The buffers are allocated once per dtype
     and set of parameters, and again when the parameters move (``.to()``, ``.cuda()``) or
     change. :meth:`clear` frees them and the list.
     """
@@ -110,50 +126,67 @@ class BatchedWeightCasts:
         self._dtype: Optional[torch.dtype] = None
         self._sources: List[Tuple[int, int]] = []
         self._copies: List[torch.Tensor] = []
+        self._folded: List[torch.Tensor] = []
 
     def clear(self) -> None:
         """Free the copies (e.g. when the module goes back to training)."""
-        self._candidates, self._dtype, self._sources, self._copies = None, None, [], []
+        self._candidates, self._dtype, self._sources = None, None, []
+        self._copies, self._folded = [], []
 
-    def _copies_for(self, data: List[torch.Tensor], dtype: torch.dtype) -> List[torch.Tensor]:
+    def _buffers_for(self, data: List[torch.Tensor], kernels: List[torch.Tensor],
+                     dtype: torch.dtype) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """The ``dtype`` copies of ``data`` then of the folded ``kernels``, and the float32
+        buffers in which the kernels are folded."""
         # Where each tensor's data lies (its storage and offset: data_ptr() would read a fake
-        # tensor's), to tell parameters moved or replaced since the copies were made.
-        sources = [(tensor.untyped_storage()._cdata, tensor.storage_offset()) for tensor in data]
+        # tensor's), to tell parameters moved or replaced since the buffers were made.
+        sources = [(tensor.untyped_storage()._cdata, tensor.storage_offset())
+                   for tensor in data + kernels]
         if dtype != self._dtype or sources != self._sources:
-            # empty_like keeps the strides, as the multi-tensor kernel requires. Normal tensors
+            # empty_like keeps the strides, as the multi-tensor kernels require. Normal tensors
             # even under torch.inference_mode(): an inference tensor could not be refreshed
             # by a later forward outside it.
             with torch.inference_mode(False):
-                self._copies = [torch.empty_like(tensor, dtype=dtype) for tensor in data]
+                self._copies = [torch.empty_like(tensor, dtype=dtype) for tensor in data + kernels]
+                self._folded = [torch.empty_like(kernel) for kernel in kernels]
             self._dtype, self._sources = dtype, sources
-        return self._copies
+        return self._copies, self._folded
 
     @contextlib.contextmanager
     def applied(self, module: nn.Module, x: torch.Tensor) -> Iterator[None]:
         """Within: ``module``'s cast-only parameters hold their copies in autocast's dtype,
-        refreshed now, where :func:`batched_cast_dtype` allows it for ``x``; otherwise
-        nothing changes.
+        and its residual depth-wise convolutions their folded kernels in that dtype, made now,
+        where :func:`batched_cast_dtype` allows it for ``x``; otherwise nothing changes.
 
         Args:
             module (nn.Module): The module about to run.
             x (Tensor): Its input.
         """
         dtype = batched_cast_dtype(x)
-        params = []
+        params, residuals = [], []
         if dtype is not None:
             if self._candidates is None:
                 self._candidates = cast_only_candidates(module)
             params = select_cast_only(self._candidates, x.device, dtype)
-        if not params:
+            residuals = residual_dw_convs(self._candidates)
+        if not params and not residuals:
             yield
             return
         data = [param.data for param in params]
-        copies = self._copies_for(data, dtype)
-        torch._foreach_copy_(copies, data)
+        kernels = [conv.weight.data for conv in residuals]
+        copies, folded = self._buffers_for(data, kernels, dtype)
+        if residuals:
+            # weight + identity in float32, as the module's own forward adds them.
+            torch._foreach_copy_(folded, kernels)
+            torch._foreach_add_(folded, [conv.identity for conv in residuals])
+        torch._foreach_copy_(copies, data + folded)
         try:
             for param, copy in zip(params, copies):
                 param.data = copy
+            for conv, copy in zip(residuals, copies[len(params):]):
+                conv.folded_kernel = copy
             yield
         finally:
             for param, tensor in zip(params, data):
                 param.data = tensor
+            for conv in residuals:
+                conv.folded_kernel = None
