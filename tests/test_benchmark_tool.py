@@ -127,6 +127,20 @@ def test_triton_bias_grad_variant_is_checked_against_the_model(benchmark):
     assert wrapped.factor == 3 and not wrapped.checked
 
 
+@pytest.mark.parametrize('name',
+                         ['glnet_4g_batched_casts', 'glnet_4g_batched_casts_triton_layernorm'])
+def test_batched_casts_variants_switch_the_option_on(benchmark, name):
+    """The option reaches the GLNet built; with the Triton LayerNorm it is wrapped as that
+    variant alone is."""
+    wrapped = benchmark.MODEL_BUILDERS[name](224)
+    if name.endswith('_triton_layernorm'):
+        assert isinstance(wrapped, benchmark.CheckedWithDevices)
+        assert (wrapped.attribute, wrapped.devices) == ('TRITON_LAYER_NORM_DEVICES', {'cuda'})
+        wrapped = wrapped.model
+    assert wrapped.weight_casts is not None and get_impl(wrapped) == 'fast'
+    assert benchmark.MODEL_BUILDERS['glnet_4g'](224).weight_casts is None
+
+
 def test_triton_layernorm_variant_is_checked_against_the_model_on_its_first_forward(
         benchmark, monkeypatch):
     wrapped = benchmark.MODEL_BUILDERS['glnet_stl_triton_layernorm'](224)

@@ -238,7 +238,7 @@ def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
         'gpu_eager_fast_path': {
             'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling',
             'glnet_stl_conv_pointwise', 'glnet_stl_triton_layernorm', 'glnet_stl_batched_casts',
-            'glnet_stl_precast'
+            'glnet_stl_batched_casts_triton_layernorm', 'glnet_stl_precast'
         },
     }
     for name, models in expected_models.items():

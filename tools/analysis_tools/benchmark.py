@@ -68,7 +68,9 @@ biases summed by mmglnet's Triton kernel in eager mode on CUDA (an experiment fo
 :mod:`mmglnet.models.triton_bias_grad`, checked likewise),
 ``glnet_<arch>_batched_casts`` with the fast one and ``batch_weight_casts=True`` (an
 experiment for inference: the weights that autocast casts one by one cast in one
-multi-tensor copy per forward, :mod:`mmglnet.models.weight_casts`);
+multi-tensor copy per forward, :mod:`mmglnet.models.weight_casts`),
+``glnet_<arch>_batched_casts_triton_layernorm`` with both (as GLNet would run with both
+made defaults);
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -498,6 +500,13 @@ OPTION_VARIANTS = {
     '_batched_casts': dict(batch_weight_casts=True),
 }
 
+# Model-name suffixes of a GLNet option and an eager variant together: the fast path as it
+# would run with both experiments made defaults (the weight casts in one batch, with the
+# Triton LayerNorms reading their float32 weights themselves).
+COMBINED_VARIANTS = {
+    '_batched_casts_triton_layernorm': (dict(batch_weight_casts=True), triton_layer_norms),
+}
+
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.
 MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
     'swin_t': build_timm('swin_tiny_patch4_window7_224', takes_image_size=True),
@@ -513,6 +522,9 @@ for _arch in GLNET_ARCHS:
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', variant=_variant)
     for _suffix, _options in OPTION_VARIANTS.items():
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', options=_options)
+    for _suffix, (_options, _variant) in COMBINED_VARIANTS.items():
+        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(
+            _arch, 'fast', variant=_variant, options=_options)
     for _suffix in ('_compile_backbone', '_compile_backbone_cudagraphs'):
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}{SHIFTED_DW_CONV_SUFFIX}'] = build_glnet(
             _arch, 'fast', compiling=SELF_COMPILING[_suffix], variant=shifted_dw_convs)

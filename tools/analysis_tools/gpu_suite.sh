@@ -176,7 +176,7 @@ for model in "${GLNETS[@]}"; do
     CONV_POINTWISE+=("${model}_conv_pointwise")
     TRITON_LAYERNORM+=("${model}_triton_layernorm")
     TRITON_BIAS_GRAD+=("${model}_triton_bias_grad")
-    BATCHED_CASTS+=("${model}_batched_casts")
+    BATCHED_CASTS+=("${model}_batched_casts" "${model}_batched_casts_triton_layernorm")
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
 # Every eager model's twin whose weights that autocast casts at every forward are cast once.
