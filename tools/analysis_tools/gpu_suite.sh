@@ -459,8 +459,9 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
     # First the eager fast path, with the experiment that may meet the eager inference row:
     # batch_weight_casts (*_batched_casts: the weights that autocast casts one by one cast in
-    # one multi-tensor copy per forward), beside GLNet and the peers with those weights cast
-    # once beforehand (*_precast: the host's time for those casts). Then the fast path's
+    # one multi-tensor copy per forward; *_batched_casts_triton_layernorm with the Triton
+    # LayerNorm too), beside GLNet and the peers with those weights cast once beforehand
+    # (*_precast: the host's time for those casts). Then the fast path's
     # eager choices for CUDA, each against its torch kernels in the same fast path and
     # against the reference path: the slot pooling (a mean over equal windows, averaging
     # products over uneven ones, as at 224² in stages 2-3) against torch's adaptive kernel
