@@ -1,5 +1,8 @@
 """GLNet's ``batch_weight_casts``: autocast's weight casts as one multi-tensor copy per eager
 forward without gradients, with the outputs of autocast's own casts."""
+import copy
+import threading
+import traceback
 from collections import Counter
 
 import pytest
@@ -253,3 +256,83 @@ def test_going_back_to_training_frees_the_copies():
 def test_batch_weight_casts_must_be_a_bool():
     with pytest.raises(TypeError, match="batch_weight_casts='yes' must be True or False"):
         GLNet(arch=dict(TINY_ARCH), batch_weight_casts='yes')
+
+
+def test_a_forward_nested_in_a_batched_forward_reads_its_copies():
+    """One forward at a time swaps the parameters; one that starts meanwhile (nested here,
+    as from another thread) reads the copies in place, and leaves them alone."""
+    plain, batched = twins(TINY_ARCH)
+    x = torch.randn(1, 3, 64, 64)
+    data = {name: param.data_ptr() for name, param in batched.named_parameters()}
+    nested = []
+
+    def forward_again(module, args):
+        if not nested:
+            nested.append('started')
+            with Operators() as ops:
+                nested.append(bf16_forward(batched, x))
+            nested.append(ops.counts)
+
+    batched.stages[1].blocks[0].register_forward_pre_hook(forward_again)
+    expected = bf16_forward(plain, x)
+    assert_same_outputs(bf16_forward(batched, x), expected)
+    _, outputs, ops = nested
+    assert_same_outputs(outputs, expected)
+    assert not ops['_foreach_copy_'] and not ops['_foreach_add_']
+    assert {name: param.data_ptr() for name, param in batched.named_parameters()} == data
+    assert {param.dtype for param in batched.parameters()} == {torch.float32}
+
+
+def test_forwards_in_threads_run_one_at_a_time():
+    """Batched 16-bit forwards and float32 ones of one model in three threads: each reads
+    the weights as its own mode does, and the weights are left as they were."""
+    plain, batched = twins(TINY_ARCH)
+    x = torch.randn(1, 3, 64, 64)
+
+    def float32_forward(model, x):
+        with torch.no_grad():
+            return model(x)
+
+    forwards = [bf16_forward, bf16_forward, float32_forward]
+    expected = [forward(plain, x) for forward in forwards]
+    data = {name: param.data_ptr() for name, param in batched.named_parameters()}
+    failures = []
+
+    def run(forward, expected):
+        try:
+            for _ in range(10):
+                outputs = forward(batched, x)
+                if not all(torch.equal(a, b) for a, b in zip(outputs, expected)):
+                    failures.append(f'{forward.__name__}: other outputs')
+        except Exception:  # noqa: B902 (reported by the test, not by the thread)
+            failures.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=run, args=args) for args in zip(forwards, expected)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[0]
+    assert {name: param.data_ptr() for name, param in batched.named_parameters()} == data
+    assert {param.dtype for param in batched.parameters()} == {torch.float32}
+
+
+def test_a_deep_copy_batches_its_own_weights_and_a_shallow_copy_none():
+    """mmengine's EMA model is a deep copy; ``nn.DataParallel``'s replicas share the
+    modules' attributes, as a shallow copy does."""
+    plain, batched = twins(TINY_ARCH)
+    x = torch.randn(1, 3, 64, 64)
+    expected = bf16_forward(plain, x)
+    bf16_forward(batched, x)
+    data = {name: param.data_ptr() for name, param in batched.named_parameters()}
+    for twin, batches in ((copy.deepcopy(batched), True), (copy.copy(batched), False)):
+        with Operators() as ops:
+            outputs = bf16_forward(twin, x)
+        assert_same_outputs(outputs, expected)
+        assert (ops.counts['_foreach_copy_'] > 0) == batches
+        assert {name: param.data_ptr() for name, param in batched.named_parameters()} == data
+    deep = copy.deepcopy(batched)
+    assert deep.weight_casts._owner is deep
+    assert all(
+        module is not batched and module in set(deep.modules())
+        for module, _ in deep.weight_casts._candidates)

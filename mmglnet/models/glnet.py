@@ -369,8 +369,8 @@ class GLNet(BaseModule):
             those copies (:class:`~mmglnet.models.weight_casts.BatchedWeightCasts`): about
             650 fewer operators per GLNet-4G forward, for an eager forward bound by the
             host's launches. The outputs are bit-identical; the copies are refreshed at
-            every forward and kept between forwards (half the size of those weights). Not
-            thread-safe beside a float32 forward of the same model in another thread.
+            every forward and kept between forwards (half the size of those weights). The
+            model's forwards then run one at a time: one called from another thread waits.
             Defaults to False.
         weights_key (str, optional): Entry of an official release file that holds the weights
             for ``init_cfg=dict(type='Pretrained', ...)``. None picks the one the official
@@ -456,7 +456,7 @@ class GLNet(BaseModule):
         self.compile_eval = compile_eval
         if not isinstance(batch_weight_casts, bool):
             raise TypeError(f'batch_weight_casts={batch_weight_casts!r} must be True or False.')
-        self.weight_casts = BatchedWeightCasts() if batch_weight_casts else None
+        self.weight_casts = BatchedWeightCasts(self) if batch_weight_casts else None
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']
         total = sum(depths)
@@ -530,10 +530,17 @@ class GLNet(BaseModule):
         check_cpp_wrapper_training(cfg, self, x)
         check_no_accumulated_gradients(cfg, self, x)
         begin_cuda_graph_step(cfg, x)
+        if self.weight_casts is None:
+            return self._run(x, whole)
+        # Nothing compiled: the weights may be cast in one batch (a compiled graph casts them
+        # itself). Compiled or not, this forward runs alone (see BatchedWeightCasts).
+        with self.weight_casts.applied(self, x, batch=cfg is None):
+            return self._run(x, whole)
+
+    def _run(self, x: torch.Tensor, whole: Optional[dict]) -> tuple:
+        """:meth:`forward_features`, compiled whole where ``whole`` (the ``compile_backbone``
+        keywords) is given and nothing else is tracing the code."""
         if whole is None or compiling_disallowed():
-            if cfg is None and self.weight_casts is not None:
-                with self.weight_casts.applied(self, x):
-                    return self.forward_features(x)
             return self.forward_features(x)
         return compiled_run_backbone(whole)(self, x)
 

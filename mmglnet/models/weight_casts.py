@@ -23,6 +23,7 @@ version counters do not see) are read as they are now. The outputs are bit-ident
 autocast's own casts, which round the same way, of the same float32 sums.
 """
 import contextlib
+import threading
 from typing import Dict, Iterator, List, Optional, Tuple, Type
 
 import torch
@@ -119,9 +120,24 @@ class BatchedWeightCasts:
     (a submodule added later keeps autocast's casts). The buffers are allocated once per dtype
     and set of parameters, and again when the parameters move (``.to()``, ``.cuda()``) or
     change. :meth:`clear` frees them and the list.
+
+    The module's forwards run one at a time, in whatever mode: while one has the parameters
+    swapped, another in another thread would read them as they change under it (autocast
+    finding a copy that is put back before the kernel reads it, or a float32 forward the
+    16-bit copies), or take the copies for the parameters' data and leave them there. A
+    forward nested in the module's own forward, in the same thread, runs without swapping
+    and reads the copies in place. A shallow copy of the module that shares this object
+    (``nn.DataParallel``'s replicas) runs as if it were not there; a deep copy (mmengine's EMA
+    model) gets its own.
+
+    Args:
+        module (nn.Module): The module whose forwards :meth:`applied` wraps.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, module: nn.Module) -> None:
+        self._owner = module
+        self._lock = threading.Lock()
+        self._holder: Optional[int] = None  # the thread whose forward holds the lock
         self._candidates: Optional[List[Tuple[nn.Module, Type[nn.Module]]]] = None
         self._dtype: Optional[torch.dtype] = None
         self._sources: List[Tuple[int, int]] = []
@@ -132,6 +148,17 @@ class BatchedWeightCasts:
         """Free the copies (e.g. when the module goes back to training)."""
         self._candidates, self._dtype, self._sources = None, None, []
         self._copies, self._folded = [], []
+
+    def __getstate__(self) -> dict:
+        # A deep copy or a pickle of the module gets a lock of its own, held by no one.
+        state = self.__dict__.copy()
+        del state['_lock']
+        state['_holder'] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _buffers_for(self, data: List[torch.Tensor], kernels: List[torch.Tensor],
                      dtype: torch.dtype) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
@@ -152,22 +179,47 @@ class BatchedWeightCasts:
         return self._copies, self._folded
 
     @contextlib.contextmanager
-    def applied(self, module: nn.Module, x: torch.Tensor) -> Iterator[None]:
-        """Within: ``module``'s cast-only parameters hold their copies in autocast's dtype,
-        and its residual depth-wise convolutions their folded kernels in that dtype, made now,
-        where :func:`batched_cast_dtype` allows it for ``x``; otherwise nothing changes.
+    def applied(self, module: nn.Module, x: torch.Tensor, batch: bool = True) -> Iterator[None]:
+        """Within: the forward of ``module`` on ``x``, the only one running (see the class's
+        description); where ``batch`` is true and :func:`batched_cast_dtype` allows it for
+        ``x``, ``module``'s cast-only parameters hold their copies in autocast's dtype, and
+        its residual depth-wise convolutions their folded kernels in that dtype, made now.
 
         Args:
             module (nn.Module): The module about to run.
             x (Tensor): Its input.
+            batch (bool): Whether the forward may have its weights cast in one batch (False
+                where it runs compiled). Defaults to True.
         """
-        dtype = batched_cast_dtype(x)
-        params, residuals = [], []
-        if dtype is not None:
-            if self._candidates is None:
-                self._candidates = cast_only_candidates(module)
-            params = select_cast_only(self._candidates, x.device, dtype)
-            residuals = residual_dw_convs(self._candidates)
+        # A graph being traced reads the parameters as they are when it runs.
+        if compiling_disallowed() or module is not self._owner:
+            yield
+            return
+        thread = threading.get_ident()
+        if self._holder == thread:  # nested in this thread's own forward
+            yield
+            return
+        with self._lock:
+            self._holder = thread
+            try:
+                dtype = batched_cast_dtype(x) if batch else None
+                if dtype is None:
+                    yield
+                    return
+                if self._candidates is None:
+                    self._candidates = cast_only_candidates(module)
+                params = select_cast_only(self._candidates, x.device, dtype)
+                residuals = residual_dw_convs(self._candidates)
+                with self._swapped(params, residuals, dtype):
+                    yield
+            finally:
+                self._holder = None
+
+    @contextlib.contextmanager
+    def _swapped(self, params: List[nn.Parameter], residuals: List[ResidualDWConv],
+                 dtype: torch.dtype) -> Iterator[None]:
+        """Within: ``params`` hold their refreshed copies in ``dtype``, ``residuals`` their
+        folded kernels in ``dtype``."""
         if not params and not residuals:
             yield
             return
