@@ -336,3 +336,13 @@ def test_a_deep_copy_batches_its_own_weights_and_a_shallow_copy_none():
     assert all(
         module is not batched and module in set(deep.modules())
         for module, _ in deep.weight_casts._candidates)
+
+
+def test_an_outer_compile_traces_the_whole_forward():
+    """``torch.compile`` of the whole model (``fullgraph=True``) traces through the option:
+    no lock is taken and nothing swapped while tracing."""
+    plain, batched = twins(TINY_ARCH)
+    compiled, compiled_plain = (
+        torch.compile(model, fullgraph=True, backend='eager') for model in (batched, plain))
+    x = torch.randn(1, 3, 64, 64)
+    assert_same_outputs(bf16_forward(compiled, x), bf16_forward(compiled_plain, x))
