@@ -493,17 +493,13 @@ EAGER_VARIANTS = {
     '_triton_bias_grad': triton_bias_grads,
 }
 
-# Model-name suffixes of the fast path with a GLNet option switched on: an experiment, off by
+# Model-name suffixes of the fast path with a GLNet option switched on, an experiment off by
 # default (autocast's weight casts in one multi-tensor copy per eager forward without
-# gradients, mmglnet.models.weight_casts).
+# gradients, mmglnet.models.weight_casts): (the options, an eager variant or None). With the
+# Triton LayerNorm too, the fast path as it would run with both experiments made defaults
+# (the LayerNorms then read their float32 weights themselves).
 OPTION_VARIANTS = {
-    '_batched_casts': dict(batch_weight_casts=True),
-}
-
-# Model-name suffixes of a GLNet option and an eager variant together: the fast path as it
-# would run with both experiments made defaults (the weight casts in one batch, with the
-# Triton LayerNorms reading their float32 weights themselves).
-COMBINED_VARIANTS = {
+    '_batched_casts': (dict(batch_weight_casts=True), None),
     '_batched_casts_triton_layernorm': (dict(batch_weight_casts=True), triton_layer_norms),
 }
 
@@ -520,9 +516,7 @@ for _arch in GLNET_ARCHS:
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', compiling=_compiling)
     for _suffix, _variant in EAGER_VARIANTS.items():
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', variant=_variant)
-    for _suffix, _options in OPTION_VARIANTS.items():
-        MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', options=_options)
-    for _suffix, (_options, _variant) in COMBINED_VARIANTS.items():
+    for _suffix, (_options, _variant) in OPTION_VARIANTS.items():
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(
             _arch, 'fast', variant=_variant, options=_options)
     for _suffix in ('_compile_backbone', '_compile_backbone_cudagraphs'):
