@@ -127,18 +127,71 @@ def test_triton_bias_grad_variant_is_checked_against_the_model(benchmark):
     assert wrapped.factor == 3 and not wrapped.checked
 
 
-@pytest.mark.parametrize('name',
-                         ['glnet_4g_batched_casts', 'glnet_4g_batched_casts_triton_layernorm'])
-def test_batched_casts_variants_switch_the_option_on(benchmark, name):
-    """The option reaches the GLNet built; with the Triton LayerNorm it is wrapped as that
-    variant alone is."""
+@pytest.mark.parametrize('name, kernels', [
+    ('glnet_4g_batched_casts', []),
+    ('glnet_4g_batched_casts_triton_layernorm', ['TRITON_LAYER_NORM_DEVICES']),
+    ('glnet_4g_batched_casts_triton_layernorm_bias_gelu',
+     ['TRITON_BIAS_GELU_DEVICES', 'TRITON_LAYER_NORM_DEVICES']),
+])
+def test_batched_casts_variants_switch_the_option_on(benchmark, name, kernels):
+    """The option reaches the GLNet built; with the Triton kernels it is wrapped as those
+    variants alone are, each checked."""
     wrapped = benchmark.MODEL_BUILDERS[name](224)
-    if name.endswith('_triton_layernorm'):
+    for attribute in kernels:
         assert isinstance(wrapped, benchmark.CheckedWithDevices)
-        assert (wrapped.attribute, wrapped.devices) == ('TRITON_LAYER_NORM_DEVICES', {'cuda'})
+        assert (wrapped.attribute, wrapped.devices) == (attribute, {'cuda'})
         wrapped = wrapped.model
     assert wrapped.weight_casts is not None and get_impl(wrapped) == 'fast'
     assert benchmark.MODEL_BUILDERS['glnet_4g'](224).weight_casts is None
+
+
+def test_triton_bias_gelu_variant_is_checked_against_the_model(benchmark):
+    wrapped = benchmark.MODEL_BUILDERS['glnet_4g_triton_bias_gelu'](224)
+    assert isinstance(wrapped, benchmark.CheckedWithDevices) and get_impl(wrapped.model) == 'fast'
+    assert (wrapped.attribute, wrapped.devices) == ('TRITON_BIAS_GELU_DEVICES', {'cuda'})
+    assert wrapped.model.weight_casts is None and not wrapped.checked
+
+
+def test_a_checked_variant_wrapping_another_checks_each_against_the_plain_model(
+        benchmark, monkeypatch):
+    """Two choices of the GLNet code, each checked, the inner one only acting under autocast
+    (as the Triton kernels are chosen in 16 bits only): each is checked in the forward's own
+    precision against the model without either, and each one's error is caught."""
+    choice = types.ModuleType('fake_choices')
+    choice.INNER, choice.OUTER = frozenset(), frozenset()
+    monkeypatch.setitem(sys.modules, 'fake_choices', choice)
+
+    class Chosen(torch.nn.Module):
+
+        def __init__(self, inner: float, outer: float) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.full((3, ), 2.))
+            self.inner, self.outer = inner, outer
+
+        def forward(self, x):
+            out = x * self.weight  # float32 under autocast: the model computes exactly
+            if 'cpu' in choice.INNER and torch.is_autocast_enabled('cpu'):
+                out = out * self.inner
+            if 'cpu' in choice.OUTER:
+                out = out * self.outer
+            return out
+
+    def nested(inner=1., outer=1.):
+        checked_inner = benchmark.CheckedWithDevices(
+            Chosen(inner, outer), 'fake_choices', 'INNER', frozenset({'cpu'}))
+        return benchmark.CheckedWithDevices(checked_inner, 'fake_choices', 'OUTER',
+                                            frozenset({'cpu'}))
+
+    x = torch.randn(2, 3) + 5
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        close = nested(1.0002, 1.0002)
+        torch.testing.assert_close(close(x), x * 2 * 1.0002 * 1.0002)
+        assert close.checked and close.model.checked
+        with pytest.raises(RuntimeError, match=r"INNER=\{'cpu'\} is [\d.e-]+ from the float32"):
+            nested(inner=1.01)(x)
+        with pytest.raises(RuntimeError, match=r"OUTER=\{'cpu'\} is [\d.e-]+ from the float32"):
+            nested(outer=1.01)(x)
+    assert choice.INNER == choice.OUTER == frozenset()
 
 
 def test_triton_layernorm_variant_is_checked_against_the_model_on_its_first_forward(

@@ -1,24 +1,27 @@
-"""mmglnet's Triton kernels, the LayerNorm (``mmglnet.models.triton_layer_norm``) and the bias
-gradients (``mmglnet.models.triton_bias_grad``): when they are chosen, how they compile for a
-GPU, and, in a process of their own under Triton's interpreter, the checks that run them
+"""mmglnet's Triton kernels, the LayerNorm (``mmglnet.models.triton_layer_norm``), the bias
+gradients (``mmglnet.models.triton_bias_grad``) and the FFN's bias with its GELU
+(``mmglnet.models.triton_bias_gelu``): when they are chosen, how they compile for a GPU, and,
+in a process of their own under Triton's interpreter, the checks that run them
 (``tests/triton_interpreted.py``).
 
-They are chosen on the devices of ``TRITON_LAYER_NORM_DEVICES`` and
-``TRITON_BIAS_GRAD_DEVICES``, empty by default (experiments until a GPU measures them); these
-tests add the CPU.
+They are chosen on the devices of ``TRITON_LAYER_NORM_DEVICES``, ``TRITON_BIAS_GRAD_DEVICES``
+and ``TRITON_BIAS_GELU_DEVICES``, empty by default (experiments until a GPU measures them);
+these tests add the CPU.
 """
 import os
 import os.path as osp
 import re
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import torch
 
 from mmglnet.models import GLNet, layers
-from mmglnet.models.layers import (DepthwiseConv2d, PointwiseConv2d, ResidualDWConv,
-                                   triton_bias_grad_dtype, uses_triton_layer_norm)
+from mmglnet.models.layers import (ConvFFN, DepthwiseConv2d, PointwiseConv2d, ResidualDWConv,
+                                   triton_bias_grad_dtype, uses_triton_bias_gelu,
+                                   uses_triton_layer_norm)
 
 from conftest import TINY_ARCH
 
@@ -220,3 +223,93 @@ def test_bias_gradients_not_traced_or_compiled(taps):
         torch.jit.trace(model, x, check_trace=False)
         torch.compile(model, backend='eager', fullgraph=True)(x)
     assert taps == []
+
+
+@pytest.mark.parametrize('dtype, bias_dtype, channels',
+                         [('fp16', 'fp32', 192), ('bf16', 'fp32', 96), ('fp16', 'fp16', 768)])
+def test_bias_gelu_kernel_compiles_for_hopper_without_a_gpu(dtype, bias_dtype, channels):
+    """The FFN's bias-GELU kernel reads and writes the 16-bit rows 16 bytes at a time, and
+    rounds to 16 bits to nearest, as torch does (Triton's interpreter truncates to bfloat16)."""
+    from mmglnet.models import triton_bias_gelu
+    block_channels, rows = triton_bias_gelu.tile(channels)
+    signature = dict(
+        x_ptr=f'*{dtype}', bias_ptr=f'*{bias_dtype}', out_ptr=f'*{dtype}', num_rows='i32')
+    ptx = ptx_for_hopper(triton_bias_gelu._bias_gelu_kernel, signature,
+                         dict(CHANNELS=channels, BLOCK_CHANNELS=block_channels, ROWS=rows))
+    assert 'ld.global.v4.b32' in ptx and 'st.global.v4.b32' in ptx
+    assert 'st.global.b16' not in ptx
+    down = set(re.findall(r'cvt\.[a-z0-9.]+\.f32\b', ptx)) - {'cvt.f32.f32'}
+    assert down and all(c.startswith('cvt.rn.') for c in down), down
+
+
+@pytest.fixture
+def bias_gelu_calls(monkeypatch):
+    """The CPU among the devices that choose the bias-GELU kernel, and its launches recorded
+    (the GELU of the sum computed by torch in its place: Triton cannot launch here)."""
+    from mmglnet.models import triton_bias_gelu
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GELU_DEVICES', frozenset({'cpu'}))
+    calls = []
+
+    def recorded(x, bias):
+        calls.append((x.shape, bias.dtype))
+        return x.copy_(torch.nn.functional.gelu(x + bias.to(x.dtype).view(1, -1, 1, 1)))
+
+    monkeypatch.setattr(triton_bias_gelu, 'bias_gelu_', recorded)
+    return calls
+
+
+def test_bias_gelu_off_by_default():
+    assert layers.TRITON_BIAS_GELU_DEVICES == frozenset()
+    conv = ResidualDWConv(8)
+    with torch.no_grad():
+        assert not uses_triton_bias_gelu(torch.randn(1, 8, 4, 4).half(), conv)
+
+
+def test_bias_gelu_chosen_for_16_bit_forwards_without_a_gradient(bias_gelu_calls):
+    conv = ResidualDWConv(8)
+    x = torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        assert uses_triton_bias_gelu(x.half(), conv)
+        assert not uses_triton_bias_gelu(x, conv)  # float32
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert uses_triton_bias_gelu(x, conv)
+    assert not uses_triton_bias_gelu(x.half(), conv)  # the weights take a gradient
+    conv.requires_grad_(False)
+    assert uses_triton_bias_gelu(x.half(), conv)  # frozen, and an input without one
+    assert not uses_triton_bias_gelu(x.half().requires_grad_(), conv)
+
+
+def test_ffn_with_the_kernel_is_the_ffn(bias_gelu_calls):
+    """The FFN hands the kernel its depth-wise convolution's output without the bias, and the
+    bias: with the kernel's arithmetic done by torch, the output is the FFN's own (bfloat16
+    on the CPU, where the convolution adds its bias before rounding: within its rounding).
+    An FFN it cannot take (a feature map not channels-last) adds the bias by torch; one
+    without the residual depth-wise convolution, or switched to the reference path, keeps
+    its forward."""
+    torch.manual_seed(0)
+    ffn = ConvFFN(16, 3, with_dwconv=True).eval().to(torch.bfloat16)
+    x = torch.randn(2, 16, 6, 6).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        with mock.patch.object(layers, 'TRITON_BIAS_GELU_DEVICES', frozenset()):
+            want = ffn(x)
+        assert bias_gelu_calls == []
+        torch.testing.assert_close(ffn(x), want, rtol=1e-2, atol=1e-2)
+        assert bias_gelu_calls == [((2, 48, 6, 6), torch.bfloat16)]
+        torch.testing.assert_close(ffn(x.contiguous()), want, rtol=1e-2, atol=1e-2)
+        assert len(bias_gelu_calls) == 1
+        ConvFFN(16, 3, with_dwconv=False).eval().to(torch.bfloat16)(x)
+        ffn[1].__class__ = type('Subclass', (ResidualDWConv, ), {})
+        assert torch.equal(ffn(x), want)
+    assert len(bias_gelu_calls) == 1
+
+
+def test_bias_gelu_not_traced_or_compiled(bias_gelu_calls):
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, )).eval()
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
+        torch.jit.trace(model, x, check_trace=False)
+        torch.compile(model, backend='eager', fullgraph=True)(x)
+        assert bias_gelu_calls == []
+        model(x)
+    assert len(bias_gelu_calls) == sum(
+        isinstance(m, ConvFFN) and type(m[1]) is ResidualDWConv for m in model.modules()) > 0

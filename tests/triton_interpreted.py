@@ -5,16 +5,17 @@ these run in a process started with ``TRITON_INTERPRET=1``:
 ``test_triton_kernels.test_kernels_under_the_triton_interpreter`` starts it
 (``TRITON_INTERPRET=1 python -m pytest tests/triton_interpreted.py`` by hand). The interpreter
 runs the kernels with NumPy on CPU tensors; the CPU is added to the devices that choose them
-(``TRITON_LAYER_NORM_DEVICES``, ``TRITON_BIAS_GRAD_DEVICES``).
+(``TRITON_LAYER_NORM_DEVICES``, ``TRITON_BIAS_GRAD_DEVICES``, ``TRITON_BIAS_GELU_DEVICES``).
 """
+import math
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmglnet.models import GLNet, layers, triton_bias_grad, triton_layer_norm
-from mmglnet.models.layers import LayerNorm, LayerNorm2d
+from mmglnet.models import GLNet, layers, triton_bias_gelu, triton_bias_grad, triton_layer_norm
+from mmglnet.models.layers import ConvFFN, LayerNorm, LayerNorm2d, ResidualDWConv
 
 from conftest import TINY_ARCH, load_tool
 
@@ -325,3 +326,147 @@ def test_benchmark_bias_gradient_variant_passes_its_check(bias_taps, monkeypatch
     loss.backward()
     assert checked.checked and bias_taps
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    'shape',
+    [
+        (2, 96, 5, 7),  # 70 rows: a partial tile; channels not a power of two
+        (1, 64, 8, 8),
+        (2, 768, 3, 3),
+        (3, 1, 4, 4),
+    ])
+def test_bias_gelu_kernel_is_the_gelu_of_the_rounded_sum(dtype, shape):
+    torch.manual_seed(0)
+    x = (torch.randn(shape) * 3).to(dtype).contiguous(memory_format=torch.channels_last)
+    # float32, rounded to x's dtype first as autocast casts it. The interpreter truncates
+    # to bfloat16 where a GPU rounds to nearest (test_triton_kernels reads the GPU's
+    # conversions): a bfloat16 bias then has nothing to round.
+    bias = torch.randn(shape[1]) if dtype == torch.float16 else torch.randn(shape[1]).to(dtype)
+    rounded_sum = (x.float() + bias.to(dtype).float().view(1, -1, 1, 1)).to(dtype).double()
+    exact = rounded_sum * 0.5 * (1 + torch.special.erf(rounded_sum / math.sqrt(2)))
+    out = triton_bias_gelu.bias_gelu_(x, bias)
+    assert out is x and out.dtype == dtype
+    # Within a unit in the last place in float16; the float32 formula's own error shows where
+    # 1 + erf cancels (absolute, the tail towards -inf). In bfloat16 the interpreter's
+    # truncations may lose a unit of the output, and one of the sum, which the GELU's slope
+    # (at most 1.13) carries over.
+    eps = torch.finfo(dtype).eps
+    allowed = eps * exact.abs() + 1e-6
+    if dtype == torch.bfloat16:
+        allowed += 1.13 * eps * rounded_sum.abs()
+    error = (out.double() - exact).abs()
+    assert (error <= allowed).all(), (error - allowed).max().item()
+
+
+def test_bias_gelu_kernel_reads_a_bias_in_any_dtype():
+    torch.manual_seed(0)
+    x = (torch.randn(2, 32, 4, 4) * 2).half().contiguous(memory_format=torch.channels_last)
+    bias = torch.randn(32)
+    from_float32 = triton_bias_gelu.bias_gelu_(x.clone(), bias)
+    # A float16 copy of the bias (batch_weight_casts hands the layer one) rounds the same.
+    assert torch.equal(triton_bias_gelu.bias_gelu_(x.clone(), bias.half()), from_float32)
+    assert not torch.equal(triton_bias_gelu.bias_gelu_(x.clone(), bias + 0.01), from_float32)
+
+
+@pytest.fixture
+def bias_gelu_calls(monkeypatch):
+    """Records the launches of the bias-GELU kernel, with the CPU among the devices that
+    choose it."""
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GELU_DEVICES', frozenset({'cpu'}))
+    calls = []
+    plain = triton_bias_gelu.bias_gelu_
+
+    def counted(x, bias):
+        calls.append((x.shape, bias.dtype))
+        return plain(x, bias)
+
+    monkeypatch.setattr(triton_bias_gelu, 'bias_gelu_', counted)
+    return calls
+
+
+def ffns_with_dwconv(model: torch.nn.Module) -> list:
+    return [m for m in model.modules() if isinstance(m, ConvFFN) and type(m[1]) is ResidualDWConv]
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('batch_weight_casts', [False, True])
+def test_glnet_inference_adds_every_ffn_bias_with_its_gelu(bias_gelu_calls, monkeypatch, dtype,
+                                                           batch_weight_casts):
+    """GLNet's inference with the kernel passes the benchmark's check of the variant (outputs
+    against torch's, both measured against float32), every FFN's bias going through it, also
+    with the weights cast in one batch (a 16-bit copy of the bias)."""
+    benchmark = load_tool('benchmark')
+    # Off by default, as on the device: the variant switches the CPU on in its forward.
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GELU_DEVICES', frozenset())
+    torch.manual_seed(0)
+    model = GLNet(
+        arch=dict(TINY_ARCH), out_indices=(3, ), batch_weight_casts=batch_weight_casts).eval()
+    checked = benchmark.CheckedWithDevices(model, 'mmglnet.models.layers',
+                                           'TRITON_BIAS_GELU_DEVICES', frozenset({'cpu'}))
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast('cpu', dtype=dtype):
+        checked(x)
+    assert checked.checked
+    ffns = ffns_with_dwconv(model)
+    # Its first forward ran twice with the kernel: for the check and for the figure.
+    assert len(bias_gelu_calls) == 2 * len(ffns) > 0
+    bias_dtype = dtype if batch_weight_casts else torch.float32
+    assert {bias for _, bias in bias_gelu_calls} == {bias_dtype}
+
+
+def test_glnet_with_the_kernel_keeps_torchs_outputs_in_float16(bias_gelu_calls):
+    """The kernel rounds as torch's addition and GELU do: in float16 on the CPU, where the
+    convolution adds its bias in float32 before rounding (cuDNN rounds first, as the kernel
+    does), GLNet's outputs stay within float16's rounding of torch's."""
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(0, 3)).eval()
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
+        with_kernel = model(x)
+        monkeypatch_devices = layers.TRITON_BIAS_GELU_DEVICES
+        layers.TRITON_BIAS_GELU_DEVICES = frozenset()
+        try:
+            plain = model(x)
+        finally:
+            layers.TRITON_BIAS_GELU_DEVICES = monkeypatch_devices
+    assert len(bias_gelu_calls) == len(ffns_with_dwconv(model))
+    for got, want in zip(with_kernel, plain):
+        error = (got.float() - want.float()).abs().max() / want.float().abs().max()
+        assert error <= 1e-2, error.item()
+
+
+def test_forwards_recording_a_gradient_keep_torchs_addition(bias_gelu_calls):
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, ))
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model(x)[0].float().sum().backward()
+        assert bias_gelu_calls == []
+        # Frozen layers record none: the kernel serves them.
+        model.requires_grad_(False)
+        model(x)
+    assert len(bias_gelu_calls) == len(ffns_with_dwconv(model))
+
+
+def test_every_inference_experiment_together_passes_the_benchmarks_checks(
+        bias_gelu_calls, kernel_calls, monkeypatch):
+    """The benchmark's ``*_batched_casts_triton_layernorm_bias_gelu`` as it wraps GLNet (the
+    bias-GELU variant around the LayerNorm's, the weights cast in one batch), with the CPU
+    standing in for CUDA: each kernel passes its check, and both run in the forward."""
+    benchmark = load_tool('benchmark')
+    monkeypatch.setattr(layers, 'TRITON_BIAS_GELU_DEVICES', frozenset())
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_DEVICES', frozenset())
+    torch.manual_seed(0)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, ), batch_weight_casts=True).eval()
+    wrapped = benchmark.triton_inference_kernels(model, frozenset({'cpu'}))
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        wrapped(x)
+        calls = len(bias_gelu_calls), len(kernel_calls)
+        wrapped(x)
+    assert wrapped.checked and wrapped.model.checked
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    # A plain forward runs each kernel once per layer.
+    assert (len(bias_gelu_calls) - calls[0],
+            len(kernel_calls) - calls[1]) == (len(ffns_with_dwconv(model)), len(norms))

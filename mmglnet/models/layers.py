@@ -170,6 +170,34 @@ def with_bias(layer: Callable[[Optional[torch.Tensor]], torch.Tensor], x: torch.
     return tap_bias_gradient(layer(bias.detach().to(dtype)), bias, channel_dim)
 
 
+# Devices on which, in eager forwards that record no gradient, the FFN's residual depth-wise
+# convolution adds its bias with the GELU that follows, in one pass of mmglnet's Triton kernel
+# over the FFN's hidden features (:mod:`mmglnet.models.triton_bias_gelu`), where torch adds
+# the bias of a cuDNN convolution in a broadcast kernel of its own, slow on channels-last
+# outputs, before the GELU's pass. Empty: an experiment, measured on a GPU by the benchmark's
+# ``*_triton_bias_gelu`` models before it becomes a default.
+TRITON_BIAS_GELU_DEVICES: frozenset = frozenset()
+
+
+def uses_triton_bias_gelu(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether :class:`ConvFFN` adds the bias of ``conv``, its residual depth-wise convolution
+    of ``x``, with the GELU in the Triton kernel: on the devices of
+    :data:`TRITON_BIAS_GELU_DEVICES`, computing in float16/bfloat16 (autocast's dtype or
+    ``x``'s), in eager mode (not compiling, tracing or exporting), in a forward that records no
+    gradient, with Triton there."""
+    if (x.device.type not in TRITON_BIAS_GELU_DEVICES or conv.bias is None
+            or compiling_disallowed()):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad
+                                    or conv.bias.requires_grad):
+        return False
+    dtype = eager_autocast_dtype(x.device.type) or x.dtype
+    if dtype not in (torch.float16, torch.bfloat16):
+        return False
+    from . import triton_bias_gelu  # imports Triton: only where the kernel may be chosen
+    return triton_bias_gelu.is_available()
+
+
 def conv2d_with_bias(conv: nn.Conv2d,
                      x: torch.Tensor,
                      weight: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -332,6 +360,12 @@ class ResidualDWConv(nn.Conv2d):
             return conv2d_with_bias(self, x, self.folded_kernel)
         return residual_dw_conv(x, self, self.identity)
 
+    def forward_without_bias(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + dwconv(x)`` without the bias, for a caller that adds it itself (the
+        convolution call of :meth:`forward`, in eager mode)."""
+        kernel = self.weight + self.identity if self.folded_kernel is None else self.folded_kernel
+        return self._conv_forward(x, kernel, None)
+
 
 # Devices on which, in eager mode, a 1x1 convolution over a channels-last feature map in a
 # 16-bit dtype is computed as a matrix product with its bias added by the product itself
@@ -477,6 +511,19 @@ class ConvFFN(nn.Sequential):
             nn.GELU(),
             PointwiseConv2d(hidden, channels),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self[0](x)
+        dwconv = self[1]
+        # Exactly these classes: the reference path's subclasses compute otherwise.
+        if (type(dwconv) is ResidualDWConv and type(self[2]) is nn.GELU
+                and self[2].approximate == 'none' and uses_triton_bias_gelu(hidden, dwconv)):
+            from . import triton_bias_gelu
+            out = dwconv.forward_without_bias(hidden)
+            if triton_bias_gelu.fits(out, dwconv.bias):
+                return self[3](triton_bias_gelu.bias_gelu_(out, dwconv.bias))
+            return self[3](self[2](out + dwconv.bias.to(out.dtype).view(1, -1, 1, 1)))
+        return self[3](self[2](dwconv(hidden)))
 
 
 class TokenFFN(nn.Sequential):

@@ -70,7 +70,12 @@ biases summed by mmglnet's Triton kernel in eager mode on CUDA (an experiment fo
 experiment for inference: the weights that autocast casts one by one cast in one
 multi-tensor copy per forward, :mod:`mmglnet.models.weight_casts`),
 ``glnet_<arch>_batched_casts_triton_layernorm`` with both (as GLNet would run with both
-made defaults);
+made defaults), ``glnet_<arch>_triton_bias_gelu`` with the fast one and the bias of each
+FFN's depth-wise convolution added with its GELU by mmglnet's Triton kernel in eager forwards
+without gradients on CUDA (an experiment for inference,
+:mod:`mmglnet.models.triton_bias_gelu`, checked likewise),
+``glnet_<arch>_batched_casts_triton_layernorm_bias_gelu`` with the three inference
+experiments together;
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -252,7 +257,10 @@ class CheckedWithDevices(WithDevices):
     fixed random projection of the outputs with respect to every parameter, compared per
     kind of parameter (:func:`parameter_kind`: the same parameter of every block together).
     Distances are Euclidean norms. Otherwise the forward raises: the model fails in the run,
-    with no figure. The check leaves the parameters' ``.grad`` alone.
+    with no figure. The check leaves the parameters' ``.grad`` alone. A variant may wrap
+    another: both compare with the innermost model, without any variant, and the inner one
+    checks itself in the outer one's first forward, in that forward's precision, with the
+    outer choice on.
 
     Calibrated on the CPU (``tests/triton_interpreted.py``): in GLNet training steps in
     float16 and bfloat16 the Triton LayerNorm and bias gradients came within 0.65 of the
@@ -302,9 +310,14 @@ class CheckedWithDevices(WithDevices):
 
     def _check(self, x: torch.Tensor) -> None:
         choice = f'{self.attribute}={set(self.devices)}'
+        # The model without any variant: a variant this one wraps checks itself, in the
+        # forward below, with this one's choice on.
+        model = self.model
+        while isinstance(model, WithDevices):
+            model = model.model
         with exact_float32(x.device.type):
-            exact = by_kind(self._results(self.model, x))
-        reference = by_kind(self._results(self.model, x))
+            exact = by_kind(self._results(model, x))
+        reference = by_kind(self._results(model, x))
         results = by_kind(self._results(super().forward, x))
         if results.keys() != reference.keys():
             raise RuntimeError(f'{choice} gave {sorted(results)}, the model {sorted(reference)}')
@@ -319,13 +332,13 @@ class CheckedWithDevices(WithDevices):
                     f'{allowed:.3g} allowed')
 
 
-def triton_layer_norms(model: nn.Module) -> CheckedWithDevices:
+def triton_layer_norms(
+    model: nn.Module, devices: frozenset = frozenset({'cuda'})) -> CheckedWithDevices:
     """``model`` with its LayerNorms, and their gradients, computed by mmglnet's Triton
-    kernels in eager mode on CUDA (:mod:`mmglnet.models.triton_layer_norm`, an experiment
-    off by default), its first forward checked against torch's kernels
+    kernels in eager mode on CUDA (``devices``; :mod:`mmglnet.models.triton_layer_norm`, an
+    experiment off by default), its first forward checked against torch's kernels
     (:class:`CheckedWithDevices`)."""
-    return CheckedWithDevices(model, 'mmglnet.models.layers', 'TRITON_LAYER_NORM_DEVICES',
-                              frozenset({'cuda'}))
+    return CheckedWithDevices(model, 'mmglnet.models.layers', 'TRITON_LAYER_NORM_DEVICES', devices)
 
 
 def triton_bias_grads(model: nn.Module) -> CheckedWithDevices:
@@ -335,6 +348,23 @@ def triton_bias_grads(model: nn.Module) -> CheckedWithDevices:
     (:class:`CheckedWithDevices`)."""
     return CheckedWithDevices(model, 'mmglnet.models.layers', 'TRITON_BIAS_GRAD_DEVICES',
                               frozenset({'cuda'}))
+
+
+def triton_bias_gelus(
+    model: nn.Module, devices: frozenset = frozenset({'cuda'})) -> CheckedWithDevices:
+    """``model`` with the bias of each FFN's depth-wise convolution added with its GELU by
+    mmglnet's Triton kernel in eager forwards without gradients on CUDA (``devices``;
+    :mod:`mmglnet.models.triton_bias_gelu`, an experiment off by default), its first forward
+    checked against torch's kernels (:class:`CheckedWithDevices`)."""
+    return CheckedWithDevices(model, 'mmglnet.models.layers', 'TRITON_BIAS_GELU_DEVICES', devices)
+
+
+def triton_inference_kernels(
+    model: nn.Module, devices: frozenset = frozenset({'cuda'})) -> CheckedWithDevices:
+    """``model`` with both Triton experiments of eager inference on ``devices``: the
+    LayerNorm (:func:`triton_layer_norms`) and the FFN's bias with its GELU
+    (:func:`triton_bias_gelus`), each checked on its first forward."""
+    return triton_bias_gelus(triton_layer_norms(model, devices), devices)
 
 
 def conv_pointwise(model: nn.Module) -> WithDevices:
@@ -485,22 +515,26 @@ def build_mmdet_swin(image_size: int) -> nn.Module:
 # Model-name suffixes of the fast path with one of its choices for CUDA switched off, to measure
 # that choice (torch's adaptive pooling kernel for the slots, convolution calls for the
 # pointwise convolutions), or an experiment switched on (the Triton LayerNorm, the Triton bias
-# gradients).
+# gradients, the Triton bias-GELU).
 EAGER_VARIANTS = {
     '_torch_pooling': torch_slot_pooling,
     '_conv_pointwise': conv_pointwise,
     '_triton_layernorm': triton_layer_norms,
     '_triton_bias_grad': triton_bias_grads,
+    '_triton_bias_gelu': triton_bias_gelus,
 }
 
 # Model-name suffixes of the fast path with a GLNet option switched on, an experiment off by
 # default (autocast's weight casts in one multi-tensor copy per eager forward without
 # gradients, mmglnet.models.weight_casts): (the options, an eager variant or None). With the
 # Triton LayerNorm too, the fast path as it would run with both experiments made defaults
-# (the LayerNorms then read their float32 weights themselves).
+# (the LayerNorms then read their float32 weights themselves); and with the Triton bias-GELU
+# as well, every inference experiment on: each step of the chain measures one of them.
 OPTION_VARIANTS = {
     '_batched_casts': (dict(batch_weight_casts=True), None),
     '_batched_casts_triton_layernorm': (dict(batch_weight_casts=True), triton_layer_norms),
+    '_batched_casts_triton_layernorm_bias_gelu':
+    (dict(batch_weight_casts=True), triton_inference_kernels),
 }
 
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.

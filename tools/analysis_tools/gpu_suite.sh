@@ -177,6 +177,11 @@ for model in "${GLNETS[@]}"; do
     TRITON_LAYERNORM+=("${model}_triton_layernorm")
     TRITON_BIAS_GRAD+=("${model}_triton_bias_grad")
     BATCHED_CASTS+=("${model}_batched_casts" "${model}_batched_casts_triton_layernorm")
+    # The Triton bias-GELU acts on the FFNs' depth-wise convolutions, which the STL has not.
+    case "$model" in
+        glnet_stl*) ;;
+        *) BATCHED_CASTS+=("${model}_batched_casts_triton_layernorm_bias_gelu") ;;
+    esac
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
 # Every eager model's twin whose weights that autocast casts at every forward are cast once.
@@ -460,7 +465,9 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # First the eager fast path, with the experiment that may meet the eager inference row:
     # batch_weight_casts (*_batched_casts: the weights that autocast casts one by one cast in
     # one multi-tensor copy per forward; *_batched_casts_triton_layernorm with the Triton
-    # LayerNorm too), beside GLNet and the peers with those weights cast once beforehand
+    # LayerNorm too; *_batched_casts_triton_layernorm_bias_gelu with the FFNs' biases added
+    # with their GELU by Triton as well), beside GLNet and the peers with those weights cast
+    # once beforehand
     # (*_precast: the host's time for those casts). Then the fast path's
     # eager choices for CUDA, each against its torch kernels in the same fast path and
     # against the reference path: the slot pooling (a mean over equal windows, averaging
