@@ -284,8 +284,8 @@ def test_ffn_with_the_kernel_is_the_ffn(bias_gelu_calls):
     bias: with the kernel's arithmetic done by torch, the output is the FFN's own (bfloat16
     on the CPU, where the convolution adds its bias before rounding: within its rounding).
     An FFN it cannot take (a feature map not channels-last) adds the bias by torch; one
-    without the residual depth-wise convolution, or switched to the reference path, keeps
-    its forward."""
+    without the residual depth-wise convolution, with forward hooks on the convolution or
+    the GELU, or switched to the reference path, keeps its forward."""
     torch.manual_seed(0)
     ffn = ConvFFN(16, 3, with_dwconv=True).eval().to(torch.bfloat16)
     x = torch.randn(2, 16, 6, 6).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
@@ -298,6 +298,13 @@ def test_ffn_with_the_kernel_is_the_ffn(bias_gelu_calls):
         torch.testing.assert_close(ffn(x.contiguous()), want, rtol=1e-2, atol=1e-2)
         assert len(bias_gelu_calls) == 1
         ConvFFN(16, 3, with_dwconv=False).eval().to(torch.bfloat16)(x)
+        # A module with a hook is called, and its hook runs.
+        seen = []
+        for module in (ffn[1], ffn[2]):
+            handle = module.register_forward_hook(lambda *_: seen.append(1))
+            assert torch.equal(ffn(x), want) and len(seen) == 1
+            handle.remove()
+            seen.clear()
         ffn[1].__class__ = type('Subclass', (ResidualDWConv, ), {})
         assert torch.equal(ffn(x), want)
     assert len(bias_gelu_calls) == 1

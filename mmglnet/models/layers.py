@@ -491,11 +491,21 @@ def make_drop_path(drop_prob: float) -> nn.Module:
     return DropPath(drop_prob) if drop_prob > 0 else nn.Identity()
 
 
+def has_forward_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs forward hooks or pre-hooks, its own or global ones."""
+    hooks = nn.modules.module
+    return bool(module._forward_hooks or module._forward_pre_hooks or hooks._global_forward_hooks
+                or hooks._global_forward_pre_hooks)
+
+
 class ConvFFN(nn.Sequential):
     """Feed-forward network on an (N, C, H, W) grid.
 
     ``1x1 conv -> [residual 3x3 depth-wise conv] -> GELU -> 1x1 conv``. Indices 0..3 match the
-    official ``mlp.{0,1,3}`` keys (index 1 is an identity without the depth-wise conv).
+    official ``mlp.{0,1,3}`` keys (index 1 is an identity without the depth-wise conv). On the
+    devices of :data:`TRITON_BIAS_GELU_DEVICES`, a forward that records no gradient adds the
+    depth-wise convolution's bias with the GELU in one Triton kernel (see
+    :func:`uses_triton_bias_gelu`), where neither module has forward hooks to run.
 
     Args:
         channels (int): Input and output channels.
@@ -514,16 +524,18 @@ class ConvFFN(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self[0](x)
-        dwconv = self[1]
-        # Exactly these classes: the reference path's subclasses compute otherwise.
-        if (type(dwconv) is ResidualDWConv and type(self[2]) is nn.GELU
-                and self[2].approximate == 'none' and uses_triton_bias_gelu(hidden, dwconv)):
+        dwconv, gelu = self[1], self[2]
+        # Exactly these classes (the reference path's subclasses compute otherwise), and
+        # called without hooks: the kernel's path calls neither module.
+        if (type(dwconv) is ResidualDWConv and type(gelu) is nn.GELU and gelu.approximate == 'none'
+                and not has_forward_hooks(dwconv) and not has_forward_hooks(gelu)
+                and uses_triton_bias_gelu(hidden, dwconv)):
             from . import triton_bias_gelu
             out = dwconv.forward_without_bias(hidden)
             if triton_bias_gelu.fits(out, dwconv.bias):
                 return self[3](triton_bias_gelu.bias_gelu_(out, dwconv.bias))
-            return self[3](self[2](out + dwconv.bias.to(out.dtype).view(1, -1, 1, 1)))
-        return self[3](self[2](dwconv(hidden)))
+            return self[3](gelu(out + dwconv.bias.to(out.dtype).view(1, -1, 1, 1)))
+        return self[3](gelu(dwconv(hidden)))
 
 
 class TokenFFN(nn.Sequential):
