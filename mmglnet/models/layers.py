@@ -525,11 +525,12 @@ class ConvFFN(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self[0](x)
         dwconv, gelu = self[1], self[2]
-        # Exactly these classes (the reference path's subclasses compute otherwise), and
-        # called without hooks: the kernel's path calls neither module.
-        if (type(dwconv) is ResidualDWConv and type(gelu) is nn.GELU and gelu.approximate == 'none'
-                and not has_forward_hooks(dwconv) and not has_forward_hooks(gelu)
-                and uses_triton_bias_gelu(hidden, dwconv)):
+        # The choice first (off by default: the cheapest test then), then exactly these
+        # classes (the reference path's subclasses compute otherwise), called without hooks:
+        # the kernel's path calls neither module.
+        if (type(dwconv) is ResidualDWConv and uses_triton_bias_gelu(hidden, dwconv)
+                and type(gelu) is nn.GELU and gelu.approximate == 'none'
+                and not has_forward_hooks(dwconv) and not has_forward_hooks(gelu)):
             from . import triton_bias_gelu
             out = dwconv.forward_without_bias(hidden)
             if triton_bias_gelu.fits(out, dwconv.bias):
