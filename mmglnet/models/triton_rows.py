@@ -5,7 +5,8 @@ The rows are GLNet's pixels and tokens in the channels-last layout, one pixel's 
 each, contiguous; they are short (64 to 512 channels in GLNet-4G), so a program takes a tile
 of several rows (:data:`TILE_ELEMENTS` elements), a few KiB of contiguous memory, where
 torch's kernels give a row, or a column, to a block of threads. Users:
-:mod:`mmglnet.models.triton_layer_norm` and :mod:`mmglnet.models.triton_bias_grad`.
+:mod:`mmglnet.models.triton_layer_norm`, :mod:`mmglnet.models.triton_bias_grad` and
+:mod:`mmglnet.models.triton_bias_gelu`.
 """
 from typing import Tuple
 
