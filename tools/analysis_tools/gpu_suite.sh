@@ -467,8 +467,7 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # one multi-tensor copy per forward; *_batched_casts_triton_layernorm with the Triton
     # LayerNorm too; *_batched_casts_triton_layernorm_bias_gelu with the FFNs' biases added
     # with their GELU by Triton as well), beside GLNet and the peers with those weights cast
-    # once beforehand
-    # (*_precast: the host's time for those casts). Then the fast path's
+    # once beforehand (*_precast: the host's time for those casts). Then the fast path's
     # eager choices for CUDA, each against its torch kernels in the same fast path and
     # against the reference path: the slot pooling (a mean over equal windows, averaging
     # products over uneven ones, as at 224² in stages 2-3) against torch's adaptive kernel
