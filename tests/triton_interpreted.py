@@ -9,6 +9,7 @@ runs the kernels with NumPy on CPU tensors; the CPU is added to the devices that
 """
 import math
 import os
+from unittest import mock
 
 import pytest
 import torch
@@ -425,16 +426,13 @@ def test_glnet_with_the_kernel_keeps_torchs_outputs_in_float16(bias_gelu_calls):
     x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
         with_kernel = model(x)
-        monkeypatch_devices = layers.TRITON_BIAS_GELU_DEVICES
-        layers.TRITON_BIAS_GELU_DEVICES = frozenset()
-        try:
+        with mock.patch.object(layers, 'TRITON_BIAS_GELU_DEVICES', frozenset()):
             plain = model(x)
-        finally:
-            layers.TRITON_BIAS_GELU_DEVICES = monkeypatch_devices
     assert len(bias_gelu_calls) == len(ffns_with_dwconv(model))
     for got, want in zip(with_kernel, plain):
+        # A few float16 units of the largest output (1.1e-3 when written).
         error = (got.float() - want.float()).abs().max() / want.float().abs().max()
-        assert error <= 1e-2, error.item()
+        assert error <= 4e-3, error.item()
 
 
 def test_forwards_recording_a_gradient_keep_torchs_addition(bias_gelu_calls):
