@@ -254,7 +254,7 @@ def bias_gelu_calls(monkeypatch):
         calls.append((x.shape, bias.dtype))
         return x.copy_(torch.nn.functional.gelu(x + bias.to(x.dtype).view(1, -1, 1, 1)))
 
-    monkeypatch.setattr(triton_bias_gelu, 'bias_gelu_', recorded)
+    monkeypatch.setattr(triton_bias_gelu, 'fitted_bias_gelu_', recorded)
     return calls
 
 

@@ -377,13 +377,13 @@ def bias_gelu_calls(monkeypatch):
     choose it."""
     monkeypatch.setattr(layers, 'TRITON_BIAS_GELU_DEVICES', frozenset({'cpu'}))
     calls = []
-    plain = triton_bias_gelu.bias_gelu_
+    plain = triton_bias_gelu.fitted_bias_gelu_
 
     def counted(x, bias):
         calls.append((x.shape, bias.dtype))
         return plain(x, bias)
 
-    monkeypatch.setattr(triton_bias_gelu, 'bias_gelu_', counted)
+    monkeypatch.setattr(triton_bias_gelu, 'fitted_bias_gelu_', counted)
     return calls
 
 

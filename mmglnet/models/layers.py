@@ -177,6 +177,8 @@ def with_bias(layer: Callable[[Optional[torch.Tensor]], torch.Tensor], x: torch.
 # outputs, before the GELU's pass. Empty: an experiment, measured on a GPU by the benchmark's
 # ``*_triton_bias_gelu`` models before it becomes a default.
 TRITON_BIAS_GELU_DEVICES: frozenset = frozenset()
+# The dtypes it is chosen in.
+TRITON_BIAS_GELU_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def uses_triton_bias_gelu(x: torch.Tensor, conv: nn.Conv2d) -> bool:
@@ -192,7 +194,7 @@ def uses_triton_bias_gelu(x: torch.Tensor, conv: nn.Conv2d) -> bool:
                                     or conv.bias.requires_grad):
         return False
     dtype = eager_autocast_dtype(x.device.type) or x.dtype
-    if dtype not in (torch.float16, torch.bfloat16):
+    if dtype not in TRITON_BIAS_GELU_DTYPES:
         return False
     from . import triton_bias_gelu  # imports Triton: only where the kernel may be chosen
     return triton_bias_gelu.is_available()
@@ -533,8 +535,9 @@ class ConvFFN(nn.Sequential):
                 and not has_forward_hooks(dwconv) and not has_forward_hooks(gelu)):
             from . import triton_bias_gelu
             out = dwconv.forward_without_bias(hidden)
+            # Checked here: no gradient is recorded (uses_triton_bias_gelu), and it fits.
             if triton_bias_gelu.fits(out, dwconv.bias):
-                return self[3](triton_bias_gelu.bias_gelu_(out, dwconv.bias))
+                return self[3](triton_bias_gelu.fitted_bias_gelu_(out, dwconv.bias))
             return self[3](gelu(out + dwconv.bias.to(out.dtype).view(1, -1, 1, 1)))
         return self[3](gelu(dwconv(hidden)))
 

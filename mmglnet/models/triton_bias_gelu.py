@@ -15,7 +15,7 @@ For forwards that record no gradient (inference, frozen layers): the result is w
 the convolution's output, which nothing else holds. Eager mode only: under
 :func:`torch.compile` inductor fuses the addition and the GELU itself.
 :class:`mmglnet.models.layers.ConvFFN` chooses it (see
-:data:`mmglnet.models.layers.TRITON_BIAS_GELU_DEVICES`).
+:data:`mmglnet.models.layers.TRITON_BIAS_GELU_DEVICES`) and calls :func:`fitted_bias_gelu_`.
 
 Rounded as torch rounds under autocast: the bias to the output's dtype, their sum to it,
 then the exact GELU (``x / 2 * (1 + erf(x / sqrt(2)))``) computed in float32 and rounded
@@ -83,6 +83,13 @@ def bias_gelu_(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled() and (x.requires_grad or bias.requires_grad):
         raise RuntimeError('bias_gelu_ records no gradient: call it under torch.no_grad(), or '
                            'with tensors that do not require one.')
+    return fitted_bias_gelu_(x, bias)
+
+
+def fitted_bias_gelu_(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """:func:`bias_gelu_` for arguments already checked (:class:`~mmglnet.models.layers.ConvFFN`
+    checks them when it chooses the kernel): the same, without checking them again on every
+    call."""
     channels = x.shape[1]
     num_rows = x.numel() // channels
     if num_rows:
