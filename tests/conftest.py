@@ -1,10 +1,12 @@
-"""Shared test fixtures: where the parity fixtures live and a tiny GLNet arch."""
+"""Shared test set-up: pytest-xdist workers, where the parity fixtures live, a tiny GLNet arch."""
 import importlib.util
 import json
+import os
 import os.path as osp
 import sys
 
 import pytest
+import torch
 from mmengine.config import Config
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -51,6 +53,39 @@ def parity_path(name: str) -> str:
 def load_cases() -> dict:
     with open(parity_path('cases.json')) as f:
         return json.load(f)
+
+
+# Most tests are tiny models and tool runs in subprocesses that spend their time importing, on one
+# core: pytest-xdist runs the suite in one worker per CPU (setup.cfg's addopts: ``-n auto``; pass
+# ``-n 0`` to run it in this process). At most this many workers: each imports the whole stack.
+MAX_TEST_WORKERS = 8
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# pytest-xdist's hook: optional (no error where xdist is not installed), tried before xdist's own.
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per usable CPU (not per physical core), at most 8."""
+    return min(usable_cpus(), MAX_TEST_WORKERS)
+
+
+def pytest_configure(config):
+    """In a worker, share the CPUs with the other workers instead of oversubscribing them.
+
+    torch (and the OpenMP of the tools run in subprocesses) would each start a thread per CPU in
+    every worker; with the workers busy at once, the threads wait on each other.
+    """
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '0'))
+    if workers > 1:
+        threads = max(1, usable_cpus() // workers)
+        torch.set_num_threads(threads)
+        os.environ.setdefault('OMP_NUM_THREADS', str(threads))
 
 
 @pytest.fixture
