@@ -32,21 +32,16 @@ def _record_workers(tmp_path, workers: str) -> list:
     (tmp_path / 'test_record.py').write_text(RECORDING_TEST)
     env = dict(os.environ, RECORD_DIR=str(tmp_path), PYTHONPATH=TESTS_DIR)
     env.pop('OMP_NUM_THREADS', None)  # as in a plain shell, not inherited from this worker
-    env.pop('PYTEST_XDIST_WORKER_COUNT', None)
+    for name in ('PYTEST_XDIST_WORKER', 'PYTEST_XDIST_WORKER_COUNT'):  # this run's, if in one
+        env.pop(name, None)
     command = [
         sys.executable, '-m', 'pytest', '-p', 'conftest', '-p', 'no:cacheprovider', '-o',
         'addopts=', '-n', workers, '--rootdir',
         str(tmp_path), '-q',
         str(tmp_path / 'test_record.py')
     ]
-    result = subprocess.run(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True)
-    assert result.returncode == 0, result.stdout
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
     return [json.loads(p.read_text()) for p in sorted(tmp_path.glob('gw*.json'))]
 
 
