@@ -285,6 +285,42 @@ def test_test_py_refuses_a_mask_rcnn_checkpoint_for_the_segmentor(tmp_path):
     assert 'Iter(test) [4/4]' in result.stdout and 'mIoU:' in result.stdout
 
 
+# tools/test.py under a wrapper that reports every checkpoint file mmengine reads.
+COUNT_CHECKPOINT_READS = """
+import runpy
+import sys
+
+from mmengine.runner.checkpoint import CheckpointLoader
+
+load = CheckpointLoader.load_checkpoint.__func__
+
+
+def counted(cls, filename, *args, **kwargs):
+    print('checkpoint read:', filename, flush=True)
+    return load(cls, filename, *args, **kwargs)
+
+
+CheckpointLoader.load_checkpoint = classmethod(counted)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_test_py_checks_the_checkpoint_it_reads_once(tmp_path):
+    """The fit check sees what the runner read: the file is read once, and tested."""
+    roots = make_tiny_data(str(tmp_path / 'data'))
+    seg_config = write_config(UPERNET, roots['ade'], str(tmp_path / 'seg.py'))
+    checkpoint = str(tmp_path / 'segmentor.pth')
+    torch.save({'state_dict': build_model(seg_config).state_dict(), 'meta': {}}, checkpoint)
+    result = run_tool([
+        '-c', COUNT_CHECKPOINT_READS, 'tools/test.py', seg_config, checkpoint, '--work-dir',
+        str(tmp_path / 'work')
+    ])
+    assert result.stdout.count('checkpoint read:') == 1, result.stdout[-3000:]
+    assert f'checkpoint read: {checkpoint}' in result.stdout
+    assert 'Iter(test) [4/4]' in result.stdout and 'mIoU:' in result.stdout
+
+
 def test_whole_model_check_accepts_a_fit_and_names_a_release_file():
     from mmglnet.checkpoint import check_checkpoint_fits_model
     model = GLNet(TINY_ARCH)

@@ -24,8 +24,11 @@ import sys
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.hooks import Hook
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
+from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
+                                check_checkpoint_fits_model)
 from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
@@ -140,22 +143,23 @@ def prepare_config(args) -> Config:
     return cfg
 
 
-def check_checkpoint(model, checkpoint: str) -> None:
-    """Refuse a checkpoint that does not fit the model, before testing.
+class CheckpointFitHook(Hook):
+    """Refuses the checkpoint, as the runner loads it, if it does not fit the model.
 
-    mmengine's Runner loads ``load_from`` non-strictly and only logs what did not match.
+    mmengine's Runner loads ``load_from`` non-strictly and only logs what did not match. This hook
+    sees what the runner read before any other hook (an EMA hook, say) and before the weights go
+    into the model, so the file is read once and nothing is tested with the wrong weights.
+
+    Args:
+        path (str): The checkpoint, as the error message names it.
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
+    priority = 'HIGHEST'
 
-    from mmglnet.checkpoint import CheckpointMismatchError, check_checkpoint_fits_model
-    try:
-        content = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-        check_checkpoint_fits_model(model, content, checkpoint)
-    except CheckpointMismatchError as error:
-        fail(f'{error} To test with the matching weights only, on purpose, pass '
-             '--allow-partial-checkpoint.')
-    except (ValueError, pickle.UnpicklingError) as error:  # damaged or untrusted file
-        fail(str(error))
+    def __init__(self, path: str):
+        self.path = path
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        check_checkpoint_fits_model(runner.model, checkpoint, self.path)
 
 
 def main():
@@ -170,8 +174,15 @@ def main():
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if not args.allow_partial_checkpoint:
-        check_checkpoint(runner.model, args.checkpoint)
-    runner.test()
+        runner.register_hook(
+            CheckpointFitHook(args.checkpoint), priority=CheckpointFitHook.priority)
+    try:
+        runner.test()
+    except CheckpointMismatchError as error:
+        fail(f'{error} To test with the matching weights only, on purpose, pass '
+             '--allow-partial-checkpoint.')
+    except (CheckpointFileError, pickle.UnpicklingError) as error:  # damaged or untrusted file
+        fail(str(error))
     finish_distributed()
 
 
