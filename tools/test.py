@@ -174,8 +174,7 @@ def main():
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if not args.allow_partial_checkpoint:
-        runner.register_hook(
-            CheckpointFitHook(args.checkpoint), priority=CheckpointFitHook.priority)
+        runner.register_hook(CheckpointFitHook(args.checkpoint))  # at its own priority
     try:
         runner.test()
     except CheckpointMismatchError as error:
