@@ -1,4 +1,5 @@
 """Bad input files stop the tools with messages that name the file and say what to do."""
+import copy
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from test_visualization import detector_config, load_tool, save_random_model, segmentor_config
 
+from mmglnet.checkpoint import CheckpointMismatchError
 from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
 
 from tool_runs import REPO_ROOT
@@ -82,7 +84,7 @@ def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
     image = str(tmp_path / 'image.png')
     mmcv.imwrite(np.zeros((32, 32, 3), np.uint8), image)
     tool = load_tool('image_demo')
-    with pytest.raises(tool.CheckpointMismatch) as error:
+    with pytest.raises(CheckpointMismatchError) as error:
         tool.main([
             image, seg_config, det_checkpoint, '--device', 'cpu', '--out-file',
             str(tmp_path / 'out.png')
@@ -94,7 +96,7 @@ def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
     written = torch.load(det_checkpoint, weights_only=False)
     written['meta']['cfg'] = "default_scope = 'mmdet'\nmodel = dict(type='RetinaNet')\n"
     torch.save(written, det_checkpoint)
-    with pytest.raises(tool.CheckpointMismatch, match=r'is a detection \(mmdet\) checkpoint'):
+    with pytest.raises(CheckpointMismatchError, match=r'is a detection \(mmdet\) checkpoint'):
         tool.main([
             image, seg_config, det_checkpoint, '--device', 'cpu', '--out-file',
             str(tmp_path / 'out.png')
@@ -113,3 +115,42 @@ def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'is a detection (mmdet) checkpoint' in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+def test_image_demo_reads_the_checkpoint_once_and_refuses_weights_that_do_not_fit(
+        tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    cfg_dict = segmentor_config()
+    config, checkpoint, _ = save_random_model(tmp_path, 'seg', cfg_dict, ('a', 'b', 'c', 'd'))
+    seven_classes = copy.deepcopy(cfg_dict)
+    seven_classes['model']['decode_head']['num_classes'] = 7
+    _, other_head, _ = save_random_model(tmp_path, 'seg7', seven_classes, tuple('abcdefg'))
+    image = str(tmp_path / 'image.png')
+    mmcv.imwrite(np.zeros((32, 32, 3), np.uint8), image)
+    out_file = tmp_path / 'out.png'
+    tool = load_tool('image_demo')
+
+    reads = []
+    load = CheckpointLoader.load_checkpoint.__func__
+
+    def counted(cls, filename, *args, **kwargs):
+        reads.append(filename)
+        return load(cls, filename, *args, **kwargs)
+
+    monkeypatch.setattr(CheckpointLoader, 'load_checkpoint', classmethod(counted))
+    tool.main([image, config, checkpoint, '--device', 'cpu', '--out-file', str(out_file)])
+    assert reads == [checkpoint] and mmcv.imread(str(out_file)) is not None
+
+    # Every part has weights, but the head's classifier has another shape: refused before the
+    # image is run, naming the weights and the way to draw anyway.
+    out_file.unlink()
+    with pytest.raises(CheckpointMismatchError) as error:
+        tool.main([image, config, other_head, '--device', 'cpu', '--out-file', str(out_file)])
+    message = str(error.value)
+    assert other_head in message and 'decode_head.conv_seg.weight' in message
+    assert '--allow-partial-checkpoint' in message and not out_file.exists()
+    tool.main([
+        image, config, other_head, '--device', 'cpu', '--out-file',
+        str(out_file), '--allow-partial-checkpoint'
+    ])
+    assert mmcv.imread(str(out_file)) is not None

@@ -161,7 +161,8 @@ COMMANDS: Dict[str, tuple] = {
                                 'mmcv.imwrite(data.astronaut()[..., ::-1], \'astronaut.png\')"',
                                 files=['slot_maps/astronaut_overview.png'])),
     '.venv/bin/python tools/image_demo.py IMAGE CONFIG CHECKPOINT --out-file result.jpg '
-    '[--with-slots] [--device cpu] [--score-thr 0.3] [--opacity 0.6]': (SYNOPSIS, {}),
+    '[--with-slots] [--device cpu] [--score-thr 0.3] [--opacity 0.6] '
+    '[--allow-partial-checkpoint]': (SYNOPSIS, {}),
     # docs/benchmark.md: preparing a GPU machine without mmengine (network)
     "grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude":
     (ELSEWHERE, dict(why='prepares a GPU machine, with the next command (network)')),

@@ -25,7 +25,8 @@ from mmengine.config import Config
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.apis import build_model
-from mmglnet.checkpoint import CheckpointFileError, UntrustedCheckpointError
+from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
+                                UntrustedCheckpointError, check_checkpoint_fits_model)
 from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
 from mmglnet.visualization import make_panel, save_slot_maps, visualize_image_slots, write_image
 
@@ -38,10 +39,8 @@ TASK_NAMES = dict(
     mmpretrain='classification (mmpretrain)')
 # Entries of a config's model that are no sub-module with weights.
 NOT_MODULES = ('type', 'data_preprocessor', 'train_cfg', 'test_cfg', 'init_cfg', 'pretrained')
-
-
-class CheckpointMismatch(ValueError):
-    """The checkpoint does not hold the weights of the config's model."""
+PARTIAL_HINT = ('To draw with the matching weights only, on purpose, pass '
+                '--allow-partial-checkpoint.')
 
 
 def parse_args(argv=None):
@@ -82,29 +81,51 @@ def parse_args(argv=None):
         '--device',
         default=None,
         help='Device, e.g. cpu or cuda:0. Defaults to cuda:0 when available.')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='Draw even when the checkpoint lacks some of the model\'s weights, has them with '
+        'another shape or holds others (mmengine then logs what it skipped). By default such '
+        'a checkpoint is refused before the image is run, since the drawing would show partly '
+        'untrained weights.')
     return parser.parse_args(argv)
 
 
-def check_checkpoint_matches(checkpoint: str, cfg: Config, config: str) -> None:
-    """Refuse a checkpoint of another task or model before the inferencer is built.
+def check_checkpoint_matches(checkpoint: dict,
+                             cfg: Config,
+                             name: str,
+                             config: str,
+                             check_parts: bool = True) -> None:
+    """Refuse a checkpoint of another task or model before the model is built.
 
     The checkpoint must have been written for the config's codebase (its ``meta.cfg``, when
     present, has the same ``default_scope``) and hold weights for every part of the model
     (``backbone``, ``decode_head``, ``roi_head``, ...).
+
+    Args:
+        checkpoint (dict): The loaded checkpoint.
+        cfg (Config): The config of the model.
+        name (str): The checkpoint file, for messages.
+        config (str): The config file, for messages.
+        check_parts (bool): Check that every part of the model has weights in the file.
+            Defaults to True.
+
+    Raises:
+        CheckpointMismatchError: Naming the checkpoint's task or the parts it lacks.
     """
-    from mmengine.runner.checkpoint import _load_checkpoint
     scope = cfg.get('default_scope')
-    loaded = _load_checkpoint(checkpoint, map_location='cpu')
-    meta = loaded.get('meta', {}) if isinstance(loaded, dict) else {}
+    meta = checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
     saved_cfg = meta.get('cfg') if isinstance(meta, dict) else None
     found = re.search(r"^default_scope\s*=\s*['\"](\w+)['\"]", saved_cfg or '', re.M)
     if found and scope in TASKS and found.group(1) != scope:
-        raise CheckpointMismatch(
-            f'{checkpoint} is a {TASK_NAMES.get(found.group(1), found.group(1))} checkpoint, '
+        raise CheckpointMismatchError(
+            f'{name} is a {TASK_NAMES.get(found.group(1), found.group(1))} checkpoint, '
             f'but {config} is a {TASK_NAMES[scope]} config (default_scope={scope!r}). Give '
             f'the checkpoint that was trained with this config, or the config the checkpoint '
             'was trained with (its meta.cfg holds it).')
-    state = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
+    if not check_parts:
+        return
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
     prefixes = {str(key).split('.')[1 if str(key).startswith('module.') else 0] for key in state}
     parts = [
         key for key, value in cfg.model.items()
@@ -112,43 +133,80 @@ def check_checkpoint_matches(checkpoint: str, cfg: Config, config: str) -> None:
     ]
     missing = [part for part in parts if part not in prefixes]
     if missing:
-        raise CheckpointMismatch(
-            f'{checkpoint} holds no weights for {", ".join(missing)} of the model that {config} '
+        raise CheckpointMismatchError(
+            f'{name} holds no weights for {", ".join(missing)} of the model that {config} '
             f'builds (it has weights for: {", ".join(sorted(prefixes)) or "nothing"}). '
             f'Expected a checkpoint of this {TASK_NAMES.get(scope, scope)} model, as '
             'tools/train.py writes with this config; a backbone-only file (an official GLNet '
-            "release) goes in the config's backbone init_cfg instead.")
+            f"release) goes in the config's backbone init_cfg instead. {PARTIAL_HINT}")
 
 
 class BuiltByMMGLNet:
     """Mixin for a codebase's inferencer: its model is built by mmglnet.apis.
 
-    The inferencer then loads the weights and the dataset metadata (classes, palette) from the
-    checkpoint as it always does.
+    The checkpoint is read once: checked against the config (:func:`check_checkpoint_matches`
+    before the model is built, :func:`mmglnet.checkpoint.check_checkpoint_fits_model` after),
+    then loaded with the dataset metadata (classes, palette) as the inferencer always does.
+    The subclasses made by :func:`build_inferencer` set the two class attributes.
+
+    Attributes:
+        config_path (str): The config file, for messages.
+        allow_partial_checkpoint (bool): Load a checkpoint that does not fit the model (the
+            inferencer's non-strict loading logs what it skipped) instead of refusing it.
     """
+    config_path = 'the config'
+    allow_partial_checkpoint = False
 
     def _init_model(self, cfg: Config, weights: str, device: str = 'cpu'):
         from mmengine.runner.checkpoint import _load_checkpoint
 
+        checkpoint = _load_checkpoint(weights, map_location='cpu')
+        check_checkpoint_matches(
+            checkpoint,
+            cfg,
+            weights,
+            self.config_path,
+            check_parts=not self.allow_partial_checkpoint)
         # As mmengine's inferencers: no pretrained backbone file is read for inference.
         options = {'model.pretrained': None} if cfg.model.get('pretrained') else None
         model = build_model(cfg, options)
         model.cfg = cfg
-        self._load_weights_to_model(model, _load_checkpoint(weights, map_location='cpu'), cfg)
+        if not self.allow_partial_checkpoint:
+            try:
+                check_checkpoint_fits_model(model, checkpoint, weights)
+            except CheckpointMismatchError as error:
+                raise CheckpointMismatchError(f'{error} {PARTIAL_HINT}') from None
+        self._load_weights_to_model(model, checkpoint, cfg)
         return model.to(device).eval()
 
 
-def build_inferencer(config: str, checkpoint: str, device: str, cfg: Config = None):
-    """The inferencer of the config's codebase, chosen by its ``default_scope``."""
+def build_inferencer(config: str,
+                     checkpoint: str,
+                     device: str,
+                     cfg: Config = None,
+                     allow_partial_checkpoint: bool = False):
+    """The inferencer of the config's codebase, chosen by its ``default_scope``.
+
+    Args:
+        config (str): The config file.
+        checkpoint (str): The checkpoint of the config's model.
+        device (str): The device, e.g. ``'cpu'``.
+        cfg (Config, optional): The config, when already loaded. Defaults to None.
+        allow_partial_checkpoint (bool): See :class:`BuiltByMMGLNet`. Defaults to False.
+
+    Returns:
+        tuple: The inferencer and the ``default_scope``.
+    """
     cfg = cfg if cfg is not None else load_config(config)
     scope = cfg.get('default_scope', None)
+    attributes = dict(config_path=config, allow_partial_checkpoint=allow_partial_checkpoint)
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
-        inferencer = type('DetInferencer', (BuiltByMMGLNet, DetInferencer), {})
+        inferencer = type('DetInferencer', (BuiltByMMGLNet, DetInferencer), attributes)
         return inferencer(model=cfg, weights=checkpoint, device=device, show_progress=False), scope
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        inferencer = type('MMSegInferencer', (BuiltByMMGLNet, MMSegInferencer), {})
+        inferencer = type('MMSegInferencer', (BuiltByMMGLNet, MMSegInferencer), attributes)
         return inferencer(model=cfg, weights=checkpoint, device=device), scope
     raise ValueError(
         f'{config} has default_scope={scope!r}; image_demo.py draws detection ({TASKS[0]}) or '
@@ -175,10 +233,9 @@ def main(argv=None):
     args = parse_args(argv)
     image = read_image(args.image)
     cfg = load_config(args.config)
-    if cfg.get('default_scope') in TASKS:
-        check_checkpoint_matches(args.checkpoint, cfg, args.config)
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
-    inferencer, scope = build_inferencer(args.config, args.checkpoint, device, cfg)
+    inferencer, scope = build_inferencer(args.config, args.checkpoint, device, cfg,
+                                         args.allow_partial_checkpoint)
     options = dict(pred_score_thr=args.score_thr, no_save_vis=True) if scope == 'mmdet' \
         else dict(opacity=args.opacity)
     if scope == 'mmseg' and image.shape[0] * image.shape[1] == 1:
@@ -207,7 +264,7 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main(sys.argv[1:])
-    except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointMismatch,
+    except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointMismatchError,
             CheckpointFileError, UntrustedCheckpointError) as error:
         print(f'tools/image_demo.py: error: {error}', file=sys.stderr)
         sys.exit(2)
