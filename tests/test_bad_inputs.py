@@ -7,10 +7,12 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from test_visualization import detector_config, load_tool, save_random_model, segmentor_config
+from test_visualization import (detector_config, load_tool, record_checkpoint_reads,
+                                save_random_model, segmentor_config)
 
 from mmglnet.checkpoint import CheckpointMismatchError
-from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
+from mmglnet.utils import (ConfigFileError, ImageFileError, image_stems, list_images, load_config,
+                           read_image)
 
 from tool_runs import REPO_ROOT
 
@@ -119,7 +121,6 @@ def test_image_demo_refuses_a_checkpoint_of_another_task(tmp_path):
 
 def test_image_demo_reads_the_checkpoint_once_and_refuses_weights_that_do_not_fit(
         tmp_path, monkeypatch):
-    from mmengine.runner.checkpoint import CheckpointLoader
     cfg_dict = segmentor_config()
     config, checkpoint, _ = save_random_model(tmp_path, 'seg', cfg_dict, ('a', 'b', 'c', 'd'))
     seven_classes = copy.deepcopy(cfg_dict)
@@ -130,14 +131,7 @@ def test_image_demo_reads_the_checkpoint_once_and_refuses_weights_that_do_not_fi
     out_file = tmp_path / 'out.png'
     tool = load_tool('image_demo')
 
-    reads = []
-    load = CheckpointLoader.load_checkpoint.__func__
-
-    def counted(cls, filename, *args, **kwargs):
-        reads.append(filename)
-        return load(cls, filename, *args, **kwargs)
-
-    monkeypatch.setattr(CheckpointLoader, 'load_checkpoint', classmethod(counted))
+    reads = record_checkpoint_reads(monkeypatch)
     tool.main([image, config, checkpoint, '--device', 'cpu', '--out-file', str(out_file)])
     assert reads == [checkpoint] and mmcv.imread(str(out_file)) is not None
 
@@ -154,3 +148,61 @@ def test_image_demo_reads_the_checkpoint_once_and_refuses_weights_that_do_not_fi
         str(out_file), '--allow-partial-checkpoint'
     ])
     assert mmcv.imread(str(out_file)) is not None
+
+
+def test_a_folder_gives_its_images_by_name_and_each_output_a_name_of_its_own(tmp_path):
+    for name in ['b.png', 'a.JPG', 'a.png', 'c.webp', 'notes.txt']:
+        (tmp_path / name).write_bytes(b'')
+    (tmp_path / 'sub.png').mkdir()  # a folder, whatever its name
+    images = list_images(str(tmp_path))
+    assert images == [str(tmp_path / name) for name in ['a.JPG', 'a.png', 'b.png', 'c.webp']]
+    assert list_images(images[0]) == [images[0]]
+    # A shared stem ('a') takes the whole name.
+    assert image_stems(images) == ['a.JPG', 'a.png', 'b', 'c']
+    # Then 'x/a.JPG.png' would be 'a.JPG' twice: every image keeps its whole name.
+    assert image_stems(['x/a.JPG', 'x/a.JPG.png', 'x/a.png']) == ['a.JPG', 'a.JPG.png', 'a.png']
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'notes.txt').write_text('x')
+    with pytest.raises(ImageFileError, match=r"holds no image file .*it holds notes\.txt"):
+        list_images(str(empty))
+    with pytest.raises(FileNotFoundError, match='folder of images'):
+        list_images(str(tmp_path / 'absent'))
+
+
+def test_image_tools_refuse_to_write_over_the_images(tmp_path, capsys):
+    seg_config, checkpoint, _ = save_random_model(tmp_path, 'seg', segmentor_config(), ('a', 'b'))
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    image = str(folder / 'image.png')
+    mmcv.imwrite(np.full((32, 32, 3), 7, np.uint8), image)
+    before = (folder / 'image.png').read_bytes()
+    image_demo, visualize_slots = load_tool('image_demo'), load_tool('visualize_slots')
+    refused = [
+        (image_demo, [image, seg_config, checkpoint, '--out-file', image], 'would replace'),
+        (image_demo, [image, seg_config, checkpoint, '--out-dir',
+                      str(folder)], 'would replace'),
+        (image_demo, [str(folder), seg_config, checkpoint, '--out-dir',
+                      str(folder)], 'is the folder of the images'),
+        (image_demo, [str(folder), seg_config, checkpoint, '--out-file',
+                      str(tmp_path / 'x.png')], 'give --out-dir'),
+        (visualize_slots, [str(folder), 'stl', '--out-dir',
+                           str(folder)], 'is the folder of the images'),
+    ]
+    for tool, argv, message in refused:
+        with pytest.raises(SystemExit) as exited:  # argparse's usage error: exit status 2
+            tool.main([*argv, '--device', 'cpu'])
+        stderr = capsys.readouterr().err
+        assert exited.value.code == 2 and message in stderr, (argv, stderr)
+    assert (folder / 'image.png').read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ['image.png']
+
+    # One image of a folder that does not decode: refused, naming it, before the model is built.
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0\x00\x10JFIF')
+    for tool, argv in [(image_demo, [seg_config, checkpoint, '--out-dir',
+                                     str(tmp_path / 'out')]),
+                       (visualize_slots, ['stl', '--out-dir',
+                                          str(tmp_path / 'out')])]:
+        with pytest.raises(ImageFileError, match='broken.jpg'):
+            tool.main([str(folder), *argv, '--device', 'cpu'])
+    assert not (tmp_path / 'out').exists()

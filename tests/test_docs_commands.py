@@ -163,6 +163,8 @@ COMMANDS: Dict[str, tuple] = {
     '.venv/bin/python tools/image_demo.py IMAGE CONFIG CHECKPOINT --out-file result.jpg '
     '[--with-slots] [--device cpu] [--score-thr 0.3] [--opacity 0.6] '
     '[--allow-partial-checkpoint]': (SYNOPSIS, {}),
+    '.venv/bin/python tools/image_demo.py FOLDER CONFIG CHECKPOINT --out-dir results '
+    '[--with-slots]': (SYNOPSIS, {}),
     # docs/benchmark.md: preparing a GPU machine without mmengine (network)
     "grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude":
     (ELSEWHERE, dict(why='prepares a GPU machine, with the next command (network)')),

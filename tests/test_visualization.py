@@ -255,26 +255,36 @@ def check_written_maps(out_dir, prefix, shape, blocks, k):
     assert osp.isfile(osp.join(out_dir, f'{prefix}overview.png'))
 
 
-def test_tool_official_file_on_photographs_of_odd_sizes(tmp_path):
-    """A config with the official-format paramslot fixture, on three odd-size photographs."""
+def write_photo_folder(folder):
+    """The photographs at odd sizes in ``folder``, beside a text file and a sub-folder."""
+    folder.mkdir()
+    for name, shape in PHOTOS.items():
+        mmcv.imwrite(photo_rgb(name, shape)[..., ::-1], str(folder / f'{name}.png'))
+    (folder / 'notes.txt').write_text('not an image')
+    (folder / 'more').mkdir()
+    mmcv.imwrite(np.zeros((8, 8, 3), np.uint8), str(folder / 'more' / 'inner.png'))
+    return str(folder)
+
+
+def test_tool_official_file_on_a_folder_of_photographs_of_odd_sizes(tmp_path):
+    """A config with the official-format paramslot fixture, on a folder of three odd-size
+    photographs: each image's maps, named after it; other files and sub-folders left alone."""
     case = load_cases()['stl_paramslot_like']
     config = tmp_path / 'glnet_paramslot.py'
     Config(dict(
         model=dict(type='mmglnet.GLNet', arch=case['official_kwargs'], out_norm_cfg=None))).dump(
             str(config))
-    tool = load_tool('visualize_slots')
+    folder = write_photo_folder(tmp_path / 'photos')
+    out_dir = str(tmp_path / 'out')
+    written = load_tool('visualize_slots').main([
+        folder,
+        str(config),
+        parity_path('stl_paramslot_like.pth'), '--blocks', 'all', '--k', '3', '--size', '96',
+        '--out-dir', out_dir
+    ])
     for name, shape in PHOTOS.items():
-        path = str(tmp_path / f'{name}.png')
-        mmcv.imwrite(photo_rgb(name, shape)[..., ::-1], path)
-        tool.main([
-            path,
-            str(config),
-            parity_path('stl_paramslot_like.pth'), '--blocks', 'all', '--k', '3', '--size', '96',
-            '--out-dir',
-            str(tmp_path / 'out')
-        ])
-        check_written_maps(
-            str(tmp_path / 'out'), f'{name}_', shape, ['0.0', '1.0', '2.0', '2.1'], 3)
+        check_written_maps(out_dir, f'{name}_', shape, ['0.0', '1.0', '2.0', '2.1'], 3)
+    assert sorted(set(osp.basename(path).split('_')[0] for path in written)) == sorted(PHOTOS)
 
 
 def test_tool_exact_odd_network_size_and_mm_checkpoint(tmp_path):
@@ -426,6 +436,42 @@ def test_image_demo_draws_result_beside_slots(tmp_path, task):
     # The prediction and three assignment maps side by side, each the image's height.
     assert drawn.shape[0] > shape[0] and drawn.shape[1] > 4 * shape[1]
     check_written_maps(str(tmp_path / 'result_slots'), '', shape, ['0.0', '1.0', '2.0'], 2)
+
+
+def record_checkpoint_reads(monkeypatch) -> list:
+    """A list that gets each file mmengine's checkpoint loader reads, from now on."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    reads = []
+    load = CheckpointLoader.load_checkpoint.__func__
+
+    def counted(cls, filename, *args, **kwargs):
+        reads.append(filename)
+        return load(cls, filename, *args, **kwargs)
+
+    monkeypatch.setattr(CheckpointLoader, 'load_checkpoint', classmethod(counted))
+    return reads
+
+
+def test_image_demo_on_a_folder_builds_the_model_once(tmp_path, monkeypatch):
+    config, checkpoint, _ = save_random_model(tmp_path, 'seg', segmentor_config(),
+                                              ('a', 'b', 'c', 'd'))
+    folder = write_photo_folder(tmp_path / 'photos')
+    reads = record_checkpoint_reads(monkeypatch)
+    out_dir = tmp_path / 'drawn'
+    written = load_tool('image_demo').main([
+        folder, config, checkpoint, '--out-dir',
+        str(out_dir), '--device', 'cpu', '--with-slots', '--slot-size', '64', '--k', '2',
+        '--blocks', '1.0'
+    ])
+    assert reads == [checkpoint]
+    assert written == [str(out_dir / f'{name}.png') for name in sorted(PHOTOS)]
+    for name, shape in PHOTOS.items():
+        drawn = mmcv.imread(str(out_dir / f'{name}.png'))
+        # The prediction beside one assignment map, each the image's height.
+        assert drawn.shape[0] > shape[0] and drawn.shape[1] > 2 * shape[1]
+        check_written_maps(str(out_dir / f'{name}_slots'), '', shape, ['1.0'], 2)
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([f'{name}.png' for name in PHOTOS] +
+                                                               [f'{name}_slots' for name in PHOTOS])
 
 
 def test_tool_on_a_segmentor_uses_its_preprocessor(tmp_path):

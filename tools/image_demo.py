@@ -1,15 +1,19 @@
-"""Run a GLNet detector or segmentor on one image and save the drawn result.
+"""Run a GLNet detector or segmentor on an image, or a folder of images, and save the drawn
+results.
 
 Examples:
     python tools/image_demo.py demo.jpg configs/detection/retinanet_glnet4g_fpn_1x_coco.py \
         work_dirs/retinanet_glnet4g_fpn_1x_coco/epoch_12.pth --out-file result.jpg
     python tools/image_demo.py demo.jpg configs/segmentation/upernet_glnet4g_160k.py \
         work_dirs/upernet_glnet4g_160k/iter_160000.pth --with-slots --device cpu
+    python tools/image_demo.py photos/ configs/segmentation/upernet_glnet4g_160k.py \
+        work_dirs/upernet_glnet4g_160k/iter_160000.pth --out-dir photos_drawn
 
 Uses the codebase's own inferencer (``mmdet.apis.DetInferencer`` for configs with
 ``default_scope='mmdet'``, ``mmseg.apis.MMSegInferencer`` for ``'mmseg'``), whose model is built
-by :func:`mmglnet.apis.build_model`. With ``--with-slots`` the result is saved beside the GLMix
-slot assignment maps of the same model.
+by :func:`mmglnet.apis.build_model`; the model is built and its checkpoint read once for all
+images. With ``--with-slots`` each result is saved beside the GLMix slot assignment maps of the
+same model.
 """
 import argparse
 import os.path as osp
@@ -27,7 +31,8 @@ import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.apis import build_model
 from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 UntrustedCheckpointError, check_checkpoint_fits_model)
-from mmglnet.utils import ConfigFileError, ImageFileError, load_config, read_image
+from mmglnet.utils import (ConfigFileError, ImageFileError, image_stems, list_images, load_config,
+                           read_image)
 from mmglnet.visualization import make_panel, save_slot_maps, visualize_image_slots, write_image
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
@@ -45,21 +50,32 @@ PARTIAL_HINT = ('To draw with the matching weights only, on purpose, pass '
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Detection or segmentation of one image with a GLNet model.')
-    parser.add_argument('image', help='Image file.')
+        description='Detection or segmentation of images with a GLNet model.')
+    parser.add_argument(
+        'image', help='Image file, or a folder: every image in it (by name; not its sub-folders).')
     parser.add_argument('config', help='mmdet or mmseg config of a model with a GLNet.')
     parser.add_argument('checkpoint', help='Checkpoint of that model.')
-    parser.add_argument('--out-file', default='result.jpg', help='Where to save the drawing.')
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument(
+        '--out-file',
+        default=None,
+        help='Where to save the drawing of one image. Defaults to result.jpg.')
+    out.add_argument(
+        '--out-dir',
+        default=None,
+        help='Folder for the drawings, each named as its image. Defaults to results/ for a '
+        'folder of images.')
     parser.add_argument(
         '--with-slots',
         action='store_true',
-        help='Put the GLMix slot assignment maps beside the result and save '
+        help='Put the GLMix slot assignment maps beside each result and save '
         'the full slot maps in --slots-dir.')
     parser.add_argument(
         '--slots-dir',
         default=None,
-        help='Folder for the full slot maps (with --with-slots). Defaults to '
-        '<out-file name>_slots beside --out-file.')
+        help='Folder for the full slot maps (with --with-slots); for a folder of images, each '
+        "image's maps go in a sub-folder named as the image. Defaults to <drawing name>_slots "
+        'beside each drawing.')
     parser.add_argument(
         '--blocks',
         nargs='+',
@@ -88,7 +104,40 @@ def parse_args(argv=None):
         'another shape or holds others (mmengine then logs what it skipped). By default such '
         'a checkpoint is refused before the image is run, since the drawing would show partly '
         'untrained weights.')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if osp.isdir(args.image):
+        if args.out_file is not None:
+            parser.error(f'{args.image} is a folder of images: give --out-dir for their drawings '
+                         f'(--out-file {args.out_file} names the drawing of one image).')
+        if args.out_dir and osp.realpath(args.out_dir) == osp.realpath(args.image):
+            parser.error(f'--out-dir {args.out_dir} is the folder of the images: their drawings '
+                         'would replace them. Give another folder.')
+    elif osp.exists(args.image):
+        out_file = output_file(args)
+        if osp.realpath(out_file) == osp.realpath(args.image):
+            parser.error(f'The drawing {out_file} would replace the image {args.image}. Give '
+                         'another --out-file or --out-dir.')
+    return args
+
+
+def output_file(args) -> str:
+    """Where the drawing of the one image ``args.image`` goes."""
+    if args.out_dir is not None:
+        return osp.join(args.out_dir, osp.basename(args.image))
+    return args.out_file or 'result.jpg'
+
+
+def plan_outputs(args, images: list) -> list:
+    """``(image, drawing, slot maps folder)`` for each image, as the arguments ask."""
+    if not osp.isdir(args.image):
+        drawing = output_file(args)
+        return [(images[0], drawing, args.slots_dir or osp.splitext(drawing)[0] + '_slots')]
+    out_dir = args.out_dir or 'results'
+    return [
+        (image, osp.join(out_dir, osp.basename(image)),
+         osp.join(args.slots_dir, stem) if args.slots_dir else osp.join(out_dir, f'{stem}_slots'))
+        for image, stem in zip(images, image_stems(images))
+    ]
 
 
 def check_checkpoint_matches(checkpoint: dict,
@@ -229,36 +278,43 @@ def draw_one_pixel_segmentation(inferencer, path: str, image, opacity: float):
     return (rgb * (1 - opacity) + np.asarray(color, np.float32) * opacity).astype(np.uint8)
 
 
+def draw_result(inferencer, scope: str, path: str, image: np.ndarray, args) -> np.ndarray:
+    """The inferencer's drawing of the image at ``path`` (BGR array ``image``), as RGB."""
+    if scope == 'mmseg' and image.shape[0] * image.shape[1] == 1:
+        return draw_one_pixel_segmentation(inferencer, path, image, args.opacity)
+    options = dict(pred_score_thr=args.score_thr, no_save_vis=True) if scope == 'mmdet' \
+        else dict(opacity=args.opacity)
+    # A path (not the array): the inferencers draw arrays as RGB but feed them to the model as
+    # BGR; from a path they load and draw the image consistently.
+    drawn = inferencer([path], return_vis=True, **options)['visualization']
+    # RGB, the image's size; MMSegInferencer unwraps single results, DetInferencer not.
+    return drawn[0] if isinstance(drawn, list) else drawn
+
+
 def main(argv=None):
     args = parse_args(argv)
-    image = read_image(args.image)
+    plan = plan_outputs(args, list_images(args.image))
+    for image, _, _ in plan:  # every image decodes, before the model is built
+        read_image(image)
     cfg = load_config(args.config)
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     inferencer, scope = build_inferencer(args.config, args.checkpoint, device, cfg,
                                          args.allow_partial_checkpoint)
-    options = dict(pred_score_thr=args.score_thr, no_save_vis=True) if scope == 'mmdet' \
-        else dict(opacity=args.opacity)
-    if scope == 'mmseg' and image.shape[0] * image.shape[1] == 1:
-        drawn = draw_one_pixel_segmentation(inferencer, args.image, image, args.opacity)
-    else:
-        # A path (not the array): the inferencers draw arrays as RGB but feed them to the model
-        # as BGR; from a path they load and draw the image consistently.
-        drawn = inferencer([args.image], return_vis=True, **options)['visualization']
-        # RGB, the image's size; MMSegInferencer unwraps single results, DetInferencer not.
-        drawn = drawn[0] if isinstance(drawn, list) else drawn
-
-    if args.with_slots:
-        maps = visualize_image_slots(
-            inferencer.model, image, size=args.slot_size, blocks=args.blocks, k=args.k)
-        height = min(drawn.shape[0], 512)
-        drawn = make_panel([drawn] + [m.assignment for m in maps],
-                           ['prediction'] + [f'slots of block {m.name}' for m in maps], height)
-        slots_dir = args.slots_dir or osp.splitext(args.out_file)[0] + '_slots'
-        written = save_slot_maps(slots_dir, mmcv.bgr2rgb(image), maps)
-        print(f'Wrote {len(written)} slot map files to {slots_dir}')
-    write_image(args.out_file, drawn)
-    print(f'Saved the result to {args.out_file}')
-    return args.out_file
+    for number, (path, out_file, slots_dir) in enumerate(plan, 1):
+        image = read_image(path)
+        drawn = draw_result(inferencer, scope, path, image, args)
+        if args.with_slots:
+            maps = visualize_image_slots(
+                inferencer.model, image, size=args.slot_size, blocks=args.blocks, k=args.k)
+            height = min(drawn.shape[0], 512)
+            drawn = make_panel([drawn] + [m.assignment for m in maps],
+                               ['prediction'] + [f'slots of block {m.name}' for m in maps], height)
+            written = save_slot_maps(slots_dir, mmcv.bgr2rgb(image), maps)
+            print(f'Wrote {len(written)} slot map files to {slots_dir}')
+        write_image(out_file, drawn)
+        count = f' ({number}/{len(plan)})' if osp.isdir(args.image) else ''
+        print(f'Saved the result to {out_file}{count}')
+    return [out_file for _, out_file, _ in plan]
 
 
 if __name__ == '__main__':

@@ -1,12 +1,14 @@
-"""Draw the semantic slots of GLMix blocks for one image.
+"""Draw the semantic slots of GLMix blocks for an image, or for each image of a folder.
 
 Examples:
     python tools/visualize_slots.py demo.jpg 4g checkpoints/glnet_4g.pth --out-dir slots/
     python tools/visualize_slots.py demo.jpg configs/detection/retinanet_glnet4g_fpn_1x_coco.py \
         work_dirs/retinanet_glnet4g_fpn_1x_coco/epoch_12.pth --blocks 0.3 2.8 --k 6 \
         --out-dir slots/
+    python tools/visualize_slots.py photos/ 4g checkpoints/glnet_4g.pth --out-dir slots/
 
-The model is built and its checkpoint loaded by :func:`mmglnet.apis.init_model`.
+The model is built and its checkpoint loaded by :func:`mmglnet.apis.init_model`, once for all
+images.
 
 Writes, per chosen GLMix block, the input, the per-pixel slot assignment blended over it and
 the heat maps of the k most representative slots (k-medoids), plus titled panels and an
@@ -27,7 +29,7 @@ from mmglnet.apis import init_model
 from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 UntrustedCheckpointError)
 from mmglnet.models import ARCH_SETTINGS
-from mmglnet.utils import read_image
+from mmglnet.utils import ConfigFileError, ImageFileError, image_stems, list_images, read_image
 from mmglnet.visualization import save_slot_maps, visualize_image_slots
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
@@ -36,7 +38,8 @@ import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notic
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Draw GLNet semantic-slot assignment maps and representative slots.')
-    parser.add_argument('image', help='Image file.')
+    parser.add_argument(
+        'image', help='Image file, or a folder: every image in it (by name; not its sub-folders).')
     parser.add_argument(
         'config',
         metavar='CONFIG_OR_PRESET',
@@ -80,7 +83,10 @@ def parse_args(argv=None):
         default=256,
         help='Tile height in the panel and overview images.')
     parser.add_argument(
-        '--prefix', default=None, help='File name prefix. Defaults to the image name and "_".')
+        '--prefix',
+        default=None,
+        help='File name prefix. Defaults to the image name and "_"; for a folder of images, '
+        'each image\'s files begin with this prefix, then the image name and "_".')
     parser.add_argument('--device', default='cpu', help='Device, e.g. cpu or cuda:0.')
     parser.add_argument(
         '--seed',
@@ -95,40 +101,58 @@ def parse_args(argv=None):
             (0 in args.size and args.size != [0]):
         parser.error(f'--size {" ".join(map(str, args.size))}: give one value (shorter side), '
                      'two values (H W), or 0 to keep the image size.')
+    if osp.isdir(args.image) and osp.realpath(args.out_dir) == osp.realpath(args.image):
+        parser.error(f'--out-dir {args.out_dir} is the folder of the images: the slot maps would '
+                     'be written among them (and taken for images by the next run). Give another '
+                     'folder.')
     return args
+
+
+def file_prefixes(args, images: list) -> list:
+    """The file name prefix of each image's slot maps, as ``--prefix`` asks."""
+    names = [f'{stem}_' for stem in image_stems(images)]
+    if not osp.isdir(args.image):
+        return [names[0] if args.prefix is None else args.prefix]
+    return [(args.prefix or '') + name for name in names]
 
 
 def main(argv=None):
     args = parse_args(argv)
-    image = read_image(args.image)
+    images = list_images(args.image)
+    for image in images:  # every image decodes, before the model is built
+        read_image(image)
     set_random_seed(args.seed)
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
     size = None if args.size == [0] else (args.size[0] if len(args.size) == 1 else args.size)
-    maps = visualize_image_slots(
-        model,
-        image,
-        size=size,
-        size_divisor=args.size_divisor,
-        blocks=args.blocks,
-        k=args.k,
-        alpha=args.alpha)
-    prefix = args.prefix
-    if prefix is None:
-        prefix = osp.splitext(osp.basename(args.image))[0] + '_'
-    written = save_slot_maps(args.out_dir, mmcv.bgr2rgb(image), maps, prefix, args.panel_height)
-    for block in maps:
-        print(f'block {block.name}: representative slots {block.slots} '
-              f'(group sizes {block.group_sizes})')
-    print(f'Wrote {len(written)} files to {args.out_dir}, overview: {written[-1]}')
+    written = []
+    for path, prefix in zip(images, file_prefixes(args, images)):
+        image = read_image(path)
+        maps = visualize_image_slots(
+            model,
+            image,
+            size=size,
+            size_divisor=args.size_divisor,
+            blocks=args.blocks,
+            k=args.k,
+            alpha=args.alpha)
+        files = save_slot_maps(args.out_dir, mmcv.bgr2rgb(image), maps, prefix, args.panel_height)
+        if len(images) > 1:
+            print(f'{path}:')
+        for block in maps:
+            print(f'block {block.name}: representative slots {block.slots} '
+                  f'(group sizes {block.group_sizes})')
+        print(f'Wrote {len(files)} files to {args.out_dir}, overview: {files[-1]}')
+        written.extend(files)
     return written
 
 
 if __name__ == '__main__':
     try:
         main(sys.argv[1:])
-    except (FileNotFoundError, CheckpointFileError, CheckpointMismatchError,
-            UntrustedCheckpointError) as error:
-        # A missing, damaged or untrusted checkpoint, or weights of another arch: the message
-        # names the file and what to do.
+    except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointFileError,
+            CheckpointMismatchError, UntrustedCheckpointError) as error:
+        # A missing or undecodable image, a config with a syntax error, a missing, damaged or
+        # untrusted checkpoint, or weights of another arch: the message names the file and
+        # what to do.
         print(f'tools/visualize_slots.py: error: {error}', file=sys.stderr)
         sys.exit(2)

@@ -1,3 +1,7 @@
-from .input_files import ConfigFileError, ImageFileError, load_config, read_image
+from .input_files import (IMAGE_EXTENSIONS, ConfigFileError, ImageFileError, image_stems,
+                          list_images, load_config, read_image)
 
-__all__ = ['ConfigFileError', 'ImageFileError', 'load_config', 'read_image']
+__all__ = [
+    'IMAGE_EXTENSIONS', 'ConfigFileError', 'ImageFileError', 'image_stems', 'list_images',
+    'load_config', 'read_image'
+]

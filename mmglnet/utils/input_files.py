@@ -6,12 +6,16 @@ text without its file name), and ``mmcv.imread`` returns None both for a missing
 one it cannot decode.
 """
 import ast
+import os
 import os.path as osp
-from typing import Any, List, Optional
+from collections import Counter
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 IMAGE_FORMATS = 'JPEG, PNG, BMP, TIFF, WebP (what OpenCV decodes)'
+# The file name extensions taken as images in a folder (any case).
+IMAGE_EXTENSIONS = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 
 
 class ConfigFileError(ValueError):
@@ -136,3 +140,59 @@ def read_image(path: str) -> np.ndarray:
             f': it is empty, truncated or not an image. Expected one of {IMAGE_FORMATS}; check '
             'the file (e.g. open it in an image viewer) or give another one.')
     return image
+
+
+def list_images(path: str) -> List[str]:
+    """The image files a tool runs on: ``path`` itself, or the images in the folder ``path``.
+
+    A folder gives its files whose extension is one of :data:`IMAGE_EXTENSIONS` (any case),
+    sorted by name; sub-folders and other files are left out. Whether the files decode is
+    :func:`read_image`'s check.
+
+    Args:
+        path (str): An image file or a folder of images.
+
+    Returns:
+        list[str]: ``[path]`` for a file, the folder's image files otherwise.
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+        ImageFileError: When the folder holds no image file.
+    """
+    if not osp.exists(path):
+        raise FileNotFoundError(
+            f'{path!r} does not exist; give the path of an existing image ({IMAGE_FORMATS}) '
+            'or of a folder of images.')
+    if not osp.isdir(path):
+        return [path]
+    names = sorted(os.listdir(path))
+    images = [
+        osp.join(path, name) for name in names
+        if osp.splitext(name)[1].lower() in IMAGE_EXTENSIONS and osp.isfile(osp.join(path, name))
+    ]
+    if not images:
+        shown = ', '.join(names[:5]) + (f' and {len(names) - 5} more' if len(names) > 5 else '')
+        raise ImageFileError(
+            f'The folder {path!r} holds no image file (names ending in '
+            f'{", ".join(IMAGE_EXTENSIONS)}); it holds {shown or "nothing"}. Give a folder of '
+            'images, or one image file.')
+    return images
+
+
+def image_stems(paths: Sequence[str]) -> List[str]:
+    """Names for each image's output files: its file name without the extension, or with it
+    where two images share that name (``a.jpg`` and ``a.png`` give ``a.jpg``, ``a.png``).
+
+    Args:
+        paths (Sequence[str]): Image files, as :func:`list_images` gives them.
+
+    Returns:
+        list[str]: One name per image, all different when the file names are (as in one
+        folder).
+    """
+    names = [osp.basename(path) for path in paths]
+    stems = [osp.splitext(name)[0] for name in names]
+    counts = Counter(stems)
+    chosen = [stem if counts[stem] == 1 else name for stem, name in zip(stems, names)]
+    # A stem kept may equal a name taken in full ('a.jpg.png' beside 'a.jpg' and 'a.png').
+    return chosen if len(set(chosen)) == len(chosen) else names
