@@ -206,3 +206,25 @@ def test_image_tools_refuse_to_write_over_the_images(tmp_path, capsys):
         with pytest.raises(ImageFileError, match='broken.jpg'):
             tool.main([str(folder), *argv, '--device', 'cpu'])
     assert not (tmp_path / 'out').exists()
+
+
+def test_visualize_slots_reports_a_bad_image_or_config_without_a_traceback(tmp_path):
+    image = str(tmp_path / 'cut.jpg')
+    with open(image, 'wb') as f:
+        f.write(b'\xff\xd8\xff\xe0\x00\x10JFIF')
+    config = tmp_path / 'broken.py'
+    config.write_text("model = dict(type='mmglnet.GLNet'\n")
+    good_image = str(tmp_path / 'image.png')
+    mmcv.imwrite(np.zeros((32, 32, 3), np.uint8), good_image)
+    for argv, message in [([image, 'stl'], 'cannot be decoded'),
+                          ([good_image, str(config)], f'{config}, line 1')]:
+        result = subprocess.run(
+            [sys.executable, 'tools/visualize_slots.py', *argv, '--out-dir',
+             str(tmp_path / 'out')],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'out').exists()
