@@ -110,8 +110,8 @@ COMMANDS: Dict[str, tuple] = {
     '[--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]':
     (SYNOPSIS, {}),
     '.venv/bin/python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show] '
-    '[--show-dir DIR] [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]':
-    (SYNOPSIS, {}),
+    '[--show-dir DIR] [--tta] [--allow-partial-checkpoint] [--cfg-options KEY=VALUE ...] '
+    '[--launcher {none,pytorch,slurm,mpi}]': (SYNOPSIS, {}),
     'bash tools/dist_train.sh CONFIG NUM_PROCESSES [train.py options]': (SYNOPSIS, {}),
     'bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py options]': (SYNOPSIS, {}),
     'NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 bash tools/dist_train.sh CONFIG 8':

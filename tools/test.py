@@ -5,6 +5,7 @@ Examples::
     python tools/test.py CONFIG CHECKPOINT
     python tools/test.py CONFIG CHECKPOINT --out results.pkl      # dump predictions
     python tools/test.py CONFIG CHECKPOINT --show-dir vis         # draw predictions
+    python tools/test.py CONFIG CHECKPOINT --tta                  # test-time augmentation
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 
 ``--out`` takes a ``.pkl`` file for every codebase (predictions as mmengine's ``DumpResults``,
@@ -14,6 +15,9 @@ a folder, where the predicted label maps are written as PNG files (mmseg's behav
 The checkpoint must fit the model: a file that leaves weights of the model unloaded, or holds
 weights it lacks (another config's checkpoint, an unconverted release file), is refused before
 testing, listing a few; ``--allow-partial-checkpoint`` tests with the matching weights anyway.
+
+``--tta`` tests with the config's ``tta_model`` and ``tta_pipeline`` (mmseg's ADE20K base: six
+scales and flips), or with flip TTA where the config has none (``_support/test_time_aug.py``).
 """
 import argparse
 import os
@@ -35,6 +39,7 @@ import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notic
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
 from _support.runtime import finish_distributed, load_run_config, prepare_runtime
+from _support.test_time_aug import TestTimeAugError, apply_test_time_aug
 
 
 def parse_args():
@@ -66,6 +71,11 @@ def parse_args():
         help='test even if the checkpoint leaves weights of the model unloaded, holds weights '
         'the model lacks or with other shapes (by default such a checkpoint is refused: '
         'its metrics would be those of partly untrained weights)')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_model and tta_pipeline, or horizontal "
+        'flips where it has none (not for instance segmentation: mmdet merges boxes only)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -135,6 +145,12 @@ def prepare_config(args) -> Config:
         fail(str(error))
     # Runner.test() loads this checkpoint and never reads the pretrained files.
     cfg.load_from = args.checkpoint
+
+    if args.tta:
+        try:
+            apply_test_time_aug(cfg)
+        except TestTimeAugError as error:
+            fail(str(error))
 
     if args.show or args.show_dir:
         add_visualization(cfg, args)

@@ -263,7 +263,8 @@ def check_checkpoint_fits_model(model: nn.Module, checkpoint: Any, name: str) ->
     report results of a loaded model (``tools/test.py``) call this first.
 
     Args:
-        model (nn.Module): The built model (a wrapper such as DDP is unwrapped).
+        model (nn.Module): The built model (a wrapper such as DDP, and a test-time
+            augmentation model, is unwrapped).
         checkpoint (dict): The loaded checkpoint.
         name (str): The file, for messages.
 
@@ -273,8 +274,10 @@ def check_checkpoint_fits_model(model: nn.Module, checkpoint: Any, name: str) ->
     Raises:
         CheckpointMismatchError: Naming how many weights matched and a few that did not.
     """
-    from mmengine.model import is_model_wrapper
-    if is_model_wrapper(model):
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    # As mmengine loads them: into the model inside a wrapper and a test-time augmentation.
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     own = model.state_dict()
     state = model_state_from_checkpoint(checkpoint)

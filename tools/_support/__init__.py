@@ -7,6 +7,7 @@ The tools in ``tools/`` import it as ``_support`` (Python puts a script's folder
   files, pretrained weights, checkpoints), with what to download and where;
 * :mod:`.runtime`: CPU processes (gloo) and mixed precision for ``tools/train.py`` and
   ``tools/test.py``;
+* :mod:`.test_time_aug`: ``tools/test.py --tta``, the config's test-time augmentation or flips;
 * :mod:`.shapes_data`: the demo's generated shapes data, in the ADE20K and COCO layouts;
 * :mod:`.runs`: configs pointed at other data with a shorter schedule, and running a tool (the
   demo and the tests).

@@ -1,0 +1,115 @@
+"""Test-time augmentation for ``tools/test.py --tta``, as each codebase's own ``tools/test.py``
+does it.
+
+The config's ``tta_model`` wraps its model (``module=``) and its ``tta_pipeline`` replaces the
+test pipeline. mmseg's ADE20K and Cityscapes bases define both (multi-scale and flip: the "MS"
+mIoU that papers report beside the single-scale one). A config without them gets horizontal
+flip TTA, as mmdet's and mmpretrain's tools give it: every test image is also seen mirrored,
+and the wrapper averages the two (class scores; segmentation probabilities, mirrored back) or
+merges them (boxes, mirrored back, then NMS).
+"""
+import copy
+from typing import List, Optional
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+# The codebases' own defaults (their tools/test.py; mmseg's ADE20K base for SegTTAModel).
+DEFAULT_TTA_MODELS = dict(
+    mmdet=dict(
+        type='DetTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)),
+    mmseg=dict(type='SegTTAModel'),
+    mmpretrain=dict(type='mmpretrain.AverageClsScoreTTA'))
+# What the TTA models need in each view's meta information to map it back.
+FLIP_META_KEYS = ('flip', 'flip_direction')
+
+
+class TestTimeAugError(ValueError):
+    """``--tta`` asked for a config it cannot augment; the message says why and what to do."""
+
+
+def _dataset_with_pipeline(dataset: dict) -> dict:
+    """The (possibly wrapped: ``dataset=dict(dataset=...)``) dataset config that holds the
+    pipeline."""
+    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']
+    return dataset
+
+
+def _find_keys(cfg, key: str) -> bool:
+    if isinstance(cfg, dict):
+        return key in cfg or any(_find_keys(value, key) for value in cfg.values())
+    if isinstance(cfg, (list, tuple)):
+        return any(_find_keys(value, key) for value in cfg)
+    return False
+
+
+def flip_tta_pipeline(pipeline: List[dict]) -> List[dict]:
+    """The test pipeline with every image also seen mirrored horizontally.
+
+    The steps up to the annotations (or up to the last step, the packing, when none are
+    loaded) run once; then a ``TestTimeAug`` makes the two views, the image as it is first,
+    and runs the remaining steps on each. Loading the annotations after the flip keeps them
+    unmirrored (mmseg's ``SegTTAModel`` takes the ground truth of the first view). The packing
+    step keeps the flip in each view's meta information.
+
+    Args:
+        pipeline (list[dict]): The test pipeline.
+
+    Returns:
+        list[dict]: The TTA pipeline.
+    """
+    steps = copy.deepcopy(list(pipeline))
+    split = next((i for i, step in enumerate(steps)
+                  if str(step.get('type', '')).split('.')[-1].startswith('LoadAnnotations')),
+                 len(steps) - 1)
+    pack = steps[-1]
+    if 'meta_keys' in pack:
+        pack['meta_keys'] = tuple(pack['meta_keys']) + tuple(
+            key for key in FLIP_META_KEYS if key not in pack['meta_keys'])
+    flips = [
+        dict(type='RandomFlip', prob=0., direction='horizontal'),
+        dict(type='RandomFlip', prob=1., direction='horizontal')
+    ]
+    return steps[:split] + [
+        dict(type='TestTimeAug', transforms=[flips] + [[step] for step in steps[split:]])
+    ]
+
+
+def apply_test_time_aug(cfg: Config, logger_name: Optional[str] = None) -> None:
+    """Make ``cfg`` test with TTA: its model wrapped by ``tta_model``, its test images
+    augmented by ``tta_pipeline`` (flip TTA where the config has neither).
+
+    Args:
+        cfg (Config): The test config, changed in place.
+        logger_name (str, optional): Logger for the notice of the defaults used. Defaults to
+            None (the current logger).
+
+    Raises:
+        TestTimeAugError: The config's codebase has no TTA model, or its model is an instance
+            segmentation detector (mmdet's ``DetTTAModel`` merges boxes only).
+    """
+    scope = cfg.get('default_scope')
+    if scope not in DEFAULT_TTA_MODELS:
+        raise TestTimeAugError(
+            f'--tta: the config has default_scope={scope!r}; test-time augmentation is there '
+            f'for {", ".join(sorted(DEFAULT_TTA_MODELS))} configs. Test without --tta.')
+    if scope == 'mmdet' and _find_keys(cfg.model, 'mask_head'):
+        raise TestTimeAugError(
+            "--tta: the model predicts masks, and mmdet's DetTTAModel merges boxes only (it "
+            'stops at the first image: "TTA of instance segmentation does not support now"). '
+            'Test this config without --tta.')
+    dataset = _dataset_with_pipeline(cfg.test_dataloader.dataset)
+    defaults = []
+    if 'tta_model' not in cfg:
+        cfg.tta_model = ConfigDict(copy.deepcopy(DEFAULT_TTA_MODELS[scope]))
+        defaults.append(f'tta_model {cfg.tta_model.type}')
+    if 'tta_pipeline' not in cfg:
+        cfg.tta_pipeline = flip_tta_pipeline(dataset.pipeline)
+        defaults.append('tta_pipeline the test pipeline with horizontal flips')
+    if defaults:
+        print_log(
+            f'--tta: the config does not set them, so: {"; ".join(defaults)}.',
+            logger=logger_name or 'current')
+    dataset.pipeline = cfg.tta_pipeline
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
