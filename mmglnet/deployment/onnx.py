@@ -26,6 +26,7 @@ from mmengine.model import revert_sync_batchnorm
 
 from mmglnet.models import GLNet
 from mmglnet.models.pooling import make_pooling_exportable
+from mmglnet.utils import atomic_output
 
 
 def _flatten(outputs) -> List[torch.Tensor]:
@@ -135,14 +136,16 @@ def export_onnx(model: nn.Module,
             'ignore',
             message='Converting a tensor to a Python boolean',
             category=torch.jit.TracerWarning)
-        torch.onnx.export(
-            wrapper, (dummy, ),
-            path,
-            input_names=['input'],
-            output_names=output_names,
-            dynamic_axes=dynamic_axes,
-            opset_version=opset_version,
-            dynamo=False)
+        # Through a temporary file: a failed or killed export leaves ``path`` as it was.
+        with atomic_output(path) as temporary:
+            torch.onnx.export(
+                wrapper, (dummy, ),
+                temporary,
+                input_names=['input'],
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=opset_version,
+                dynamo=False)
     return dict(
         wrapper=wrapper, input_name='input', output_names=output_names, shape=(height, width))
 

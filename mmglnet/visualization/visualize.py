@@ -1,4 +1,5 @@
 """Semantic-slot maps of a model's GLNet for given images: extraction, drawing, saving."""
+import os
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -6,7 +7,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-from mmengine.fileio import put
+from mmengine.fileio import LocalBackend, get_file_backend, put
+
+from mmglnet.utils import atomic_output
 
 from .drawing import BlockSlotMaps, block_panel, render_block, stack_rows
 from .inputs import prepare_inputs
@@ -89,11 +92,24 @@ def visualize_image_slots(model: nn.Module,
 
 
 def write_image(path: str, image: np.ndarray) -> None:
-    """Write an RGB uint8 image as PNG (any mmengine file backend; folders are created)."""
+    """Write an RGB uint8 image, encoded by its extension (PNG without one).
+
+    Any mmengine file backend; folders are created. A local file is written atomically
+    (:func:`mmglnet.utils.atomic_output`): a kill while writing leaves it as it was.
+
+    Args:
+        path (str): The destination.
+        image (np.ndarray): ``(H, W, 3)`` RGB ``uint8`` image.
+    """
     ok, encoded = cv2.imencode(osp.splitext(path)[1] or '.png', image[..., ::-1])
     if not ok:
         raise ValueError(f'Could not encode an image of shape {image.shape} for {path!r}.')
-    put(encoded.tobytes(), path)
+    if not isinstance(get_file_backend(path), LocalBackend):
+        put(encoded.tobytes(), path)
+        return
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with atomic_output(path) as temporary, open(temporary, 'wb') as f:
+        f.write(encoded.tobytes())
 
 
 def save_slot_maps(out_dir: str,

@@ -23,6 +23,7 @@ import torch
 from mmglnet import __version__
 from mmglnet.checkpoint import read_checkpoint_tensors
 from mmglnet.converters import classification_config_name, convert_official_checkpoint
+from mmglnet.utils import atomic_output
 
 
 def parse_args(argv=None):
@@ -65,7 +66,8 @@ def main(argv=None):
         mmglnet_version=__version__)
     out_dir = osp.dirname(osp.abspath(args.dst))
     os.makedirs(out_dir, exist_ok=True)
-    torch.save(dict(meta=meta, state_dict=state_dict), args.dst)
+    with atomic_output(args.dst) as temporary:  # a kill while saving leaves args.dst as it was
+        torch.save(dict(meta=meta, state_dict=state_dict), temporary)
 
     variant = report['arch'] if report['arch'] != 'custom' else (
         f"custom (no preset matches: depths {report['depths']}, widths "
