@@ -57,7 +57,8 @@ def test_atomic_output_replaces_the_file_whole_or_not_at_all(tmp_path):
     assert path.read_bytes() == b'new' and hidden_partials(tmp_path) == []
 
 
-@pytest.mark.parametrize('tool', ['glnet2mm', 'pytorch2onnx', 'image_demo', 'visualize_slots'])
+@pytest.mark.parametrize(
+    'tool', ['glnet2mm', 'pytorch2onnx', 'image_demo', 'visualize_slots', 'plot_curves'])
 def test_a_tool_killed_while_writing_leaves_the_previous_file(tmp_path, tool):
     from test_visualization import save_random_model, segmentor_config
     image = str(tmp_path / 'image.png')
@@ -81,6 +82,11 @@ def test_a_tool_killed_while_writing_leaves_the_previous_file(tmp_path, tool):
             'tools/image_demo.py', image, config, checkpoint, '--out-file',
             str(target), '--device', 'cpu'
         ]
+    elif tool == 'plot_curves':
+        from test_plot_curves import write_scalars
+        scalars = write_scalars(tmp_path / 'run' / 'vis_data' / 'scalars.json')
+        target = out / 'curves.png'
+        args = ['tools/analysis_tools/plot_curves.py', str(scalars), '--out', str(target)]
     else:
         target = out / 'image_input.png'  # the first file it writes
         args = ['tools/visualize_slots.py', image, 'stl', '--size', '64', '--out-dir', str(out)]

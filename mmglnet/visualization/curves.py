@@ -11,6 +11,8 @@ import os.path as osp
 from glob import glob
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mmglnet.utils import atomic_output
+
 # Keys of mmengine's records that are bookkeeping, not curves.
 BOOKKEEPING_KEYS = ('step', 'iter', 'epoch', 'time', 'data_time', 'lr', 'memory', 'base_lr')
 
@@ -207,5 +209,7 @@ def plot_curves(logs: Sequence[str],
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(out_file)
+    # The format from the final name: the temporary one ends in '.partial'.
+    with atomic_output(out_file) as temporary:
+        figure.savefig(temporary, format=osp.splitext(out_file)[1][1:].lower() or 'png')
     return drawn
