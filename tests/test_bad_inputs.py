@@ -228,3 +228,31 @@ def test_visualize_slots_reports_a_bad_image_or_config_without_a_traceback(tmp_p
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert 'Traceback' not in result.stderr
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_device_the_machine_lacks_is_refused_before_any_work(monkeypatch, tmp_path, capsys):
+    import torch
+
+    from _support.runtime import check_device
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert check_device('cpu') == 'cpu'
+    with pytest.raises(ValueError, match=r"'gpu' is not a device name torch knows. Give cpu"):
+        check_device('gpu')
+    with pytest.raises(ValueError, match='--device cuda: this machine has no CUDA device.*cpu'):
+        check_device('cuda')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    assert check_device('cuda:1') == 'cuda:1'
+    with pytest.raises(ValueError, match='2 CUDA device.*cuda:0 to cuda:1'):
+        check_device('cuda:2')
+
+    # The image tools, as a usage error before any model is built.
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    image = str(tmp_path / 'image.png')
+    mmcv.imwrite(np.zeros((16, 16, 3), np.uint8), image)
+    for tool, argv in [('image_demo', [image, 'config.py', 'model.pth']),
+                       ('visualize_slots', [image, 'stl'])]:
+        with pytest.raises(SystemExit) as exited:
+            load_tool(tool).main([*argv, '--device', 'cuda:0'])
+        assert exited.value.code == 2
+        assert '--device cuda:0: this machine has no CUDA device' in capsys.readouterr().err

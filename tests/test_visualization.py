@@ -30,6 +30,7 @@ from mmglnet.visualization import (cosine_distances, extract_slot_weights, find_
                                    k_medoids, select_blocks, visualize_image_slots)
 
 from conftest import REPO_ROOT, TINY_ARCH, load_cases, parity_path
+from tool_runs import run_tool
 
 IMAGENET_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
@@ -236,6 +237,46 @@ def test_block_selection_errors_name_the_choices():
         select_blocks(backbone, ['2.1'])  # an attention block
     with pytest.raises(ValueError, match='no mmglnet GLNet'):
         find_glnet(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+def test_slot_requests_are_checked_before_any_image_or_training(tmp_path):
+    from types import SimpleNamespace
+
+    from mmglnet.engine import SlotVisualizationHook
+    from mmglnet.visualization import SlotSelectionError, check_slot_request
+    backbone = GLNet(arch=TINY_ARCH)  # 16 slots per GLMix block
+    assert check_slot_request(backbone, ['2.0'], k=16) == ['2.0']
+    for blocks, k, message in [(None, 17, r'1 <= k <= 16'), (['1.0'], 0, r'1 <= k <= 16'),
+                               (['2.1'], 2, r"from \['0.0', '1.0', '2.0'\]")]:
+        with pytest.raises(SlotSelectionError, match=message):
+            check_slot_request(backbone, blocks, k)
+    with pytest.raises(SlotSelectionError, match='no mmglnet GLNet'):
+        check_slot_request(nn.Conv2d(3, 3, 1))
+    # The training hook refuses before the first iteration, not at the first evaluation.
+    with pytest.raises(SlotSelectionError, match=r'k=17 .*1 <= k <= 16'):
+        SlotVisualizationHook(k=17).before_run(SimpleNamespace(model=backbone))
+
+    # The tools: exit status 2 and the message, before any image is run or file written.
+    image = str(tmp_path / 'image.png')
+    mmcv.imwrite(photo_rgb('coffee', (40, 48))[..., ::-1], image)
+    out_dir = tmp_path / 'maps'
+    config = tmp_path / 'glnet_tiny.py'
+    Config(dict(model=dict(type='mmglnet.GLNet', arch=TINY_ARCH))).dump(str(config))
+    result = run_tool(
+        ['tools/visualize_slots.py', image,
+         str(config), '--k', '17', '--out-dir',
+         str(out_dir)],
+        check=False)
+    assert result.returncode == 2 and '1 <= k <= 16' in result.stderr, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr and not out_dir.exists()
+    seg_config, checkpoint, _ = save_random_model(tmp_path, 'seg', segmentor_config(), ('a', 'b'))
+    with pytest.raises(SlotSelectionError, match='1 <= k <= 16'):
+        load_tool('image_demo').main([
+            image, seg_config, checkpoint, '--with-slots', '--k', '17', '--device', 'cpu',
+            '--out-file',
+            str(out_dir / 'result.png')
+        ])
+    assert not out_dir.exists()
 
 
 # ------------------------------------------------------------------------------------------

@@ -33,9 +33,11 @@ from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 UntrustedCheckpointError, check_checkpoint_fits_model)
 from mmglnet.utils import (ConfigFileError, ImageFileError, image_stems, list_images, load_config,
                            read_image)
-from mmglnet.visualization import make_panel, save_slot_maps, visualize_image_slots, write_image
+from mmglnet.visualization import (SlotSelectionError, check_slot_request, make_panel,
+                                   save_slot_maps, visualize_image_slots, write_image)
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.runtime import check_device
 
 TASKS = ('mmdet', 'mmseg')
 TASK_NAMES = dict(
@@ -105,6 +107,13 @@ def parse_args(argv=None):
         'a checkpoint is refused before the image is run, since the drawing would show partly '
         'untrained weights.')
     args = parser.parse_args(argv)
+    if args.device is not None:
+        try:
+            check_device(args.device)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.with_slots and args.k < 1:
+        parser.error(f'--k {args.k}: give at least one representative slot per block.')
     if osp.isdir(args.image):
         if args.out_file is not None:
             parser.error(f'{args.image} is a folder of images: give --out-dir for their drawings '
@@ -300,6 +309,8 @@ def main(argv=None):
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     inferencer, scope = build_inferencer(args.config, args.checkpoint, device, cfg,
                                          args.allow_partial_checkpoint)
+    if args.with_slots:  # the blocks and k, before any image is run
+        check_slot_request(inferencer.model, args.blocks, args.k)
     for number, (path, out_file, slots_dir) in enumerate(plan, 1):
         image = read_image(path)
         drawn = draw_result(inferencer, scope, path, image, args)
@@ -321,6 +332,6 @@ if __name__ == '__main__':
     try:
         main(sys.argv[1:])
     except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointMismatchError,
-            CheckpointFileError, UntrustedCheckpointError) as error:
+            CheckpointFileError, UntrustedCheckpointError, SlotSelectionError) as error:
         print(f'tools/image_demo.py: error: {error}', file=sys.stderr)
         sys.exit(2)

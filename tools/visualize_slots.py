@@ -30,9 +30,11 @@ from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 UntrustedCheckpointError)
 from mmglnet.models import ARCH_SETTINGS
 from mmglnet.utils import ConfigFileError, ImageFileError, image_stems, list_images, read_image
-from mmglnet.visualization import save_slot_maps, visualize_image_slots
+from mmglnet.visualization import (SlotSelectionError, check_slot_request, save_slot_maps,
+                                   visualize_image_slots)
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.runtime import check_device
 
 
 def parse_args(argv=None):
@@ -101,6 +103,10 @@ def parse_args(argv=None):
             (0 in args.size and args.size != [0]):
         parser.error(f'--size {" ".join(map(str, args.size))}: give one value (shorter side), '
                      'two values (H W), or 0 to keep the image size.')
+    try:
+        check_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     if osp.isdir(args.image) and osp.realpath(args.out_dir) == osp.realpath(args.image):
         parser.error(f'--out-dir {args.out_dir} is the folder of the images: the slot maps would '
                      'be written among them (and taken for images by the next run). Give another '
@@ -123,6 +129,7 @@ def main(argv=None):
         read_image(image)
     set_random_seed(args.seed)
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    check_slot_request(model, args.blocks, args.k)  # before any image is run
     size = None if args.size == [0] else (args.size[0] if len(args.size) == 1 else args.size)
     written = []
     for path, prefix in zip(images, file_prefixes(args, images)):
@@ -150,7 +157,7 @@ if __name__ == '__main__':
     try:
         main(sys.argv[1:])
     except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointFileError,
-            CheckpointMismatchError, UntrustedCheckpointError) as error:
+            CheckpointMismatchError, UntrustedCheckpointError, SlotSelectionError) as error:
         # A missing or undecodable image, a config with a syntax error, a missing, damaged or
         # untrusted checkpoint, or weights of another arch: the message names the file and
         # what to do.

@@ -15,6 +15,11 @@ import torch.nn as nn
 from mmglnet.models import GLMixBlock, GLNet
 
 
+class SlotSelectionError(ValueError):
+    """A slot map asked of a model that cannot give it (no GLNet, no such GLMix block, more
+    representative slots than a block has); the message names the choices."""
+
+
 def find_glnet(model: nn.Module) -> GLNet:
     """The GLNet inside ``model`` (a detector, segmentor, classifier or the backbone itself).
 
@@ -30,7 +35,7 @@ def find_glnet(model: nn.Module) -> GLNet:
     for module in model.modules():
         if isinstance(module, GLNet):
             return module
-    raise ValueError(
+    raise SlotSelectionError(
         f'The model ({type(model).__name__}) contains no mmglnet GLNet module, so it has no '
         "semantic slots to show. Use a config whose backbone is type='mmglnet.GLNet' or a "
         "preset name such as '4g'.")
@@ -68,8 +73,8 @@ def select_blocks(backbone: GLNet, names: Optional[Union[str, Sequence[str]]] = 
     """
     available = glmix_blocks(backbone)
     if not available:
-        raise ValueError('This GLNet has no GLMix block (every stage uses MHSA): there are no '
-                         'semantic slots to show.')
+        raise SlotSelectionError('This GLNet has no GLMix block (every stage uses MHSA): there '
+                                 'are no semantic slots to show.')
     if names is None:
         return default_block_names(backbone)
     if isinstance(names, str):
@@ -79,10 +84,40 @@ def select_blocks(backbone: GLNet, names: Optional[Union[str, Sequence[str]]] = 
         return list(available)
     unknown = [name for name in names if name not in available]
     if unknown:
-        raise ValueError(
+        raise SlotSelectionError(
             f'Block(s) {unknown} are not GLMix blocks of this GLNet (arch '
             f'{backbone.arch_name}). Give stage.block names from {list(available)} or "all".')
     return [name for name in available if name in names]
+
+
+def check_slot_request(model: nn.Module,
+                       blocks: Optional[Union[str, Sequence[str]]] = None,
+                       k: Optional[int] = None) -> list:
+    """Check, before any image is run, that ``model`` can give the slot maps asked of it.
+
+    Args:
+        model (nn.Module): A model with a GLNet (see :func:`find_glnet`).
+        blocks (str | Sequence[str], optional): See :func:`select_blocks`. Defaults to None.
+        k (int, optional): Representative slots per block; each chosen block must have at
+            least ``k`` slots. Defaults to None (not checked).
+
+    Returns:
+        list[str]: The chosen block names (:func:`select_blocks`).
+
+    Raises:
+        SlotSelectionError: Naming what does not fit and the choices.
+    """
+    backbone = find_glnet(model)
+    names = select_blocks(backbone, blocks)
+    if k is not None:
+        available = glmix_blocks(backbone)
+        fewest = min(available[name].num_slots for name in names)
+        if not isinstance(k, int) or not 1 <= k <= fewest:
+            raise SlotSelectionError(
+                f'k={k!r} representative slots asked of blocks {names}, which have '
+                f'{fewest} slots{" at the fewest" if len(names) > 1 else ""}: choose 1 <= k '
+                f'<= {fewest}.')
+    return names
 
 
 class _AllCaptured(Exception):

@@ -1,5 +1,5 @@
 """Preparing a config for mmengine's Runner: the command line's overrides, the codebase,
-CPU processes, mixed precision.
+CPU processes, mixed precision; the device a tool is asked to run on.
 
 Steps ``tools/train.py`` and ``tools/test.py`` share, for mmdet, mmseg and mmpretrain configs
 alike (the codebase's registry is set up by :func:`mmglnet.apis.register_codebase`).
@@ -46,6 +46,42 @@ def load_run_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def check_device(name: str) -> str:
+    """Check that a tool's ``--device`` names a device this machine has, before any work.
+
+    Args:
+        name (str): ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or another device torch knows.
+
+    Returns:
+        str: ``name``.
+
+    Raises:
+        ValueError: Naming the value, the devices there are and what to give instead.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f'--device {name!r} is not a device name torch knows. Give cpu, cuda '
+                         'or cuda:N.') from None
+    if device.type == 'cpu':
+        return name
+    if device.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f'--device {name}: this machine has no CUDA device that torch can use (torch '
+                f'{torch.__version__}, built for CUDA {torch.version.cuda}). Give --device cpu.')
+        if device.index is not None and device.index >= count:
+            raise ValueError(f'--device {name}: this machine has {count} CUDA device(s), '
+                             f'cuda:0 to cuda:{count - 1}. Give one of them.')
+        return name
+    backend = getattr(torch, device.type, None)
+    if not getattr(backend, 'is_available', lambda: False)():
+        raise ValueError(f'--device {name}: no {device.type} device is available here. Give '
+                         '--device cpu (or cuda on a machine with an NVIDIA GPU).')
+    return name
 
 
 def prepare_runtime(cfg: Config, launcher: str) -> None:

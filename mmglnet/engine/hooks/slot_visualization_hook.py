@@ -8,8 +8,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmglnet.registry import HOOKS
-from mmglnet.visualization import (block_panel, find_glnet, prepare_inputs, preprocess_tensor,
-                                   select_blocks, stack_rows, visualize_slots)
+from mmglnet.visualization import (block_panel, check_slot_request, prepare_inputs,
+                                   preprocess_tensor, stack_rows, visualize_slots)
 
 
 @HOOKS.register_module()
@@ -78,8 +78,9 @@ class SlotVisualizationHook(Hook):
         self._images: Optional[List[Tuple[object, np.ndarray, bool]]] = None
 
     def before_run(self, runner) -> None:
-        """Check the model has a GLNet and the blocks exist, before any training."""
-        select_blocks(find_glnet(self._unwrap(runner.model)), self.blocks)
+        """Check the model has a GLNet, the blocks exist and have ``k`` slots, before any
+        training."""
+        check_slot_request(self._unwrap(runner.model), self.blocks, self.k)
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         """Draw the slot maps of the fixed images and hand them to the visualizer."""
