@@ -4,6 +4,7 @@ About 30 s on 2 cores: two processes train UperNet (its SyncBN heads turned into
 iterations on 8 images, 2 images per process per iteration; two processes then test it.
 """
 import json
+import re
 import socket
 
 from mmglnet.engine import parameter_digest
@@ -59,6 +60,20 @@ def test_dist_train_two_processes(tmp_path):
                       env=dict(env, PORT=str(_free_port())),
                       timeout=600)
     assert 'Iter(test) [2/2]' in result.stdout and 'mIoU' in result.stdout
+
+    # With test-time augmentation (the TTA model inside DDP, the checkpoint checked inside
+    # both): the metrics of one process.
+    metrics = {}
+    for processes in (2, 1):
+        command = ['tools/test.py'] if processes == 1 else ['bash', 'tools/dist_test.sh']
+        command += [config, str(work_dir / 'iter_2.pth')] + (['2'] if processes == 2 else [])
+        result = run_tool(
+            command +
+            ['--tta', '--work-dir', str(tmp_path / f'tta{processes}')],
+            env=dict(env, PORT=str(_free_port())),
+            timeout=600)
+        metrics[processes] = re.search(r'aAcc: \S+ +mIoU: \S+ +mAcc: \S+', result.stdout).group()
+    assert metrics[2] == metrics[1], metrics
 
 
 def test_dist_train_with_the_backbone_compiled(tmp_path):
