@@ -3,13 +3,14 @@ does it.
 
 The config's ``tta_model`` wraps its model (``module=``) and its ``tta_pipeline`` replaces the
 test pipeline. mmseg's ADE20K and Cityscapes bases define both (multi-scale and flip: the "MS"
-mIoU that papers report beside the single-scale one). A config without them gets horizontal
-flip TTA, as mmdet's and mmpretrain's tools give it: every test image is also seen mirrored,
+mIoU that papers report beside the single-scale one), and so does mmdet's RetinaNet base. A
+config without them gets horizontal flip TTA, like the one mmdet's and mmpretrain's tools give:
+every test image is also seen mirrored,
 and the wrapper averages the two (class scores; segmentation probabilities, mirrored back) or
 merges them (boxes, mirrored back, then NMS).
 """
 import copy
-from typing import List, Optional
+from typing import List
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
@@ -36,11 +37,12 @@ def _dataset_with_pipeline(dataset: dict) -> dict:
     return dataset
 
 
-def _find_keys(cfg, key: str) -> bool:
+def _has_key(cfg, key: str) -> bool:
+    """Whether ``key`` is a key of ``cfg`` or of a dict anywhere inside it."""
     if isinstance(cfg, dict):
-        return key in cfg or any(_find_keys(value, key) for value in cfg.values())
+        return key in cfg or any(_has_key(value, key) for value in cfg.values())
     if isinstance(cfg, (list, tuple)):
-        return any(_find_keys(value, key) for value in cfg)
+        return any(_has_key(value, key) for value in cfg)
     return False
 
 
@@ -76,14 +78,13 @@ def flip_tta_pipeline(pipeline: List[dict]) -> List[dict]:
     ]
 
 
-def apply_test_time_aug(cfg: Config, logger_name: Optional[str] = None) -> None:
+def apply_test_time_aug(cfg: Config) -> None:
     """Make ``cfg`` test with TTA: its model wrapped by ``tta_model``, its test images
-    augmented by ``tta_pipeline`` (flip TTA where the config has neither).
+    augmented by ``tta_pipeline`` (where the config lacks one: the codebase's TTA model of
+    :data:`DEFAULT_TTA_MODELS`, :func:`flip_tta_pipeline`).
 
     Args:
         cfg (Config): The test config, changed in place.
-        logger_name (str, optional): Logger for the notice of the defaults used. Defaults to
-            None (the current logger).
 
     Raises:
         TestTimeAugError: The config's codebase has no TTA model, or its model is an instance
@@ -94,7 +95,7 @@ def apply_test_time_aug(cfg: Config, logger_name: Optional[str] = None) -> None:
         raise TestTimeAugError(
             f'--tta: the config has default_scope={scope!r}; test-time augmentation is there '
             f'for {", ".join(sorted(DEFAULT_TTA_MODELS))} configs. Test without --tta.')
-    if scope == 'mmdet' and _find_keys(cfg.model, 'mask_head'):
+    if scope == 'mmdet' and _has_key(cfg.model, 'mask_head'):
         raise TestTimeAugError(
             "--tta: the model predicts masks, and mmdet's DetTTAModel merges boxes only (it "
             'stops at the first image: "TTA of instance segmentation does not support now"). '
@@ -103,13 +104,13 @@ def apply_test_time_aug(cfg: Config, logger_name: Optional[str] = None) -> None:
     defaults = []
     if 'tta_model' not in cfg:
         cfg.tta_model = ConfigDict(copy.deepcopy(DEFAULT_TTA_MODELS[scope]))
-        defaults.append(f'tta_model {cfg.tta_model.type}')
+        defaults.append(f'tta_model={cfg.tta_model.type}')
     if 'tta_pipeline' not in cfg:
         cfg.tta_pipeline = flip_tta_pipeline(dataset.pipeline)
-        defaults.append('tta_pipeline the test pipeline with horizontal flips')
+        defaults.append('tta_pipeline=the test pipeline with horizontal flips')
     if defaults:
         print_log(
-            f'--tta: the config does not set them, so: {"; ".join(defaults)}.',
-            logger=logger_name or 'current')
+            f'--tta: not set in the config, so the defaults: {"; ".join(defaults)}.',
+            logger='current')
     dataset.pipeline = cfg.tta_pipeline
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
