@@ -493,6 +493,29 @@ def record_checkpoint_reads(monkeypatch) -> list:
     return reads
 
 
+def test_image_demo_takes_the_configs_classes_where_the_checkpoint_has_none(tmp_path):
+    """The inferencers would fall back to Cityscapes' (mmseg) or COCO's (mmdet) classes."""
+    from mmdet.datasets import CocoDataset
+    from mmseg.datasets import ADE20KDataset
+    tool = load_tool('image_demo')
+    detector = detector_config()
+    detector['test_dataloader']['dataset']['metainfo'] = dict(classes=('a', 'b', 'c'))
+    for name, cfg_dict, expected in [
+        ('seg', segmentor_config(), ADE20KDataset.METAINFO),
+        ('det', detector, dict(classes=('a', 'b', 'c'), palette=CocoDataset.METAINFO['palette']))
+    ]:
+        config, recorded, model = save_random_model(tmp_path, name, cfg_dict, ('x', 'y'))
+        bare = str(tmp_path / f'{name}_bare.pth')
+        torch.save({'state_dict': model.state_dict()}, bare)
+        inferencer, _ = tool.build_inferencer(config, bare, 'cpu')
+        assert inferencer.model.dataset_meta['classes'] == tuple(expected['classes'])
+        assert [tuple(c) for c in inferencer.model.dataset_meta['palette']
+                ] == [tuple(c) for c in expected['palette']]
+        # A checkpoint that records its classes keeps them.
+        inferencer, _ = tool.build_inferencer(config, recorded, 'cpu')
+        assert tuple(inferencer.model.dataset_meta['classes']) == ('x', 'y')
+
+
 def test_image_demo_on_a_folder_builds_the_model_once(tmp_path, monkeypatch):
     config, checkpoint, _ = save_random_model(tmp_path, 'seg', segmentor_config(),
                                               ('a', 'b', 'c', 'd'))

@@ -16,9 +16,11 @@ images. With ``--with-slots`` each result is saved beside the GLMix slot assignm
 same model.
 """
 import argparse
+import copy
 import os.path as osp
 import re
 import sys
+from typing import Optional
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -26,6 +28,7 @@ import mmcv
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 import mmglnet  # noqa: F401  (registers GLNet; safe checkpoint loading)
 from mmglnet.apis import build_model
@@ -199,13 +202,47 @@ def check_checkpoint_matches(checkpoint: dict,
             f"release) goes in the config's backbone init_cfg instead. {PARTIAL_HINT}")
 
 
+def config_dataset_meta(cfg: Config) -> Optional[dict]:
+    """The classes and palette of the config's test dataset, as the dataset would have them
+    (its class's ``METAINFO`` updated by the config's ``metainfo``), or None when the config
+    names no dataset the codebase knows.
+
+    Args:
+        cfg (Config): An mmdet or mmseg config.
+
+    Returns:
+        dict | None: ``classes`` and ``palette`` (None when the config's classes outnumber
+        the dataset's colours: the visualizer then picks them).
+    """
+    from mmengine.registry import DATASETS
+    dataset = cfg.get('test_dataloader', {}).get('dataset')
+    while isinstance(dataset, dict) and isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']  # wrappers (RepeatDataset, ...) around the dataset
+    if not isinstance(dataset, dict) or not isinstance(dataset.get('type'), str):
+        return None
+    # The codebase's registry, as the Runner would build the dataset.
+    with DATASETS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+        dataset_class = registry.get(dataset['type'])
+    meta = copy.deepcopy(dict(getattr(dataset_class, 'METAINFO', {}) or {}))
+    meta.update(dataset.get('metainfo') or {})
+    classes, palette = meta.get('classes'), meta.get('palette')
+    if not classes:
+        return None
+    if palette is not None and len(palette) < len(classes):
+        palette = None
+    return dict(classes=tuple(classes), palette=palette)
+
+
 class BuiltByMMGLNet:
     """Mixin for a codebase's inferencer: its model is built by mmglnet.apis.
 
     The checkpoint is read once: checked against the config (:func:`check_checkpoint_matches`
     before the model is built, :func:`mmglnet.checkpoint.check_checkpoint_fits_model` after),
-    then loaded with the dataset metadata (classes, palette) as the inferencer always does.
-    The subclasses made by :func:`build_inferencer` set the two class attributes.
+    then loaded with the dataset metadata (classes, palette) as the inferencer always does. A
+    checkpoint that records no classes takes the config's test dataset's
+    (:func:`config_dataset_meta`), where the inferencers would draw COCO's or Cityscapes'
+    class names. The subclasses made by :func:`build_inferencer` set the two class
+    attributes.
 
     Attributes:
         config_path (str): The config file, for messages.
@@ -234,6 +271,16 @@ class BuiltByMMGLNet:
                 check_checkpoint_fits_model(model, checkpoint, weights)
             except CheckpointMismatchError as error:
                 raise CheckpointMismatchError(f'{error} {PARTIAL_HINT}') from None
+        meta = checkpoint.setdefault('meta', {}) if isinstance(checkpoint, dict) else {}
+        if isinstance(meta, dict) and not ({'dataset_meta', 'CLASSES'} & set(meta)):
+            dataset_meta = config_dataset_meta(cfg)
+            if dataset_meta is not None:
+                meta['dataset_meta'] = dataset_meta
+                count = len(dataset_meta['classes'])
+                print_log(
+                    f'{weights} records no classes: drawing with the {count} classes of '
+                    f"{self.config_path}'s test dataset.",
+                    logger='current')
         self._load_weights_to_model(model, checkpoint, cfg)
         return model.to(device).eval()
 
@@ -265,7 +312,9 @@ def build_inferencer(config: str,
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
         inferencer = type('MMSegInferencer', (BuiltByMMGLNet, MMSegInferencer), attributes)
-        return inferencer(model=cfg, weights=checkpoint, device=device), scope
+        inferencer = inferencer(model=cfg, weights=checkpoint, device=device)
+        inferencer.show_progress = False  # its constructor does not take it; a line per image
+        return inferencer, scope
     raise ValueError(
         f'{config} has default_scope={scope!r}; image_demo.py draws detection ({TASKS[0]}) or '
         f'segmentation ({TASKS[1]}) results, so the config must set one of {TASKS}. For a '
