@@ -143,7 +143,7 @@ def main(argv=None):
             k=args.k,
             alpha=args.alpha)
         files = save_slot_maps(args.out_dir, mmcv.bgr2rgb(image), maps, prefix, args.panel_height)
-        if len(images) > 1:
+        if osp.isdir(args.image):
             print(f'{path}:')
         for block in maps:
             print(f'block {block.name}: representative slots {block.slots} '
@@ -159,7 +159,7 @@ if __name__ == '__main__':
     except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointFileError,
             CheckpointMismatchError, UntrustedCheckpointError, SlotSelectionError) as error:
         # A missing or undecodable image, a config with a syntax error, a missing, damaged or
-        # untrusted checkpoint, or weights of another arch: the message names the file and
-        # what to do.
+        # untrusted checkpoint, weights of another arch, blocks or k the model cannot give:
+        # the message names the file or value and what to do.
         print(f'tools/visualize_slots.py: error: {error}', file=sys.stderr)
         sys.exit(2)
