@@ -256,3 +256,27 @@ def test_a_device_the_machine_lacks_is_refused_before_any_work(monkeypatch, tmp_
             load_tool(tool).main([*argv, '--device', 'cuda:0'])
         assert exited.value.code == 2
         assert '--device cuda:0: this machine has no CUDA device' in capsys.readouterr().err
+
+
+def test_a_glnet_setting_the_model_cannot_take_is_one_line_from_the_tools(tmp_path):
+    from tool_runs import UPERNET, make_tiny_data, write_config
+    roots = make_tiny_data(str(tmp_path / 'data'))
+    config = write_config(UPERNET, roots['ade'], str(tmp_path / 'seg.py'))
+    checkpoint = str(tmp_path / 'any.pth')
+    torch.save({'state_dict': {}}, checkpoint)
+    for tool, extra, setting, message in [
+        ('tools/train.py', [], 'model.backbone.arch=5g', "Unknown GLNet arch '5g'; choose one of"),
+        ('tools/test.py', [checkpoint], 'model.backbone.drop_path_rate=1.5',
+         'drop_path_rate=1.5 must be in [0, 1)'),
+    ]:
+        result = subprocess.run([
+            sys.executable, tool, config, *extra, '--work-dir',
+            str(tmp_path / 'work'), '--cfg-options', setting
+        ],
+                                cwd=REPO_ROOT,
+                                capture_output=True,
+                                text=True,
+                                timeout=300)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert f'{tool}: error: {config}: {message}' in result.stderr
+        assert 'Traceback' not in result.stderr

@@ -33,12 +33,13 @@ from mmengine.hooks import Hook
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
 from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 check_checkpoint_fits_model)
+from mmglnet.models import GLNetConfigError
 from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
-from _support.runtime import finish_distributed, load_run_config, prepare_runtime
+from _support.runtime import build_runner, finish_distributed, load_run_config, prepare_runtime
 from _support.test_time_aug import TestTimeAugError, apply_test_time_aug
 
 
@@ -186,9 +187,10 @@ def main():
     except (ImportError, RuntimeError) as error:
         fail(str(error))
 
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    try:
+        runner = build_runner(cfg)
+    except GLNetConfigError as error:  # before any work: the model is built first
+        fail(f'{args.config}: {error}')
     if not args.allow_partial_checkpoint:
         runner.register_hook(CheckpointFitHook(args.checkpoint))  # at its own priority
     try:

@@ -21,12 +21,14 @@ from mmengine.config import Config, DictAction
 
 import mmglnet  # noqa: F401  (registers GLNet, safe checkpoint loading)
 from mmglnet.engine import check_resume_file, checkpoint_layout, find_resume_checkpoint
+from mmglnet.models import GLNetConfigError
 from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths, check_pretrained_files)
-from _support.runtime import enable_amp, finish_distributed, load_run_config, prepare_runtime
+from _support.runtime import (build_runner, enable_amp, finish_distributed, load_run_config,
+                              prepare_runtime)
 
 
 def parse_args():
@@ -124,9 +126,10 @@ def main():
     except (ImportError, RuntimeError) as error:
         fail(str(error))
 
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    try:
+        runner = build_runner(cfg)
+    except GLNetConfigError as error:  # before any work: the model is built first
+        fail(f'{args.config}: {error}')
     runner.train()
     finish_distributed()
 

@@ -33,6 +33,7 @@ from typing import Callable, Dict, Optional, Union
 import torch
 import torch.nn as nn
 
+from .config_errors import GLNetConfigError
 from .layers import compiling_disallowed
 
 # Keywords of torch.compile that make sense here (``model`` is the block or the backbone).
@@ -83,11 +84,12 @@ def resolve_compile_cfg(value: Union[bool, dict, None],
         cfg = dict(value)
         unknown = sorted(set(cfg) - set(COMPILE_KEYS))
         if unknown:
-            raise ValueError(f'{option}={value!r} has unknown key(s) {unknown}: the dict holds '
-                             f'torch.compile keywords, one of {COMPILE_KEYS}.')
+            raise GLNetConfigError(
+                f'{option}={value!r} has unknown key(s) {unknown}: the dict holds '
+                f'torch.compile keywords, one of {COMPILE_KEYS}.')
     else:
-        raise TypeError(f'{option}={value!r} must be a bool or a dict of torch.compile '
-                        f'keywords ({", ".join(COMPILE_KEYS)}).')
+        raise GLNetConfigError(f'{option}={value!r} must be a bool or a dict of torch.compile '
+                               f'keywords ({", ".join(COMPILE_KEYS)}).')
     if torch.__version__ < MIN_COMPILE_TORCH:
         raise RuntimeError(
             f'{option}={value!r} needs torch >= {MIN_COMPILE_TORCH}; this torch is '

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiheadSelfAttention
+from .config_errors import GLNetConfigError
 from .layers import (ConvFFN, DepthwiseConv2d, LayerNorm2d, PointwiseConv2d, ResidualDWConv,
                      eager_autocast_dtype, make_drop_path, make_layer_scale)
 from .pooling import slot_pool2d
@@ -44,7 +45,7 @@ def slot_grid_size(num_slots: Union[int, Sequence[int]]) -> Tuple[int, int]:
     if isinstance(num_slots, int):
         side = math.isqrt(num_slots) if num_slots > 0 else 0
         if num_slots <= 0 or side * side != num_slots:
-            raise ValueError(
+            raise GLNetConfigError(
                 f'num_slots={num_slots} cannot come from adaptive average pooling: with '
                 "slot_init='ada_avgpool' it must be a square number (16, 49, 64, 100, ...) or "
                 "a (rows, cols) grid such as (8, 12); slot_init='param' accepts any positive "
@@ -52,7 +53,7 @@ def slot_grid_size(num_slots: Union[int, Sequence[int]]) -> Tuple[int, int]:
         return side, side
     grid = tuple(num_slots)
     if len(grid) != 2 or not all(isinstance(v, int) and v > 0 for v in grid):
-        raise ValueError(
+        raise GLNetConfigError(
             f'num_slots={num_slots!r} is not a valid slot grid: give a square int such as 64 '
             'or two positive ints (rows, cols).')
     return grid
@@ -142,7 +143,7 @@ class GLMixBlock(nn.Module):
                  layerscale: float = -1.) -> None:
         super().__init__()
         if slot_init not in SLOT_INITS:
-            raise ValueError(f'slot_init={slot_init!r} is not one of {SLOT_INITS}.')
+            raise GLNetConfigError(f'slot_init={slot_init!r} is not one of {SLOT_INITS}.')
         self.embed_dim = embed_dim
         self.slot_init = slot_init
         self.num_slots = slot_count(num_slots)
@@ -152,7 +153,7 @@ class GLMixBlock(nn.Module):
         self.pos_conv = ResidualDWConv(embed_dim, cpe_ks) if cpe_ks > 0 else None
         if slot_init == 'param':
             if self.num_slots <= 0:
-                raise ValueError(f'num_slots={num_slots} must be positive.')
+                raise GLNetConfigError(f'num_slots={num_slots} must be positive.')
             self.init_slots = nn.Parameter(torch.empty(1, self.num_slots, embed_dim))
             nn.init.normal_(self.init_slots, std=.02)
             self.pool_size = None

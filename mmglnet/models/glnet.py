@@ -21,6 +21,7 @@ from .attention import ChannelFirstMHSABlock, TokenMHSABlock
 from .compilation import (begin_cuda_graph_step, check_cpp_wrapper_toolkit,
                           check_cpp_wrapper_training, check_no_accumulated_gradients,
                           compiled_run_backbone, compiled_run_block, resolve_compile_cfg)
+from .config_errors import GLNetConfigError
 from .glmix import GLMixBlock, slot_count
 from .layers import LayerNorm2d, build_channel_norm, compiling_disallowed
 from .weight_casts import BatchedWeightCasts
@@ -100,47 +101,48 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     """
     if isinstance(arch, str):
         if arch not in ARCH_SETTINGS:
-            raise ValueError(
+            raise GLNetConfigError(
                 f'Unknown GLNet arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} or give a '
                 f'dict of official keywords ({sorted(OFFICIAL_DEFAULTS)}).')
         settings = dict(OFFICIAL_DEFAULTS, **ARCH_SETTINGS[arch])
     elif isinstance(arch, dict):
         unknown = sorted(set(arch) - set(OFFICIAL_DEFAULTS))
         if unknown:
-            raise ValueError(
+            raise GLNetConfigError(
                 f'Unknown key(s) {unknown} in the GLNet arch dict; valid keys are '
                 f'{sorted(OFFICIAL_DEFAULTS)}. Training options such as drop_path_rate are '
                 'arguments of GLNet itself, not of arch.')
         settings = dict(OFFICIAL_DEFAULTS, **copy.deepcopy(arch))
     else:
-        raise TypeError(f'arch must be a preset name or a dict, got {type(arch).__name__}.')
+        raise GLNetConfigError(f'arch must be a preset name or a dict, got {type(arch).__name__}.')
 
     for key in ('depth', 'embed_dim', 'mlp_ratios', 'mixing_modes'):
         value = settings[key]
         if not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES:
-            raise ValueError(f'arch {key}={value!r} must list {NUM_STAGES} values, one per stage.')
+            raise GLNetConfigError(
+                f'arch {key}={value!r} must list {NUM_STAGES} values, one per stage.')
         settings[key] = tuple(value)
     if isinstance(settings['local_dw_ks'], int):
         settings['local_dw_ks'] = (settings['local_dw_ks'], ) * NUM_STAGES
     settings['local_dw_ks'] = tuple(settings['local_dw_ks'])
     if len(settings['local_dw_ks']) != NUM_STAGES:
-        raise ValueError(f"arch local_dw_ks={settings['local_dw_ks']!r} must be an int or "
-                         f'{NUM_STAGES} ints.')
+        raise GLNetConfigError(f"arch local_dw_ks={settings['local_dw_ks']!r} must be an int or "
+                               f'{NUM_STAGES} ints.')
     for mode in settings['mixing_modes']:
         if mode not in MIXING_MODES:
-            raise ValueError(f'Unknown mixing mode {mode!r} in arch mixing_modes='
-                             f"{settings['mixing_modes']}; choose from {MIXING_MODES}.")
+            raise GLNetConfigError(f'Unknown mixing mode {mode!r} in arch mixing_modes='
+                                   f"{settings['mixing_modes']}; choose from {MIXING_MODES}.")
     choices = dict(
         downsample_style=DOWNSAMPLE_STYLES,
         transition_layout=TRANSITION_LAYOUTS,
         norm_layer=STEM_NORMS)
     for key, allowed in choices.items():
         if settings[key] not in allowed:
-            raise ValueError(f'arch {key}={settings[key]!r} is not one of {allowed}.')
+            raise GLNetConfigError(f'arch {key}={settings[key]!r} is not one of {allowed}.')
     for dim in settings['embed_dim']:
         if dim % settings['head_dim'] != 0:
-            raise ValueError(f"arch embed_dim={settings['embed_dim']} must be multiples of "
-                             f"head_dim={settings['head_dim']}.")
+            raise GLNetConfigError(f"arch embed_dim={settings['embed_dim']} must be multiples of "
+                                   f"head_dim={settings['head_dim']}.")
     if isinstance(settings['num_slots'], list):
         settings['num_slots'] = tuple(settings['num_slots'])
     return settings
@@ -296,10 +298,11 @@ def pretrained_to_init_cfg(pretrained: Optional[str], init_cfg: Optional[dict]) 
     if pretrained is None:
         return init_cfg
     if not isinstance(pretrained, str):
-        raise TypeError(f'GLNet pretrained={pretrained!r} must be a checkpoint path or None; '
-                        "prefer init_cfg=dict(type='Pretrained', checkpoint=PATH).")
+        raise GLNetConfigError(
+            f'GLNet pretrained={pretrained!r} must be a checkpoint path or None; '
+            "prefer init_cfg=dict(type='Pretrained', checkpoint=PATH).")
     if pretrained.startswith(ZOO_PREFIXES):
-        raise ValueError(
+        raise GLNetConfigError(
             f'GLNet got pretrained={pretrained!r}: that names a checkpoint of another backbone '
             '(an OpenMMLab model-zoo ResNet), most likely model.pretrained inherited from a '
             "base config written for a ResNet, such as mmseg's _base_/models/*_r50.py (mmseg's "
@@ -307,7 +310,7 @@ def pretrained_to_init_cfg(pretrained: Optional[str], init_cfg: Optional[dict]) 
             "in your config and load GLNet weights with backbone init_cfg=dict(type='Pretrained',"
             " checkpoint='checkpoints/glnet_4g.pth') (the official release file of your arch).")
     if init_cfg is not None:
-        raise ValueError(
+        raise GLNetConfigError(
             f'GLNet got both pretrained={pretrained!r} (model.pretrained in mmseg configs) and '
             f'init_cfg={init_cfg!r}: keep one, preferably init_cfg (set model.pretrained=None).')
     warnings.warn(f'GLNet pretrained={pretrained!r} is deprecated (as in mmseg\'s backbones): use '
@@ -416,28 +419,28 @@ class GLNet(BaseModule):
         if isinstance(out_indices, int):
             out_indices = (out_indices, )
         if not isinstance(out_indices, (list, tuple)) or len(out_indices) == 0:
-            raise TypeError(f'out_indices must be a non-empty sequence of ints, got '
-                            f'{out_indices!r}.')
+            raise GLNetConfigError(f'out_indices must be a non-empty sequence of ints, got '
+                                   f'{out_indices!r}.')
         normalized = []
         for index in out_indices:
             if not isinstance(index, int) or not -NUM_STAGES <= index < NUM_STAGES:
-                raise ValueError(
+                raise GLNetConfigError(
                     f'out_indices={tuple(out_indices)} has {index!r}: valid stage indices are '
                     f'0..{NUM_STAGES - 1} (strides 4, 8, 16, 32) or -{NUM_STAGES}..-1 counted '
                     'from the end.')
             normalized.append(index % NUM_STAGES)
         if len(set(normalized)) != len(normalized):
-            raise ValueError(f'out_indices={tuple(out_indices)} names a stage twice.')
+            raise GLNetConfigError(f'out_indices={tuple(out_indices)} names a stage twice.')
         self.out_indices = tuple(normalized)
 
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
-            raise ValueError(
+            raise GLNetConfigError(
                 f'frozen_stages={frozen_stages!r} is out of range: -1 freezes nothing, 0 the '
                 f'stem, k in 1..{NUM_STAGES} the stem and stages 0..k-1.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'drop_path_rate={drop_path_rate} must be in [0, 1).')
+            raise GLNetConfigError(f'drop_path_rate={drop_path_rate} must be in [0, 1).')
 
         if weights_key is None:
             weights_key = OFFICIAL_WEIGHTS_KEYS.get(self.arch_name, 'model')
@@ -446,16 +449,17 @@ class GLNet(BaseModule):
         self.compile_cfg = resolve_compile_cfg(compile_blocks)
         self.backbone_compile_cfg = resolve_compile_cfg(compile_backbone, 'compile_backbone')
         if self.compile_cfg is not None and self.backbone_compile_cfg is not None:
-            raise ValueError(
+            raise GLNetConfigError(
                 f'GLNet got compile_blocks={compile_blocks!r} and compile_backbone='
                 f'{compile_backbone!r}: choose one. compile_backbone compiles the backbone as '
                 'one graph (fused across blocks, fewer launches; compiles longer); '
                 'compile_blocks compiles each block.')
         if not isinstance(compile_eval, bool):
-            raise TypeError(f'compile_eval={compile_eval!r} must be True or False.')
+            raise GLNetConfigError(f'compile_eval={compile_eval!r} must be True or False.')
         self.compile_eval = compile_eval
         if not isinstance(batch_weight_casts, bool):
-            raise TypeError(f'batch_weight_casts={batch_weight_casts!r} must be True or False.')
+            raise GLNetConfigError(
+                f'batch_weight_casts={batch_weight_casts!r} must be True or False.')
         self.weight_casts = BatchedWeightCasts(self) if batch_weight_casts else None
         self.downsample_layers = build_downsample_layers(settings, in_channels)
         depths = settings['depth']

@@ -48,6 +48,24 @@ def load_run_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def build_runner(cfg: Config):
+    """mmengine's Runner for ``cfg`` (or the config's ``runner_type``); it builds the model.
+
+    Args:
+        cfg (Config): The prepared config.
+
+    Returns:
+        Runner: The runner.
+
+    Raises:
+        GLNetConfigError: A GLNet setting of the config cannot be built (the tools report it
+            in one line).
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
 def check_device(name: str) -> str:
     """Check that a tool's ``--device`` names a device this machine has, before any work.
 
