@@ -19,6 +19,8 @@ Everything else is imported when asked for:
 * :mod:`mmglnet.engine`: what the Runner uses from configs (``mmglnet.AtomicCheckpointHook``,
   ``mmglnet.ReplicaCheckHook``, ``mmglnet.SlotVisualizationHook``; mmengine imports the module
   when a config names them) and finding the checkpoint to resume from;
+* :mod:`mmglnet.evaluation`: what test evaluators use from configs
+  (``mmglnet.AtomicDumpResults``, predictions dumped atomically);
 * :mod:`mmglnet.models.classification`: mmpretrain heads (``mmglnet.TokenLabelingClsHead``);
 * :mod:`mmglnet.visualization`, :mod:`mmglnet.analysis`, :mod:`mmglnet.deployment`: slot
   maps, FLOP counting, ONNX export;

@@ -280,3 +280,34 @@ def test_a_glnet_setting_the_model_cannot_take_is_one_line_from_the_tools(tmp_pa
         assert result.returncode == 2, result.stderr[-3000:]
         assert f'{tool}: error: {config}: {message}' in result.stderr
         assert 'Traceback' not in result.stderr
+
+
+def test_test_py_refuses_an_out_it_could_not_write(tmp_path, capsys, monkeypatch):
+    """``tools/test.py --out``: a place the predictions cannot go is refused before testing."""
+    tool = load_tool('test')
+    folder = tmp_path / 'results.pkl'  # a folder, whatever its name says
+    folder.mkdir()
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('not a folder')
+    cases = [
+        (str(folder), 'mmdet', 'is a folder: name the file'),
+        (str(a_file), 'mmseg', 'is a file: mmseg writes its label maps into a folder'),
+        (str(a_file / 'results.pkl'), 'mmdet', 'is a file, not a folder'),
+        (str(tmp_path / 'maps'), 'mmpretrain', 'must end with .pkl'),
+    ]
+    for out, scope, needle in cases:
+        with pytest.raises(SystemExit) as stop:
+            tool.check_out_path(out, scope)
+        assert stop.value.code == 2
+        message = capsys.readouterr().err
+        assert needle in message and repr(out) in message, message
+
+    writable = {str(tmp_path): False}  # as a user who may not write there (tests run as root)
+    monkeypatch.setattr(tool.os, 'access', lambda path, mode: writable.get(path, True))
+    with pytest.raises(SystemExit):
+        tool.check_out_path(str(tmp_path / 'new' / 'deeper' / 'results.pkl'), 'mmdet')
+    assert f'no permission to write in {str(tmp_path)!r}' in capsys.readouterr().err
+    writable[str(tmp_path)] = True
+    tool.check_out_path(str(tmp_path / 'new' / 'deeper' / 'results.pkl'), 'mmdet')
+    tool.check_out_path(str(tmp_path), 'mmseg')  # an existing folder for label maps
+    assert not (tmp_path / 'new').exists()  # checking makes nothing

@@ -1,4 +1,5 @@
 """tools/test.py --tta: the config's test-time augmentation, or flips where it has none."""
+import copy
 import os.path as osp
 import pickle
 
@@ -70,6 +71,35 @@ def test_tta_refuses_masks_and_configs_of_no_codebase():
         apply_test_time_aug(cfg)
     cfg.default_scope = None
     with pytest.raises(TestTimeAugError, match=r"default_scope=None.*mmdet, mmpretrain, mmseg"):
+        apply_test_time_aug(cfg)
+
+
+def test_tta_replaces_the_pipeline_of_every_wrapped_test_dataset():
+    """A ConcatDataset's datasets each get the TTA pipeline (mmseg's own tool stops at the
+    wrapper); a wrapper with a pipeline of its own, or a dataset without one, is refused."""
+    cfg = load_config(osp.join(REPO_ROOT, RETINANET_4G))
+    cfg.pop('tta_model'), cfg.pop('tta_pipeline')
+    single = cfg.test_dataloader.dataset
+    test_pipeline = single.pipeline
+    cfg.test_dataloader.dataset = dict(
+        type='ConcatDataset',
+        datasets=[single,
+                  dict(type='RepeatDataset', times=2, dataset=copy.deepcopy(single))])
+    apply_test_time_aug(cfg)
+    first, repeated = cfg.test_dataloader.dataset.datasets
+    assert first.pipeline == repeated.dataset.pipeline == cfg.tta_pipeline != test_pipeline
+    assert cfg.tta_pipeline[2].type == 'TestTimeAug'
+    assert 'pipeline' not in cfg.test_dataloader.dataset and 'pipeline' not in repeated
+
+    cfg = load_config(osp.join(REPO_ROOT, RETINANET_4G))
+    cfg.test_dataloader.dataset = dict(
+        type='MultiImageMixDataset', dataset=cfg.test_dataloader.dataset, pipeline=[])
+    with pytest.raises(TestTimeAugError, match=r'MultiImageMixDataset\) wraps its datasets'):
+        apply_test_time_aug(cfg)
+
+    cfg = load_config(osp.join(REPO_ROOT, RETINANET_4G))
+    cfg.test_dataloader.dataset.pop('pipeline')
+    with pytest.raises(TestTimeAugError, match=r'test_dataloader.dataset \(CocoDataset\) has no'):
         apply_test_time_aug(cfg)
 
 

@@ -86,6 +86,10 @@ def test_train_resume_test(name, data_roots, tmp_path):
     with open(out, 'rb') as f:
         predictions = pickle.load(f)
     assert len(predictions) == 4  # one per held-out image
+    if name == 'mask_rcnn':  # mmdet's DumpDetResults prepared them: masks RLE-encoded
+        instances = predictions[0]['pred_instances']
+        assert len(instances['masks']) == len(instances['bboxes']) > 0
+        assert all(isinstance(mask, dict) and 'counts' in mask for mask in instances['masks'])
 
 
 def test_test_py_writes_label_maps_and_drawings(data_roots, tmp_path):
@@ -103,6 +107,33 @@ def test_test_py_writes_label_maps_and_drawings(data_roots, tmp_path):
     ])
     assert len(glob.glob(str(tmp_path / 'maps' / '*.png'))) == 4
     assert len(glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)) == 4
+
+
+def test_test_py_out_replaces_the_previous_predictions_whole(data_roots, tmp_path):
+    """``--out results.pkl`` killed while dumping leaves the previous file as it was."""
+    import signal
+
+    from test_atomic_outputs import KILL_AT_FIRST_FSYNC, PREVIOUS, hidden_partials
+    config = write_config(UPERNET, data_roots['ade'], str(tmp_path / 'cfg.py'))
+    checkpoint = tmp_path / 'random.pth'
+    torch.save(dict(state_dict=build_model(config).state_dict(), meta=dict()), checkpoint)
+    out = tmp_path / 'out' / 'results.pkl'
+    out.parent.mkdir()
+    out.write_bytes(PREVIOUS)
+    args = ['tools/test.py', config, str(checkpoint), '--work-dir', str(tmp_path / 'test')]
+
+    killed = run_tool(['-c', KILL_AT_FIRST_FSYNC, *args, '--out', str(out)], check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert out.read_bytes() == PREVIOUS
+    [partial] = hidden_partials(out.parent)  # complete, never renamed into place
+    with open(out.parent / partial, 'rb') as f:
+        assert len(pickle.load(f)) == 4
+
+    run_tool([*args, '--out', str(out)])
+    assert hidden_partials(out.parent) == []  # the killed run's file cleared
+    with open(out, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len({p['img_path'] for p in predictions}) == 4  # one per held-out image
 
 
 # ----------------------------------------------------------------------------------------

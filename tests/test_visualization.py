@@ -516,6 +516,27 @@ def test_image_demo_takes_the_configs_classes_where_the_checkpoint_has_none(tmp_
         assert tuple(inferencer.model.dataset_meta['classes']) == ('x', 'y')
 
 
+def test_image_demo_takes_the_classes_of_a_wrapped_test_dataset():
+    """A wrapper's classes are its first dataset's, as mmengine's ConcatDataset has them."""
+    from mmdet.datasets import CocoDataset
+    tool = load_tool('image_demo')
+    first = dict(type='CocoDataset', metainfo=dict(classes=('a', 'b')))
+    cfg = Config(
+        dict(
+            default_scope='mmdet',
+            test_dataloader=dict(
+                dataset=dict(
+                    type='ConcatDataset',
+                    datasets=[
+                        dict(type='RepeatDataset', times=2, dataset=first),
+                        dict(type='CocoDataset')
+                    ]))))
+    meta = tool.config_dataset_meta(cfg)
+    assert meta['classes'] == ('a', 'b') and meta['palette'] == CocoDataset.METAINFO['palette']
+    cfg.test_dataloader.dataset = dict(type='ConcatDataset', datasets=[])
+    assert tool.config_dataset_meta(cfg) is None  # nothing to take: the inferencer's own
+
+
 def test_image_demo_on_a_folder_builds_the_model_once(tmp_path, monkeypatch):
     config, checkpoint, _ = save_random_model(tmp_path, 'seg', segmentor_config(),
                                               ('a', 'b', 'c', 'd'))

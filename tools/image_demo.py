@@ -40,6 +40,8 @@ from mmglnet.visualization import (SlotSelectionError, check_slot_request, make_
                                    save_slot_maps, visualize_image_slots, write_image)
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.config_checks import iter_dataset_cfgs
+from _support.quick_exit import skip_final_collection
 from _support.runtime import check_device
 
 TASKS = ('mmdet', 'mmseg')
@@ -215,10 +217,11 @@ def config_dataset_meta(cfg: Config) -> Optional[dict]:
         the dataset's colours: the visualizer then picks them).
     """
     from mmengine.registry import DATASETS
-    dataset = cfg.get('test_dataloader', {}).get('dataset')
-    while isinstance(dataset, dict) and isinstance(dataset.get('dataset'), dict):
-        dataset = dataset['dataset']  # wrappers (RepeatDataset, ...) around the dataset
-    if not isinstance(dataset, dict) or not isinstance(dataset.get('type'), str):
+
+    # A wrapper's classes are those of its (first) dataset, as mmengine's ConcatDataset has it.
+    datasets = iter_dataset_cfgs(cfg.get('test_dataloader', {}).get('dataset'), 'dataset')
+    dataset = next((leaf for _, leaf in datasets), None)
+    if dataset is None or not isinstance(dataset.get('type'), str):
         return None
     # The codebase's registry, as the Runner would build the dataset.
     with DATASETS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
@@ -378,6 +381,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    skip_final_collection()  # exit in a fraction of a second, not 2-3 s
     try:
         main(sys.argv[1:])
     except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointMismatchError,

@@ -9,8 +9,10 @@ Examples::
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 
 ``--out`` takes a ``.pkl`` file for every codebase (predictions as mmengine's ``DumpResults``,
-or mmdet's ``DumpDetResults`` with masks RLE-encoded); with an mmseg config it may instead name
-a folder, where the predicted label maps are written as PNG files (mmseg's behaviour).
+or mmdet's ``DumpDetResults`` with masks RLE-encoded), written atomically: a previous file stays
+whole until the new one is complete. With an mmseg config it may instead name a folder, where
+the predicted label maps are written as PNG files (mmseg's behaviour). A place that cannot be
+written to is refused before testing.
 
 The checkpoint must fit the model: a file that leaves weights of the model unloaded, or holds
 weights it lacks (another config's checkpoint, an unconverted release file), is refused before
@@ -24,6 +26,7 @@ import os
 import os.path as osp
 import pickle
 import sys
+from typing import Optional
 
 if osp.dirname(osp.abspath(__file__)) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -35,10 +38,12 @@ from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 check_checkpoint_fits_model)
 from mmglnet.models import GLNetConfigError
 from mmglnet.utils import ConfigFileError
+from mmglnet.utils.atomic_files import remove_partial_files
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
+from _support.quick_exit import skip_final_collection
 from _support.runtime import build_runner, finish_distributed, load_run_config, prepare_runtime
 from _support.test_time_aug import TestTimeAugError, apply_test_time_aug
 
@@ -95,20 +100,44 @@ def _metrics(evaluator) -> list:
     return list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
 
 
+def check_out_path(out: str, scope: Optional[str]) -> None:
+    """Refuse, before testing, an ``--out`` that the predictions could not be written to."""
+    to_folder = not out.endswith(('.pkl', '.pickle'))
+    if to_folder and scope != 'mmseg':
+        fail(f'--out {out!r}: the file to dump predictions to must end with .pkl '
+             '(a folder is accepted for mmseg configs only).')
+    if not to_folder and osp.isdir(out):
+        fail(f'--out {out!r} is a folder: name the file to write, e.g. '
+             f'{osp.join(out, "results.pkl")!r}.')
+    if to_folder and osp.exists(out) and not osp.isdir(out):
+        fail(f'--out {out!r} is a file: mmseg writes its label maps into a folder; name one.')
+    folder = osp.abspath(out if to_folder else osp.dirname(osp.abspath(out)))
+    while not osp.exists(folder):  # the nearest existing folder, where it would be made
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        fail(f'--out {out!r}: {folder!r} is a file, not a folder.')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f'--out {out!r}: no permission to write in {folder!r}; choose a writable place.')
+
+
 def add_dump(cfg: Config, out: str) -> None:
-    """Make the test evaluator also write the predictions to ``out``."""
+    """Make the test evaluator also write the predictions to ``out``.
+
+    A ``.pkl`` file is written by ``mmglnet.AtomicDumpResults``, which replaces a previous file
+    whole (mmengine's ``DumpResults`` writes in place: a kill while dumping left a cut file).
+    """
     scope = cfg.get('default_scope')
+    check_out_path(out, scope)
     if not out.endswith(('.pkl', '.pickle')):
-        if scope != 'mmseg':
-            fail(f'--out {out!r}: the file to dump predictions to must end with .pkl '
-                 '(a folder is accepted for mmseg configs only).')
         for metric in _metrics(cfg.get('test_evaluator')):
             metric['output_dir'] = out
             metric['keep_results'] = True
         return
-    dump_type = 'mmdet.DumpDetResults' if scope == 'mmdet' else 'mmengine.DumpResults'
-    cfg.test_evaluator = _metrics(
-        cfg.get('test_evaluator')) + [ConfigDict(type=dump_type, out_file_path=out)]
+    remove_partial_files([osp.dirname(osp.abspath(out))])  # left by a killed earlier test
+    dumper = dict(type='mmdet.DumpDetResults' if scope == 'mmdet' else 'mmengine.DumpResults')
+    cfg.test_evaluator = _metrics(cfg.get('test_evaluator')) + [
+        ConfigDict(type='mmglnet.AtomicDumpResults', out_file_path=out, dumper=dumper)
+    ]
 
 
 def add_visualization(cfg: Config, args) -> None:
@@ -204,4 +233,5 @@ def main():
 
 
 if __name__ == '__main__':
+    skip_final_collection()  # exit in a fraction of a second, not 2-3 s
     main()

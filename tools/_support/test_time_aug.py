@@ -15,6 +15,8 @@ from typing import List
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from .config_checks import iter_dataset_cfgs
+
 # The codebases' own defaults (their tools/test.py; mmseg's ADE20K base for SegTTAModel).
 DEFAULT_TTA_MODELS = dict(
     mmdet=dict(
@@ -29,12 +31,27 @@ class TestTimeAugError(ValueError):
     """``--tta`` asked for a config it cannot augment; the message says why and what to do."""
 
 
-def _dataset_with_pipeline(dataset: dict) -> dict:
-    """The (possibly wrapped: ``dataset=dict(dataset=...)``) dataset config that holds the
-    pipeline."""
-    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'), dict):
-        dataset = dataset['dataset']
-    return dataset
+def _datasets_with_pipelines(dataset: dict) -> List[dict]:
+    """The test dataset configs whose pipelines TTA replaces: the dataset, or every dataset a
+    wrapper holds (``ConcatDataset``'s ``datasets``, ``RepeatDataset``'s ``dataset``, ...).
+
+    Raises:
+        TestTimeAugError: A wrapper applies a pipeline of its own (``MultiImageMixDataset``),
+            or a dataset has no pipeline to replace.
+    """
+    key = 'test_dataloader.dataset'
+    leaves = list(iter_dataset_cfgs(dataset, key))
+    if leaves[0][1] is not dataset and 'pipeline' in dataset:
+        raise TestTimeAugError(
+            f'--tta: {key} ({dataset.get("type")}) wraps its datasets and applies a pipeline of '
+            'its own; test-time augmentation replaces the test pipeline of the images\' own '
+            'dataset. Test this config without --tta, or with a plain test dataset.')
+    for leaf_key, leaf in leaves:
+        if 'pipeline' not in leaf:
+            raise TestTimeAugError(
+                f'--tta: {leaf_key} ({leaf.get("type")}) has no pipeline for test-time '
+                'augmentation to replace. Give it its test pipeline, or test without --tta.')
+    return [leaf for _, leaf in leaves]
 
 
 def _has_key(cfg, key: str) -> bool:
@@ -87,8 +104,9 @@ def apply_test_time_aug(cfg: Config) -> None:
         cfg (Config): The test config, changed in place.
 
     Raises:
-        TestTimeAugError: The config's codebase has no TTA model, or its model is an instance
-            segmentation detector (mmdet's ``DetTTAModel`` merges boxes only).
+        TestTimeAugError: The config's codebase has no TTA model, its model is an instance
+            segmentation detector (mmdet's ``DetTTAModel`` merges boxes only), or its test
+            dataset has no pipeline to replace (see :func:`_datasets_with_pipelines`).
     """
     scope = cfg.get('default_scope')
     if scope not in DEFAULT_TTA_MODELS:
@@ -100,17 +118,19 @@ def apply_test_time_aug(cfg: Config) -> None:
             "--tta: the model predicts masks, and mmdet's DetTTAModel merges boxes only (it "
             'stops at the first image: "TTA of instance segmentation does not support now"). '
             'Test this config without --tta.')
-    dataset = _dataset_with_pipeline(cfg.test_dataloader.dataset)
+    datasets = _datasets_with_pipelines(cfg.test_dataloader.dataset)
     defaults = []
     if 'tta_model' not in cfg:
         cfg.tta_model = ConfigDict(copy.deepcopy(DEFAULT_TTA_MODELS[scope]))
         defaults.append(f'tta_model={cfg.tta_model.type}')
     if 'tta_pipeline' not in cfg:
-        cfg.tta_pipeline = flip_tta_pipeline(dataset.pipeline)
+        # The first dataset's, as a ConcatDataset takes its metainfo from the first one.
+        cfg.tta_pipeline = flip_tta_pipeline(datasets[0].pipeline)
         defaults.append('tta_pipeline=the test pipeline with horizontal flips')
     if defaults:
         print_log(
             f'--tta: not set in the config, so the defaults: {"; ".join(defaults)}.',
             logger='current')
-    dataset.pipeline = cfg.tta_pipeline
+    for dataset in datasets:
+        dataset.pipeline = cfg.tta_pipeline
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
