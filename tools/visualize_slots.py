@@ -34,6 +34,7 @@ from mmglnet.visualization import (SlotSelectionError, check_slot_request, save_
                                    visualize_image_slots)
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
+from _support.quick_exit import skip_final_collection
 from _support.runtime import check_device
 
 
@@ -154,6 +155,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    skip_final_collection()  # exit in a fraction of a second, not 2-3 s
     try:
         main(sys.argv[1:])
     except (FileNotFoundError, ImageFileError, ConfigFileError, CheckpointFileError,

@@ -10,5 +10,6 @@ The tools in ``tools/`` import it as ``_support`` (Python puts a script's folder
 * :mod:`.test_time_aug`: ``tools/test.py --tta``, the config's test-time augmentation or flips;
 * :mod:`.shapes_data`: the demo's generated shapes data, in the ADE20K and COCO layouts;
 * :mod:`.runs`: configs pointed at other data with a shorter schedule, and running a tool (the
-  demo and the tests).
+  demo and the tests);
+* :mod:`.quick_exit`: a tool's process exiting without freeing every object one by one.
 """
