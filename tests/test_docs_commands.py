@@ -106,6 +106,11 @@ COMMANDS: Dict[str, tuple] = {
     'work_dirs/.../iter_160000.pth': (REFUSED,
                                       dict(says="The checkpoint 'work_dirs/.../iter_160000.pth'")),
     # docs/training.md
+    '.venv/bin/python tools/model_converters/publish_model.py IN_FILE OUT_FILE '
+    '[--save-keys KEY ...]': (SYNOPSIS, {}),
+    '.venv/bin/python tools/model_converters/publish_model.py '
+    'work_dirs/upernet_glnet4g_160k/iter_160000.pth checkpoints/upernet_glnet4g_ade20k.pth':
+    (REFUSED, dict(says="'work_dirs/upernet_glnet4g_160k/iter_160000.pth' does not exist")),
     '.venv/bin/python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--amp] '
     '[--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]':
     (SYNOPSIS, {}),
