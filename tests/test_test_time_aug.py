@@ -97,6 +97,10 @@ def test_tta_replaces_the_pipeline_of_every_wrapped_test_dataset():
     with pytest.raises(TestTimeAugError, match=r'MultiImageMixDataset\) wraps its datasets'):
         apply_test_time_aug(cfg)
 
+    cfg.test_dataloader.dataset = dict(type='ConcatDataset', datasets=[])
+    with pytest.raises(TestTimeAugError, match='holds no dataset'):
+        apply_test_time_aug(cfg)
+
     cfg = load_config(osp.join(REPO_ROOT, RETINANET_4G))
     cfg.test_dataloader.dataset.pop('pipeline')
     with pytest.raises(TestTimeAugError, match=r'test_dataloader.dataset \(CocoDataset\) has no'):

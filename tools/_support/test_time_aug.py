@@ -41,6 +41,8 @@ def _datasets_with_pipelines(dataset: dict) -> List[dict]:
     """
     key = 'test_dataloader.dataset'
     leaves = list(iter_dataset_cfgs(dataset, key))
+    if not leaves:
+        raise TestTimeAugError(f'--tta: {key} holds no dataset to augment the images of.')
     if leaves[0][1] is not dataset and 'pipeline' in dataset:
         raise TestTimeAugError(
             f'--tta: {key} ({dataset.get("type")}) wraps its datasets and applies a pipeline of '
