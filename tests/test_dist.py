@@ -4,6 +4,8 @@ About 30 s on 2 cores: two processes train UperNet (its SyncBN heads turned into
 iterations on 8 images, 2 images per process per iteration; two processes then test it.
 """
 import json
+import os
+import pickle
 import re
 import socket
 
@@ -51,15 +53,21 @@ def test_dist_train_two_processes(tmp_path):
     names = [n for n, _ in build_model(config).named_parameters()]
     assert parameter_digest({n: state[n] for n in names}) == ranks[0]['digest']
 
-    # Two processes evaluate the checkpoint, 2 of the 4 held-out images each.
+    # Two processes evaluate the checkpoint, 2 of the 4 held-out images each; the main process
+    # dumps the predictions of both.
+    predictions = tmp_path / 'out' / 'predictions.pkl'
     result = run_tool([
         'bash', 'tools/dist_test.sh', config,
         str(work_dir / 'iter_2.pth'), '2', '--work-dir',
-        str(tmp_path / 'test')
+        str(tmp_path / 'test'), '--out',
+        str(predictions)
     ],
                       env=dict(env, PORT=str(_free_port())),
                       timeout=600)
     assert 'Iter(test) [2/2]' in result.stdout and 'mIoU' in result.stdout
+    with open(predictions, 'rb') as f:
+        assert len({p['img_path'] for p in pickle.load(f)}) == 4
+    assert os.listdir(predictions.parent) == ['predictions.pkl']  # no temporary file left
 
     # With test-time augmentation (the TTA model inside DDP, the checkpoint checked inside
     # both): the metrics of one process.
