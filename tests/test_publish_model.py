@@ -124,6 +124,12 @@ def test_publish_refuses_what_it_cannot_publish(trained, tmp_path, capsys):
         tool.main([str(bare), str(tmp_path / 'out.pth')])
     assert not list(tmp_path.glob('out*'))  # nothing written for any of them
 
+    # Without meta (a checkpoint made by hand), by default: the weights alone.
+    torch.save({'state_dict': {'backbone.x': torch.ones(2)}, 'optimizer': {}}, bare)
+    published = tool.main([str(bare), str(tmp_path / 'lean.pth')])
+    assert list(_load(published)) == ['state_dict']
+    capsys.readouterr()
+
     # A file holding another object: refused by the weights-only loader, from the command line
     # in one line.
     foreign = tmp_path / 'foreign.pth'

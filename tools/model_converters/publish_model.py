@@ -22,7 +22,7 @@ import io
 import os
 import os.path as osp
 import sys
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:  # loaded by path, not run
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -55,9 +55,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--save-keys',
         nargs='+',
-        default=list(DEFAULT_SAVE_KEYS),
+        default=None,
         metavar='KEY',
-        help='top-level entries to keep (default: meta state_dict)')
+        help='top-level entries to keep, each of which the checkpoint must have (default: '
+        'meta, where there is one, and state_dict)')
     return parser.parse_args(argv)
 
 
@@ -129,13 +130,20 @@ def read_training_checkpoint(path: str) -> Dict[str, Any]:
 
 
 def strip_checkpoint(checkpoint: Dict[str, Any],
-                     save_keys: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
+                     save_keys: Optional[Sequence[str]]) -> Tuple[Dict[str, Any], List[str]]:
     """The entries of ``checkpoint`` named by ``save_keys``, and the names of the others.
+
+    Args:
+        checkpoint (dict): The checkpoint of training.
+        save_keys (Sequence[str], optional): Entries to keep. None keeps ``meta`` (where the
+            checkpoint has one) and ``state_dict``.
 
     Raises:
         PublishError: ``save_keys`` leaves out ``state_dict`` or names an entry the checkpoint
             does not have.
     """
+    if save_keys is None:
+        save_keys = [key for key in DEFAULT_SAVE_KEYS if key in checkpoint]
     if 'state_dict' not in save_keys:
         raise PublishError(f'--save-keys {" ".join(save_keys)}: a published checkpoint needs '
                            'its state_dict (the weights); add it.')
