@@ -38,7 +38,6 @@ from mmglnet.checkpoint import (CheckpointFileError, CheckpointMismatchError,
                                 check_checkpoint_fits_model)
 from mmglnet.models import GLNetConfigError
 from mmglnet.utils import ConfigFileError
-from mmglnet.utils.atomic_files import remove_partial_files
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
@@ -133,7 +132,6 @@ def add_dump(cfg: Config, out: str) -> None:
             metric['output_dir'] = out
             metric['keep_results'] = True
         return
-    remove_partial_files([osp.dirname(osp.abspath(out))])  # left by a killed earlier test
     dumper = dict(type='mmdet.DumpDetResults' if scope == 'mmdet' else 'mmengine.DumpResults')
     cfg.test_evaluator = _metrics(cfg.get('test_evaluator')) + [
         ConfigDict(type='mmglnet.AtomicDumpResults', out_file_path=out, dumper=dumper)

@@ -10,6 +10,7 @@ from mmengine.utils import mkdir_or_exist
 
 from ..registry import METRICS
 from ..utils import atomic_output
+from ..utils.atomic_files import remove_partial_files
 
 
 @METRICS.register_module()
@@ -21,7 +22,8 @@ class AtomicDumpResults(BaseMetric):
     metric prepares each batch's predictions with such a dump metric (``dumper``: tensors moved
     to the CPU, mmdet's masks RLE-encoded) and writes the file through
     :func:`mmglnet.utils.atomic_output`: the previous file stays as it was until the new one is
-    complete on the disk.
+    complete on the disk. A temporary file that a killed earlier dump left in the folder is
+    removed before writing.
 
     Examples:
         >>> test_evaluator = [
@@ -68,7 +70,9 @@ class AtomicDumpResults(BaseMetric):
         if '://' in self.out_file_path:
             dump(results, self.out_file_path, file_format='pkl')
         else:
-            mkdir_or_exist(osp.dirname(osp.abspath(self.out_file_path)))
+            folder = osp.dirname(osp.abspath(self.out_file_path))
+            mkdir_or_exist(folder)
+            remove_partial_files([folder])  # what a killed earlier dump left
             with atomic_output(self.out_file_path) as temporary:
                 dump(results, temporary, file_format='pkl')
         print_log(f'Predictions saved to {self.out_file_path}.', logger='current')
