@@ -106,9 +106,11 @@ def test_publishing_killed_while_writing_leaves_no_cut_file(trained, tmp_path):
 def test_publish_refuses_what_it_cannot_publish(trained, tmp_path, capsys):
     tool = load_publish_tool()
     checkpoint = str(trained['checkpoint'])
+    (tmp_path / 'cfg_as_folder').write_text('a file where the output folder would be')
     cases = [
         ([str(tmp_path / 'missing.pth'), str(tmp_path / 'out.pth')], 'does not exist'),
         ([checkpoint, str(tmp_path) + '/'], 'is a folder: name the file'),
+        ([checkpoint, str(tmp_path / 'cfg_as_folder' / 'out.pth')], 'is a file, not a folder'),
         ([checkpoint, str(tmp_path / 'out.pth'), '--save-keys', 'meta'], 'needs its state_dict'),
         ([checkpoint, str(tmp_path / 'out.pth'), '--save-keys', 'state_dict',
           'ema'], "has no ['ema']; its entries are ['ema_state_dict', 'message_hub', 'meta', "

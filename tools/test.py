@@ -42,6 +42,7 @@ from mmglnet.utils import ConfigFileError
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
+from _support.output_paths import output_folder_problem
 from _support.quick_exit import skip_final_collection
 from _support.runtime import build_runner, finish_distributed, load_run_config, prepare_runtime
 from _support.test_time_aug import TestTimeAugError, apply_test_time_aug
@@ -110,13 +111,9 @@ def check_out_path(out: str, scope: Optional[str]) -> None:
              f'{osp.join(out, "results.pkl")!r}.')
     if to_folder and osp.exists(out) and not osp.isdir(out):
         fail(f'--out {out!r} is a file: mmseg writes its label maps into a folder; name one.')
-    folder = osp.abspath(out if to_folder else osp.dirname(osp.abspath(out)))
-    while not osp.exists(folder):  # the nearest existing folder, where it would be made
-        folder = osp.dirname(folder)
-    if not osp.isdir(folder):
-        fail(f'--out {out!r}: {folder!r} is a file, not a folder.')
-    if not os.access(folder, os.W_OK | os.X_OK):
-        fail(f'--out {out!r}: no permission to write in {folder!r}; choose a writable place.')
+    problem = output_folder_problem(out if to_folder else osp.dirname(osp.abspath(out)))
+    if problem:
+        fail(f'--out {out!r}: {problem}; choose another place.')
 
 
 def add_dump(cfg: Config, out: str) -> None:

@@ -11,5 +11,6 @@ The tools in ``tools/`` import it as ``_support`` (Python puts a script's folder
 * :mod:`.shapes_data`: the demo's generated shapes data, in the ADE20K and COCO layouts;
 * :mod:`.runs`: configs pointed at other data with a shorter schedule, and running a tool (the
   demo and the tests);
+* :mod:`.output_paths`: whether a tool could write where it is asked to, before any work;
 * :mod:`.quick_exit`: a tool's process exiting without freeing every object one by one.
 """

@@ -32,6 +32,7 @@ from mmglnet.checkpoint import (CheckpointFileError, UntrustedCheckpointError,
                                 load_local_checkpoint, read_checkpoint_tensors)
 from mmglnet.utils import atomic_output
 
+from _support.output_paths import output_folder_problem
 from _support.quick_exit import skip_final_collection
 
 DEFAULT_SAVE_KEYS = ('meta', 'state_dict')
@@ -90,13 +91,9 @@ def check_output_folder(out_file: str) -> None:
     if out_file.endswith(('/', os.sep)) or osp.isdir(out_file):
         raise PublishError(f'{out_file!r} is a folder: name the file to publish, e.g. '
                            f'{osp.join(out_file, "model.pth")!r}.')
-    folder = osp.dirname(osp.abspath(out_file))
-    while not osp.exists(folder):  # the nearest existing folder, where it would be made
-        folder = osp.dirname(folder)
-    if not osp.isdir(folder):
-        raise PublishError(f'{out_file!r}: {folder!r} is a file, not a folder.')
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PublishError(f'{out_file!r}: no permission to write in {folder!r}.')
+    problem = output_folder_problem(osp.dirname(osp.abspath(out_file)))
+    if problem:
+        raise PublishError(f'{out_file!r}: {problem}; choose another place.')
 
 
 def _is_official_release(checkpoint: Any) -> bool:
