@@ -140,3 +140,14 @@ def test_publish_refuses_what_it_cannot_publish(trained, tmp_path, capsys):
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
     assert result.stderr.startswith(f'{TOOL}: error: ') and 'signal' in result.stderr
     assert not list(tmp_path.glob('out*'))
+
+    # The same file trusted on purpose: read, but not published with its object, which the
+    # users of the published file could not load weights-only.
+    from mmglnet.checkpoint import trust_checkpoint
+    trust_checkpoint(str(foreign))
+    with pytest.raises(tool.PublishError, match='would hold objects that weights-only loading'):
+        tool.main([str(foreign), str(tmp_path / 'out.pth')])
+    assert not list(tmp_path.glob('out*')) and not list(tmp_path.glob('.out*'))
+    assert list(
+        _load(tool.main([str(foreign),
+                         str(tmp_path / 'w.pth'), '--save-keys', 'state_dict']))) == ['state_dict']

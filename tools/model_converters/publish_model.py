@@ -167,9 +167,17 @@ def main(argv=None) -> str:
     with atomic_output(final) as temporary:  # a kill while writing leaves no cut file
         with open(temporary, 'wb') as f:
             f.write(data)
-    read_back = load_local_checkpoint(final, map_location='cpu')
-    if sorted(read_back['state_dict']) != sorted(published['state_dict']):
-        raise PublishError(f'{final}: read back with other weights than were written.')
+        # Read back before it replaces anything: a failure leaves no file behind.
+        try:
+            read_back = load_local_checkpoint(temporary, map_location='cpu')
+        except UntrustedCheckpointError as error:  # the source was trusted, with its objects
+            raise PublishError(
+                f'the published checkpoint would hold objects that weights-only loading '
+                f'refuses ({error}); its users could not load it without trusting the file. '
+                'Keep entries of tensors, numbers and strings only (--save-keys state_dict), '
+                'or remove the objects from meta.') from None
+        if sorted(read_back['state_dict']) != sorted(published['state_dict']):
+            raise PublishError(f'{final}: read back with other weights than were written.')
 
     state_dict = published['state_dict']
     print(f'source:   {args.in_file} ({osp.getsize(args.in_file) / 2**20:.1f} MiB)')
