@@ -311,3 +311,21 @@ def test_test_py_refuses_an_out_it_could_not_write(tmp_path, capsys, monkeypatch
     tool.check_out_path(str(tmp_path / 'new' / 'deeper' / 'results.pkl'), 'mmdet')
     tool.check_out_path(str(tmp_path), 'mmseg')  # an existing folder for label maps
     assert not (tmp_path / 'new').exists()  # checking makes nothing
+
+
+def test_test_py_warns_where_a_glnet_detector_is_tested_in_batches(capsys):
+    """mmdet pads a batch to its largest image; GLNet's slots pool over the padding."""
+    from tool_runs import MASK_RCNN, UPERNET
+    tool = load_tool('test')
+    for config, batch_size, warned in [(MASK_RCNN, 2, True), (MASK_RCNN, 1, False),
+                                       (UPERNET, 2, False)]:
+        cfg = load_config(f'{REPO_ROOT}/{config}')
+        cfg.test_dataloader.batch_size = batch_size
+        tool.warn_batched_detection(cfg)
+        message = capsys.readouterr().err
+        assert ('test_dataloader.batch_size=2: mmdet pads' in message) == warned, message
+    cfg = load_config(f'{REPO_ROOT}/{MASK_RCNN}')
+    cfg.model.backbone = dict(type='mmdet.ResNet', depth=18)  # another backbone: no warning
+    cfg.test_dataloader.batch_size = 2
+    tool.warn_batched_detection(cfg)
+    assert capsys.readouterr().err == ''
