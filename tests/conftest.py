@@ -33,13 +33,18 @@ TINY_STL_ARCH = dict(
 )
 
 
-def load_tool(name: str):
-    """``tools/analysis_tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'mmglnet_tool_{name}', path)
+def load_script(path: str, module_name: str):
+    """A script of the repository (``tools/...``) as a module: the tools are scripts, not a
+    package, so tests load them by path and call their functions."""
+    spec = importlib.util.spec_from_file_location(module_name, osp.join(REPO_ROOT, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_tool(name: str):
+    """``tools/analysis_tools/<name>.py`` as a module."""
+    return load_script(f'tools/analysis_tools/{name}.py', f'mmglnet_tool_{name}')
 
 
 def parity_path(name: str) -> str:

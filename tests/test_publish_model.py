@@ -1,7 +1,6 @@
 """tools/model_converters/publish_model.py: a trained checkpoint reduced to its weights and meta,
 named after its hash, tested by tools/test.py as training validated it."""
 import hashlib
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -11,17 +10,14 @@ import pytest
 import torch
 from test_atomic_outputs import KILL_AT_FIRST_FSYNC, PREVIOUS, hidden_partials
 
-from conftest import REPO_ROOT, parity_path
+from conftest import load_script, parity_path
 from tool_runs import UPERNET, make_tiny_data, run_tool, write_config
 
 TOOL = 'tools/model_converters/publish_model.py'
 
 
 def load_publish_tool():
-    spec = importlib.util.spec_from_file_location('publish_model', osp.join(REPO_ROOT, TOOL))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TOOL, 'publish_model')
 
 
 def _load(path):

@@ -5,7 +5,6 @@ The assignment weights are checked against the paper's formula computed here by 
 block's input (itself recomputed without hooks) and its parameters.
 """
 import glob
-import importlib.util
 import math
 import os.path as osp
 
@@ -29,7 +28,7 @@ from mmglnet.models import GLNet
 from mmglnet.visualization import (cosine_distances, extract_slot_weights, find_glnet, glmix_blocks,
                                    k_medoids, select_blocks, visualize_image_slots)
 
-from conftest import REPO_ROOT, TINY_ARCH, load_cases, parity_path
+from conftest import TINY_ARCH, load_cases, load_script, parity_path
 from tool_runs import run_tool
 
 IMAGENET_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
@@ -46,11 +45,8 @@ def photo_rgb(name, shape=None):
 
 
 def load_tool(name):
-    path = osp.join(REPO_ROOT, 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``tools/<name>.py`` as a module."""
+    return load_script(f'tools/{name}.py', f'tool_{name}')
 
 
 def randomize(backbone, seed=0):

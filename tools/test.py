@@ -41,11 +41,13 @@ from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
 from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
-                                    check_evaluator_paths)
+                                    check_evaluator_paths, config_has)
 from _support.output_paths import output_folder_problem
 from _support.quick_exit import skip_final_collection
 from _support.runtime import build_runner, finish_distributed, load_run_config, prepare_runtime
 from _support.test_time_aug import TestTimeAugError, apply_test_time_aug
+
+PICKLE_SUFFIXES = ('.pkl', '.pickle')  # what mmengine's dump metrics accept
 
 
 def parse_args():
@@ -102,7 +104,7 @@ def _metrics(evaluator) -> list:
 
 def check_out_path(out: str, scope: Optional[str]) -> None:
     """Refuse, before testing, an ``--out`` that the predictions could not be written to."""
-    to_folder = not out.endswith(('.pkl', '.pickle'))
+    to_folder = not out.endswith(PICKLE_SUFFIXES)
     if to_folder and scope != 'mmseg':
         fail(f'--out {out!r}: the file to dump predictions to must end with .pkl '
              '(a folder is accepted for mmseg configs only).')
@@ -124,7 +126,7 @@ def add_dump(cfg: Config, out: str) -> None:
     """
     scope = cfg.get('default_scope')
     check_out_path(out, scope)
-    if not out.endswith(('.pkl', '.pickle')):
+    if not out.endswith(PICKLE_SUFFIXES):
         for metric in _metrics(cfg.get('test_evaluator')):
             metric['output_dir'] = out
             metric['keep_results'] = True
@@ -185,17 +187,6 @@ def prepare_config(args) -> Config:
     return cfg
 
 
-def _names_glnet(node) -> bool:
-    """Whether a config (dict, list) holds a ``GLNet`` backbone anywhere inside it."""
-    if isinstance(node, dict):
-        if str(node.get('type', '')).split('.')[-1] == 'GLNet':
-            return True
-        return any(_names_glnet(value) for value in node.values())
-    if isinstance(node, (list, tuple)):
-        return any(_names_glnet(value) for value in node)
-    return False
-
-
 def warn_batched_detection(cfg: Config) -> None:
     """Warn where an mmdet GLNet model is tested several images at a time.
 
@@ -205,7 +196,8 @@ def warn_batched_detection(cfg: Config) -> None:
     batched, 0.5% with a ResNet-18). mmseg refuses test batches of mixed sizes itself.
     """
     batch_size = cfg.get('test_dataloader', {}).get('batch_size', 1)
-    if cfg.get('default_scope') == 'mmdet' and batch_size > 1 and _names_glnet(cfg.model):
+    if cfg.get('default_scope') == 'mmdet' and batch_size > 1 and config_has(
+            cfg.model, lambda node: str(node.get('type', '')).split('.')[-1] == 'GLNet'):
         print(
             f'tools/test.py: warning: test_dataloader.batch_size={batch_size}: mmdet pads '
             'each batch to its largest image and GLNet pools its slots over the padding too, '

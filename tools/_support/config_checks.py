@@ -11,7 +11,7 @@ codebases.
 """
 import os
 import os.path as osp
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 DATASET_HELP = {
     'CocoDataset':
@@ -83,6 +83,20 @@ def iter_dataset_cfgs(dataset: Any, key: str) -> Iterator[Tuple[str, dict]]:
             yield from iter_dataset_cfgs(child, f'{key}.datasets[{i}]')
     else:
         yield key, dataset
+
+
+def config_has(cfg: Any, predicate: Callable[[dict], bool]) -> bool:
+    """Whether ``predicate`` holds for ``cfg`` or for a dict anywhere inside it (dicts, lists).
+
+    Args:
+        cfg (dict | list): A config or a part of one, e.g. ``cfg.model``.
+        predicate (Callable[[dict], bool]): Asked of each dict.
+    """
+    if isinstance(cfg, dict):
+        return predicate(cfg) or any(config_has(value, predicate) for value in cfg.values())
+    if isinstance(cfg, (list, tuple)):
+        return any(config_has(value, predicate) for value in cfg)
+    return False
 
 
 def _dataset_help(cfg: Any, dataset: dict) -> str:

@@ -13,8 +13,6 @@ objects that exist when the interpreter exits); the other exit functions (loggin
 import atexit
 import gc
 
-_registered = False
-
 
 def _collect_then_freeze() -> None:
     gc.collect()
@@ -23,7 +21,5 @@ def _collect_then_freeze() -> None:
 
 def skip_final_collection() -> None:
     """Register the quick exit (once); call it from a tool's ``__main__`` block, not a library."""
-    global _registered
-    if not _registered:
-        atexit.register(_collect_then_freeze)
-        _registered = True
+    atexit.unregister(_collect_then_freeze)  # registered once, however often it is called
+    atexit.register(_collect_then_freeze)

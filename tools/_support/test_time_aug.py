@@ -15,7 +15,7 @@ from typing import List
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from .config_checks import iter_dataset_cfgs
+from .config_checks import config_has, iter_dataset_cfgs
 
 # The codebases' own defaults (their tools/test.py; mmseg's ADE20K base for SegTTAModel).
 DEFAULT_TTA_MODELS = dict(
@@ -54,15 +54,6 @@ def _datasets_with_pipelines(dataset: dict) -> List[dict]:
                 f'--tta: {leaf_key} ({leaf.get("type")}) has no pipeline for test-time '
                 'augmentation to replace. Give it its test pipeline, or test without --tta.')
     return [leaf for _, leaf in leaves]
-
-
-def _has_key(cfg, key: str) -> bool:
-    """Whether ``key`` is a key of ``cfg`` or of a dict anywhere inside it."""
-    if isinstance(cfg, dict):
-        return key in cfg or any(_has_key(value, key) for value in cfg.values())
-    if isinstance(cfg, (list, tuple)):
-        return any(_has_key(value, key) for value in cfg)
-    return False
 
 
 def flip_tta_pipeline(pipeline: List[dict]) -> List[dict]:
@@ -115,7 +106,7 @@ def apply_test_time_aug(cfg: Config) -> None:
         raise TestTimeAugError(
             f'--tta: the config has default_scope={scope!r}; test-time augmentation is there '
             f'for {", ".join(sorted(DEFAULT_TTA_MODELS))} configs. Test without --tta.')
-    if scope == 'mmdet' and _has_key(cfg.model, 'mask_head'):
+    if scope == 'mmdet' and config_has(cfg.model, lambda node: 'mask_head' in node):
         raise TestTimeAugError(
             "--tta: the model predicts masks, and mmdet's DetTTAModel merges boxes only (it "
             'stops at the first image: "TTA of instance segmentation does not support now"). '
