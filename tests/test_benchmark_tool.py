@@ -127,29 +127,28 @@ def test_triton_bias_grad_variant_is_checked_against_the_model(benchmark):
     assert wrapped.factor == 3 and not wrapped.checked
 
 
-@pytest.mark.parametrize('name, kernels', [
-    ('glnet_4g_batched_casts', []),
-    ('glnet_4g_batched_casts_triton_layernorm', ['TRITON_LAYER_NORM_DEVICES']),
-    ('glnet_4g_batched_casts_triton_layernorm_bias_gelu',
-     ['TRITON_BIAS_GELU_DEVICES', 'TRITON_LAYER_NORM_DEVICES']),
-])
-def test_batched_casts_variants_switch_the_option_on(benchmark, name, kernels):
-    """The option reaches the GLNet built; with the Triton kernels it is wrapped as those
-    variants alone are, each checked."""
-    wrapped = benchmark.MODEL_BUILDERS[name](224)
-    for attribute in kernels:
+def test_autocast_casts_variant_switches_the_batched_casts_off(benchmark):
+    """GLNet batches its weight casts by default; the variant measures autocast's own."""
+    assert benchmark.MODEL_BUILDERS['glnet_4g'](224).weight_casts is not None
+    model = benchmark.MODEL_BUILDERS['glnet_4g_autocast_casts'](224)
+    assert model.weight_casts is None and get_impl(model) == 'fast'
+
+
+def test_triton_inference_variant_checks_both_kernels(benchmark):
+    """The chain of both Triton inference experiments: each wrapper checks its own kernel."""
+    wrapped = benchmark.MODEL_BUILDERS['glnet_4g_triton_layernorm_bias_gelu'](224)
+    for attribute in ['TRITON_BIAS_GELU_DEVICES', 'TRITON_LAYER_NORM_DEVICES']:
         assert isinstance(wrapped, benchmark.CheckedWithDevices)
         assert (wrapped.attribute, wrapped.devices) == (attribute, {'cuda'})
         wrapped = wrapped.model
     assert wrapped.weight_casts is not None and get_impl(wrapped) == 'fast'
-    assert benchmark.MODEL_BUILDERS['glnet_4g'](224).weight_casts is None
 
 
 def test_triton_bias_gelu_variant_is_checked_against_the_model(benchmark):
     wrapped = benchmark.MODEL_BUILDERS['glnet_4g_triton_bias_gelu'](224)
     assert isinstance(wrapped, benchmark.CheckedWithDevices) and get_impl(wrapped.model) == 'fast'
     assert (wrapped.attribute, wrapped.devices) == ('TRITON_BIAS_GELU_DEVICES', {'cuda'})
-    assert wrapped.model.weight_casts is None and not wrapped.checked
+    assert wrapped.model.weight_casts is not None and not wrapped.checked
 
 
 def test_a_checked_variant_wrapping_another_checks_each_against_the_plain_model(
@@ -245,8 +244,9 @@ def test_triton_layernorm_variant_is_checked_against_the_model_on_its_first_forw
 
 
 def precast_twin(benchmark, name: str):
-    """``name`` and its ``_precast`` twin with the same weights, channels-last, in eval mode."""
-    plain = benchmark.MODEL_BUILDERS[name](64)
+    """The model ``name``'s twin is built from (GLNet's: with autocast's own casts) and the
+    twin, with the same weights, channels-last, in eval mode."""
+    plain = benchmark.MODEL_BUILDERS[benchmark.PRECAST_SOURCES[name]](64)
     precast = benchmark.MODEL_BUILDERS[name + '_precast'](64)
     precast.model.load_state_dict(plain.state_dict())
     for model in (plain, precast):
@@ -1268,10 +1268,19 @@ def test_operator_count_leaves_out_views_and_keeps_the_optimizer_apart(benchmark
 def test_device_work_counts_device_events_only(benchmark):
     cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
 
-    def event(device_type, microseconds):
+    def event(device_type, microseconds, annotation=False):
         return SimpleNamespace(
-            device_type=device_type, time_range=SimpleNamespace(elapsed_us=lambda: microseconds))
+            device_type=device_type,
+            time_range=SimpleNamespace(elapsed_us=lambda: microseconds),
+            is_user_annotation=annotation)
 
-    events = [event(cpu, 900), event(cuda, 250), event(cuda, 1500), event(cpu, 10)]
+    # The annotation's range on the device (a compiled graph's call) spans the two kernels.
+    events = [
+        event(cpu, 900),
+        event(cuda, 1750, annotation=True),
+        event(cuda, 250),
+        event(cuda, 1500),
+        event(cpu, 10)
+    ]
     assert benchmark.device_work(events) == dict(device_ops=2, device_busy_ms=1.75)
     assert benchmark.device_work([event(cpu, 5)]) == {}

@@ -233,12 +233,15 @@ def test_dry_run_measures_the_glnet_comparisons_end_to_end(tmp_path):
     assert result.returncode == 0, log[-3000:]
     expected_models = {
         'gpu_infer_fp16': {'glnet_stl', 'glnet_stl_reference'},
-        'gpu_train_fp16': {'glnet_stl', 'glnet_stl_reference'},
+        'gpu_train_fp16': {
+            'glnet_stl', 'glnet_stl_reference', 'glnet_stl_triton_layernorm',
+            'glnet_stl_triton_bias_grad'
+        },
         'gpu_latency': {'glnet_stl', 'glnet_stl_reference'},
         'gpu_eager_fast_path': {
             'glnet_stl', 'glnet_stl_reference', 'glnet_stl_torch_pooling',
-            'glnet_stl_conv_pointwise', 'glnet_stl_triton_layernorm', 'glnet_stl_batched_casts',
-            'glnet_stl_batched_casts_triton_layernorm', 'glnet_stl_precast'
+            'glnet_stl_conv_pointwise', 'glnet_stl_triton_layernorm', 'glnet_stl_autocast_casts',
+            'glnet_stl_precast'
         },
     }
     for name, models in expected_models.items():

@@ -66,16 +66,14 @@ its first forward, and its gradients in training, are checked against torch's ke
 ``glnet_<arch>_triton_bias_grad`` with the fast one and the gradients of its convolutions'
 biases summed by mmglnet's Triton kernel in eager mode on CUDA (an experiment for training,
 :mod:`mmglnet.models.triton_bias_grad`, checked likewise),
-``glnet_<arch>_batched_casts`` with the fast one and ``batch_weight_casts=True`` (an
-experiment for inference: the weights that autocast casts one by one cast in one
-multi-tensor copy per forward, :mod:`mmglnet.models.weight_casts`),
-``glnet_<arch>_batched_casts_triton_layernorm`` with both (as GLNet would run with both
-made defaults), ``glnet_<arch>_triton_bias_gelu`` with the fast one and the bias of each
+``glnet_<arch>_autocast_casts`` with the fast one and ``batch_weight_casts=False``
+(autocast casting each weight at every forward, as before that option became GLNet's
+default: the host's time it saves, :mod:`mmglnet.models.weight_casts`),
+``glnet_<arch>_triton_bias_gelu`` with the fast one and the bias of each
 FFN's depth-wise convolution added with its GELU by mmglnet's Triton kernel in eager forwards
 without gradients on CUDA (an experiment for inference,
 :mod:`mmglnet.models.triton_bias_gelu`, checked likewise),
-``glnet_<arch>_batched_casts_triton_layernorm_bias_gelu`` with the three inference
-experiments together;
+``glnet_<arch>_triton_layernorm_bias_gelu`` with both Triton inference experiments together;
 ``glnet_<arch>_compile_backbone[_cudagraphs]_shift_dwconv`` with the residual depth-wise
 convolutions computed as shifted products under compilation
 (:func:`mmglnet.models.layers.depthwise_conv_by_shifts`, fused by inductor with their
@@ -468,7 +466,7 @@ def build_glnet(arch: str,
                 options: Optional[dict] = None) -> Callable[[int], nn.Module]:
     """A builder of GLNet ``arch`` with the ``impl`` path, compiled by its own option where
     ``compiling`` gives it, wrapped by ``variant`` (e.g. :func:`torch_slot_pooling`), with the
-    other GLNet ``options`` given (e.g. ``dict(batch_weight_casts=True)``)."""
+    other GLNet ``options`` given (e.g. ``dict(batch_weight_casts=False)``)."""
 
     def build(image_size: int) -> nn.Module:
         from mmengine.config import Config
@@ -522,19 +520,14 @@ EAGER_VARIANTS = {
     '_triton_layernorm': triton_layer_norms,
     '_triton_bias_grad': triton_bias_grads,
     '_triton_bias_gelu': triton_bias_gelus,
+    '_triton_layernorm_bias_gelu': triton_inference_kernels,
 }
 
-# Model-name suffixes of the fast path with a GLNet option switched on, an experiment off by
-# default (autocast's weight casts in one multi-tensor copy per eager forward without
-# gradients, mmglnet.models.weight_casts): (the options, an eager variant or None). With the
-# Triton LayerNorm too, the fast path as it would run with both experiments made defaults
-# (the LayerNorms then read their float32 weights themselves); and with the Triton bias-GELU
-# as well, every inference experiment on: each step of the chain measures one of them.
+# Model-name suffixes of the fast path with a GLNet option set otherwise than by default:
+# (the options, an eager variant or None). Autocast's own weight casts, one per weight and
+# forward, in place of the one multi-tensor copy (batch_weight_casts, the default).
 OPTION_VARIANTS = {
-    '_batched_casts': (dict(batch_weight_casts=True), None),
-    '_batched_casts_triton_layernorm': (dict(batch_weight_casts=True), triton_layer_norms),
-    '_batched_casts_triton_layernorm_bias_gelu':
-    (dict(batch_weight_casts=True), triton_inference_kernels),
+    '_autocast_casts': (dict(batch_weight_casts=False), None),
 }
 
 # name -> builder(image_size) -> module whose forward returns a tensor or a tuple of them.
@@ -545,7 +538,9 @@ MODEL_BUILDERS: Dict[str, Callable[[int], nn.Module]] = {
 }
 for _arch in GLNET_ARCHS:
     MODEL_BUILDERS[f'glnet_{_arch}'] = build_glnet(_arch, 'fast')
-    MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(_arch, 'reference')
+    # The stand-in for the official code: autocast's own weight casts, as there.
+    MODEL_BUILDERS[f'glnet_{_arch}_reference'] = build_glnet(
+        _arch, 'reference', options=dict(batch_weight_casts=False))
     for _suffix, _compiling in SELF_COMPILING.items():
         MODEL_BUILDERS[f'glnet_{_arch}{_suffix}'] = build_glnet(_arch, 'fast', compiling=_compiling)
     for _suffix, _variant in EAGER_VARIANTS.items():
@@ -566,10 +561,15 @@ def build_precast(build: Callable[[int], nn.Module]) -> Callable[[int], nn.Modul
     return lambda image_size: PrecastWeights(build(image_size))
 
 
-for _name in ['swin_t', 'convnext_t', 'swin_t_mmdet'] + [
-        f'glnet_{_arch}{_impl}' for _arch in GLNET_ARCHS for _impl in ('', '_reference')
-]:
-    MODEL_BUILDERS[_name + PRECAST_SUFFIX] = build_precast(MODEL_BUILDERS[_name])
+# Twin -> the model it is built from. GLNet's twin is built with autocast's own casts
+# (``_autocast_casts``): with its weights cast beforehand, its default one batch of casts per
+# forward would have nothing left to cast.
+PRECAST_SOURCES = {name: name for name in ['swin_t', 'convnext_t', 'swin_t_mmdet']}
+for _arch in GLNET_ARCHS:
+    PRECAST_SOURCES[f'glnet_{_arch}'] = f'glnet_{_arch}_autocast_casts'
+    PRECAST_SOURCES[f'glnet_{_arch}_reference'] = f'glnet_{_arch}_reference'
+for _name, _source in PRECAST_SOURCES.items():
+    MODEL_BUILDERS[_name + PRECAST_SUFFIX] = build_precast(MODEL_BUILDERS[_source])
 
 # Defaults that differ between devices (a 2-core CPU runs far smaller problems).
 DEVICE_DEFAULTS = {
@@ -1226,6 +1226,11 @@ def dispatches_operators(name: str, args) -> bool:
 def device_work(events) -> dict:
     """The device operations (kernels, copies) among profiler ``events`` and their total time.
 
+    The ranges that annotations draw on the device's timeline (a compiled graph's call,
+    ``CompiledFunctionBackward``, the optimizer's step) are not operations: they span
+    kernels counted on their own, and counting them too gave a compiled model's busy time as
+    three times its kernels' (H200, 2026-11-30).
+
     Args:
         events: ``torch.profiler.profile(...).events()``.
 
@@ -1235,6 +1240,7 @@ def device_work(events) -> dict:
     """
     device_events = [
         event for event in events if event.device_type == torch.autograd.DeviceType.CUDA
+        and not getattr(event, 'is_user_annotation', False)
     ]
     if not device_events:
         return {}

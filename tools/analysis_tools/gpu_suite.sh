@@ -5,7 +5,8 @@
 #   bash tools/analysis_tools/gpu_suite.sh [OUT_DIR]
 #
 # Part "eager" (SUITE_PART=eager): fp16 inference at 224² batch 128, the fp16 training step at 512²
-# batch 16 with its operator profile, operator counts and peak memory, batch-1 latency at 448²,
+# batch 16 with its operator profile, operator counts and peak memory (GLNet also with the Triton
+# LayerNorm, and with the Triton bias gradients), batch-1 latency at 448²,
 # 896², 1792² eager and with CUDA graphs (there also with the Triton LayerNorm). Part "compiled"
 # (SUITE_PART=compiled), the training step in the CUDA-graph modes: every model's eager forward and
 # backward replayed as CUDA graphs (nothing to compile; GLNet also with the Triton LayerNorm, and
@@ -159,7 +160,8 @@ TORCH_POOLING=()
 CONV_POINTWISE=()
 TRITON_LAYERNORM=()
 TRITON_BIAS_GRAD=()
-BATCHED_CASTS=()
+AUTOCAST_CASTS=()
+TRITON_BIAS_GELU=()
 for model in "${GLNETS[@]}"; do
     WITH_REFERENCE+=("$model" "${model}_reference")
     REFERENCES+=("${model}_reference")
@@ -176,11 +178,11 @@ for model in "${GLNETS[@]}"; do
     CONV_POINTWISE+=("${model}_conv_pointwise")
     TRITON_LAYERNORM+=("${model}_triton_layernorm")
     TRITON_BIAS_GRAD+=("${model}_triton_bias_grad")
-    BATCHED_CASTS+=("${model}_batched_casts" "${model}_batched_casts_triton_layernorm")
+    AUTOCAST_CASTS+=("${model}_autocast_casts")
     # The Triton bias-GELU acts on the FFNs' depth-wise convolutions, which the STL has not.
     case "$model" in
         glnet_stl*) ;;
-        *) BATCHED_CASTS+=("${model}_batched_casts_triton_layernorm_bias_gelu") ;;
+        *) TRITON_BIAS_GELU+=("${model}_triton_layernorm_bias_gelu") ;;
     esac
 done
 PEERS=(${SUITE_PEERS-swin_t convnext_t})
@@ -368,7 +370,11 @@ check_training() {
 if [ "$PART" = eager ] || [ "$PART" = all ]; then
     compare gpu_infer_fp16 --models "${WITH_REFERENCE[@]}" "${EXTRA[@]}" "${PEERS[@]}" \
         --modes infer --precision fp16 --channels-last
-    compare gpu_train_fp16 --models "${WITH_REFERENCE[@]}" "${EXTRA[@]}" "${PEERS[@]}" \
+    # The eager step also with the Triton LayerNorm and the Triton bias gradients: faster where
+    # the step's kernels were replayed as CUDA graphs (H200, 2026-11-30); whether the host,
+    # which bounds the eager step, loses by their launches decides whether they become defaults.
+    compare gpu_train_fp16 --models "${WITH_REFERENCE[@]}" "${TRITON_LAYERNORM[@]}" \
+        "${TRITON_BIAS_GRAD[@]}" "${EXTRA[@]}" "${PEERS[@]}" \
         --modes train --channels-last --profile --count-ops
     compare gpu_latency --models "${WITH_REFERENCE[@]}" "${PEERS[@]}" --modes latency \
         --channels-last
@@ -413,10 +419,12 @@ if [ "$PART" = compiled_more ] || [ "$PART" = all ]; then
     # GLNet-4G's 621 tensors kept the GPU waiting 12.5 ms of a 57.9 ms step on the H100.
     # Swin-T first: after GLNet's graphs, in the same process and without its steps marked,
     # it allocated 5 GB per step while timed and took 190 to 210 ms (H100 and H200), not
-    # replaying its graphs. A cold GLNet-4G compile takes about 170 s, Swin-T's about 75 s.
+    # replaying its graphs. A cold GLNet-4G compile takes about 140 to 170 s, Swin-T's about
+    # 70 s. With the profiles: on the H200 on 2026-11-30 GLNet-4G took 36.2 ms to Swin-T's
+    # 21.6 (0.60x), each replaying its graphs, the step now bound by the GPU's work.
     LIMIT=330 compare gpu_train_fp16_compile_cudagraphs --models swin_t \
         "${BACKBONE_CUDAGRAPHS[@]}" --modes train --channels-last --compile --cuda-graphs \
-        --fused-optimizer
+        --fused-optimizer --profile
     # The eager peers first (ConvNeXt-T, the latency target's peer, leading), then GLNet's
     # compile: a run cut short after GLNet's first timing holds the target's pair. With the
     # profiles: GLNet-4G took 23.5 ms against ConvNeXt-T's 10.4 on the H100 (2.26x), where
@@ -462,12 +470,12 @@ if [ "$PART" = blocks ] || [ "$PART" = all ]; then
 fi
 if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # In the order of their value for the targets, so that a part cut short loses the least.
-    # First the eager fast path, with the experiment that may meet the eager inference row:
-    # batch_weight_casts (*_batched_casts: the weights that autocast casts one by one cast in
-    # one multi-tensor copy per forward; *_batched_casts_triton_layernorm with the Triton
-    # LayerNorm too; *_batched_casts_triton_layernorm_bias_gelu with the FFNs' biases added
-    # with their GELU by Triton as well), beside GLNet and the peers with those weights cast
-    # once beforehand (*_precast: the host's time for those casts). Then the fast path's
+    # First the eager fast path: GLNet (its weights cast in one multi-tensor copy per
+    # forward, batch_weight_casts, the default since 2026-11-30) against autocast's own casts
+    # (*_autocast_casts), and with the Triton LayerNorm and the FFNs' biases added with their
+    # GELU by Triton (*_triton_layernorm_bias_gelu, two inference experiments), beside the
+    # peers with their weights cast once beforehand (*_precast: the host's time for those
+    # casts). Then the fast path's
     # eager choices for CUDA, each against its torch kernels in the same fast path and
     # against the reference path: the slot pooling (a mean over equal windows, averaging
     # products over uneven ones, as at 224² in stages 2-3) against torch's adaptive kernel
@@ -477,8 +485,8 @@ if [ "$PART" = extra ] || [ "$PART" = all ]; then
     # 230 GB/s on the 64-channel rows of the H200's profile). fp16 inference at 224² batch 128
     # and the 1792² batch-1 latency (the two eager targets), with the operator profiles.
     LIMIT=190 compare gpu_eager_fast_path --models "${WITH_REFERENCE[@]}" \
-        "${BATCHED_CASTS[@]}" "${PEERS[@]}" "${TORCH_POOLING[@]}" "${CONV_POINTWISE[@]}" \
-        "${TRITON_LAYERNORM[@]}" "${PRECAST[@]}" \
+        "${AUTOCAST_CASTS[@]}" "${TRITON_BIAS_GELU[@]}" "${PEERS[@]}" "${TORCH_POOLING[@]}" \
+        "${CONV_POINTWISE[@]}" "${TRITON_LAYERNORM[@]}" "${PRECAST[@]}" \
         --modes infer latency --precision fp16 --latency-sizes 1792 --channels-last --profile
     # Every model compiled, GLNet through compile_backbone, with the profiles: whether the
     # host (inductor's wrapper launching the generated kernels) or the GPU's work bounds
