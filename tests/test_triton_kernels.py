@@ -17,11 +17,13 @@ from unittest import mock
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmglnet.models import GLNet, layers
 from mmglnet.models.layers import (ConvFFN, DepthwiseConv2d, PointwiseConv2d, ResidualDWConv,
                                    triton_bias_grad_dtype, uses_triton_bias_gelu,
                                    uses_triton_layer_norm)
+from mmglnet.models.weight_casts import cast_only_parameters
 
 from conftest import TINY_ARCH
 
@@ -135,9 +137,44 @@ def test_column_sums_kernel_compiles_for_hopper_without_a_gpu(dtype, channels):
 
 def test_off_by_default():
     assert layers.TRITON_LAYER_NORM_DEVICES == frozenset()
+    assert layers.TRITON_LAYER_NORM_TRAINING_DEVICES == frozenset()
     x = torch.randn(2, 8, 16)
     assert not uses_triton_layer_norm(x.half(), torch.float16,
                                       (16, ), torch.ones(16), torch.zeros(16))
+
+
+def test_training_devices_choose_it_where_gradients_are_recorded_only(monkeypatch):
+    """The training-only set: a GLNet training forward takes the kernels, its inference
+    (no gradients, where the batched weight casts then keep the norms' casts) does not."""
+    from mmglnet.models import triton_layer_norm
+    monkeypatch.setattr(layers, 'TRITON_LAYER_NORM_TRAINING_DEVICES', frozenset({'cpu'}))
+    calls = []
+
+    def recording(x, weight, bias, eps, dtype):
+        calls.append(torch.is_grad_enabled())
+        return F.layer_norm(x.to(dtype), x.shape[-1:], weight.to(dtype), bias.to(dtype), eps)
+
+    monkeypatch.setattr(triton_layer_norm, 'fitted_layer_norm_rows', recording)
+    x = torch.randn(2, 8, 16)
+    weight, bias = torch.ones(16), torch.zeros(16)
+    assert uses_triton_layer_norm(x.half(), torch.float16, (16, ), weight, bias)
+    assert not uses_triton_layer_norm(x, torch.float32, (16, ), weight, bias)
+    with torch.no_grad():
+        assert not uses_triton_layer_norm(x.half(), torch.float16, (16, ), weight, bias)
+    model = GLNet(arch=dict(TINY_ARCH), out_indices=(3, ))
+    image = torch.randn(1, 3, 64, 64)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model.train()(image)
+        trained = len(calls)
+        with torch.no_grad():
+            model.eval()(image)
+    assert trained > 0 and calls == [True] * trained
+    # Where the kernels read the norms' float32 weights in training, inference still batches
+    # the norms' casts with the others.
+    norms = [m for m in model.modules() if type(m) in (layers.LayerNorm, layers.LayerNorm2d)]
+    with torch.no_grad():
+        listed = {id(p) for p in cast_only_parameters(model, image.device, torch.bfloat16)}
+    assert norms and all(id(norm.weight) in listed for norm in norms)
 
 
 def test_chosen_for_16_bit_inference_over_the_last_dimension_only(on_cpu):

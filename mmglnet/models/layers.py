@@ -68,15 +68,24 @@ def eager_autocast_dtype(device_type: str) -> Optional[torch.dtype]:
 # experiment, measured on a GPU by the benchmark's ``*_triton_layernorm`` models before it
 # becomes a default.
 TRITON_LAYER_NORM_DEVICES: frozenset = frozenset()
+# Devices on which it is chosen for forwards that record gradients (training) only. A GPU
+# measured it faster where the training step's kernels were replayed as CUDA graphs and not
+# faster in eager inference, which the host bounds (H200, 2026-11-30): the default it may
+# become is this one. Empty until the eager training step has been measured with it.
+TRITON_LAYER_NORM_TRAINING_DEVICES: frozenset = frozenset()
 # The dtypes it is chosen in.
 TRITON_LAYER_NORM_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def triton_layer_norm_chosen(device_type: str, dtype: torch.dtype) -> bool:
-    """Whether the Triton LayerNorm is switched on for ``device_type`` and ``dtype`` (the
-    devices of :data:`TRITON_LAYER_NORM_DEVICES`, float16/bfloat16): the part of
-    :func:`uses_triton_layer_norm` that does not depend on the input."""
-    return device_type in TRITON_LAYER_NORM_DEVICES and dtype in TRITON_LAYER_NORM_DTYPES
+    """Whether the Triton LayerNorm is switched on for ``device_type`` and ``dtype`` in this
+    forward (the devices of :data:`TRITON_LAYER_NORM_DEVICES`, and of
+    :data:`TRITON_LAYER_NORM_TRAINING_DEVICES` where gradients are recorded; float16/bfloat16):
+    the part of :func:`uses_triton_layer_norm` that does not depend on the input."""
+    if dtype not in TRITON_LAYER_NORM_DTYPES:
+        return False
+    return device_type in TRITON_LAYER_NORM_DEVICES or (
+        device_type in TRITON_LAYER_NORM_TRAINING_DEVICES and torch.is_grad_enabled())
 
 
 def uses_triton_layer_norm(x: torch.Tensor, dtype: torch.dtype, normalized_shape: Sequence[int],
