@@ -313,19 +313,36 @@ def test_test_py_refuses_an_out_it_could_not_write(tmp_path, capsys, monkeypatch
     assert not (tmp_path / 'new').exists()  # checking makes nothing
 
 
-def test_test_py_warns_where_a_glnet_detector_is_tested_in_batches(capsys):
-    """mmdet pads a batch to its largest image; GLNet's slots pool over the padding."""
-    from tool_runs import MASK_RCNN, UPERNET
-    tool = load_tool('test')
-    for config, batch_size, warned in [(MASK_RCNN, 2, True), (MASK_RCNN, 1, False),
-                                       (UPERNET, 2, False)]:
-        cfg = load_config(f'{REPO_ROOT}/{config}')
-        cfg.test_dataloader.batch_size = batch_size
-        tool.warn_batched_detection(cfg)
+@pytest.mark.parametrize('tool_name, dataloader', [('test', 'test_dataloader'),
+                                                   ('train', 'val_dataloader')])
+def test_tools_warn_where_a_glnet_detector_is_evaluated_in_batches(tmp_path, monkeypatch, capsys,
+                                                                   tool_name, dataloader):
+    """mmdet pads a batch to its largest image; GLNet's slots pool over the padding. test.py
+    warns of its test batches, train.py of its validation batches (not of its training ones,
+    batched in every case here), as they read the config."""
+    from tool_runs import MASK_RCNN, UPERNET, make_tiny_data, write_config
+    roots = make_tiny_data(str(tmp_path / 'data'))
+    checkpoint = tmp_path / 'model.pth'
+    torch.save(dict(state_dict={}), checkpoint)
+    tool = load_tool(tool_name)
+    cases = [(MASK_RCNN, 'coco', 2, {}, True), (MASK_RCNN, 'coco', 1, {}, False),
+             (UPERNET, 'ade', 2, {}, False),
+             (MASK_RCNN, 'coco', 2, {
+                 'model.backbone': dict(type='mmdet.ResNet', depth=18)
+             }, False)]
+    for index, (config, data, batch_size, options, warned) in enumerate(cases):
+        path = write_config(
+            config,
+            roots[data],
+            str(tmp_path / f'cfg{index}.py'),
+            batch_size=2,
+            **{f'{dataloader}.batch_size': batch_size},
+            **options)
+        argv = [path, str(checkpoint)] if tool_name == 'test' else [path]
+        monkeypatch.setattr(sys, 'argv',
+                            [f'tools/{tool_name}.py', *argv, '--work-dir',
+                             str(tmp_path / 'work')])
+        tool.prepare_config(tool.parse_args())
         message = capsys.readouterr().err
-        assert ('test_dataloader.batch_size=2: mmdet pads' in message) == warned, message
-    cfg = load_config(f'{REPO_ROOT}/{MASK_RCNN}')
-    cfg.model.backbone = dict(type='mmdet.ResNet', depth=18)  # another backbone: no warning
-    cfg.test_dataloader.batch_size = 2
-    tool.warn_batched_detection(cfg)
-    assert capsys.readouterr().err == ''
+        assert (f'tools/{tool_name}.py: warning: {dataloader}.batch_size=2: mmdet pads'
+                in message) == warned, (config, options, message)

@@ -40,8 +40,9 @@ from mmglnet.models import GLNetConfigError
 from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
-from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
-                                    check_evaluator_paths, config_has)
+from _support.config_checks import (ConfigPathError, batched_detection_warning,
+                                    check_checkpoint_file, check_dataset_paths,
+                                    check_evaluator_paths)
 from _support.output_paths import output_folder_problem
 from _support.quick_exit import skip_final_collection
 from _support.runtime import build_runner, finish_distributed, load_run_config, prepare_runtime
@@ -183,27 +184,10 @@ def prepare_config(args) -> Config:
         add_visualization(cfg, args)
     if args.out is not None:
         add_dump(cfg, args.out)
-    warn_batched_detection(cfg)
+    warning = batched_detection_warning(cfg, 'test_dataloader')
+    if warning:
+        print(f'tools/test.py: warning: {warning}', file=sys.stderr)
     return cfg
-
-
-def warn_batched_detection(cfg: Config) -> None:
-    """Warn where an mmdet GLNet model is tested several images at a time.
-
-    mmdet pads a batch to its largest image, and GLNet's slots pool over every pixel, the
-    padding included: the predictions for an image then depend on the images beside it (the
-    demo's RetinaNet, random weights, two images of other shapes: top scores moved by 2-3%
-    batched, 0.5% with a ResNet-18). mmseg refuses test batches of mixed sizes itself.
-    """
-    batch_size = cfg.get('test_dataloader', {}).get('batch_size', 1)
-    if cfg.get('default_scope') == 'mmdet' and batch_size > 1 and config_has(
-            cfg.model, lambda node: str(node.get('type', '')).split('.')[-1] == 'GLNet'):
-        print(
-            f'tools/test.py: warning: test_dataloader.batch_size={batch_size}: mmdet pads '
-            'each batch to its largest image and GLNet pools its slots over the padding too, '
-            'so an image\'s predictions depend on the images batched with it. For metrics '
-            'that do not, test with batch_size=1 (the configs\' setting).',
-            file=sys.stderr)
 
 
 class CheckpointFitHook(Hook):

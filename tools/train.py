@@ -25,7 +25,8 @@ from mmglnet.models import GLNetConfigError
 from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
-from _support.config_checks import (ConfigPathError, check_checkpoint_file, check_dataset_paths,
+from _support.config_checks import (ConfigPathError, batched_detection_warning,
+                                    check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths, check_pretrained_files)
 from _support.quick_exit import skip_final_collection
 from _support.runtime import (build_runner, enable_amp, finish_distributed, load_run_config,
@@ -116,6 +117,9 @@ def prepare_config(args) -> Config:
                                   'checkpoint to resume from' if cfg.resume else 'load_from')
     except (ConfigPathError, RuntimeError) as error:
         fail(str(error))
+    warning = batched_detection_warning(cfg, 'val_dataloader')
+    if warning:
+        print(f'tools/train.py: warning: {warning}', file=sys.stderr)
     return cfg
 
 
