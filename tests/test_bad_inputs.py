@@ -346,3 +346,35 @@ def test_tools_warn_where_a_glnet_detector_is_evaluated_in_batches(tmp_path, mon
         message = capsys.readouterr().err
         assert (f'tools/{tool_name}.py: warning: {dataloader}.batch_size=2: mmdet pads'
                 in message) == warned, (config, options, message)
+
+
+def test_build_errors_name_the_config_keys():
+    """mmengine's registries say which type they lack or which argument a class refused, not
+    where the config gave it: the message names every key that matches, or none is made."""
+    sys.path.insert(0, f'{REPO_ROOT}/tools')
+    try:
+        from _support.config_checks import build_error_message
+    finally:
+        sys.path.remove(f'{REPO_ROOT}/tools')
+    cfg = dict(
+        model=dict(
+            type='EncoderDecoder',
+            decode_head=dict(type='mmseg.UPerHeadd', foo=1),
+            auxiliary_head=[dict(type='FCNHead'),
+                            dict(type='UPerHeadd', foo=2)]),
+        train_dataloader=dict(foo=3),  # no type: not an object a registry builds
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook')))
+    unknown = KeyError('UPerHeadd is not in the mmseg::model registry. Please check.')
+    assert build_error_message(cfg, unknown) == (
+        "model.decode_head.type='mmseg.UPerHeadd', model.auxiliary_head[1].type='UPerHeadd': "
+        'UPerHeadd is not in the mmseg::model registry. Please check. Check the spelling; a '
+        "class of another codebase needs its scope (type='mmdet.FPN') and the codebase in "
+        'custom_imports.')
+    refused = TypeError("BaseDecodeHead.__init__() got an unexpected keyword argument 'foo'")
+    message = build_error_message(cfg, refused)
+    assert message.startswith('model.decode_head.foo, model.auxiliary_head[1].foo: '), message
+    # Not a registry's error, or nothing in the config matches: left to raise as it is.
+    assert build_error_message(cfg, KeyError('foo')) is None
+    assert build_error_message(cfg, TypeError("got an unexpected keyword argument 'bar'")) is None
+    assert build_error_message(cfg, KeyError('Absent is not in the mmseg::model registry')) is None
+    assert build_error_message(cfg, ValueError("got an unexpected keyword argument 'foo'")) is None

@@ -244,3 +244,20 @@ def test_tools_stop_at_once_on_bad_input(data_roots, tmp_path):
         result = run_tool(['tools/train.py', det, *work, '--amp'], check=False)
         _assert_clean_failure(result, '--amp', 'GPU')
     assert not (tmp_path / 'work').exists()  # no runner was built
+
+    # Types and arguments the codebases do not know, found as the runner builds the model
+    # (before any data is read): the message names the config key.
+    building = ['--work-dir', str(tmp_path / 'building')]
+    result = run_tool(
+        ['tools/train.py', seg, *building, '--cfg-options', 'model.decode_head.type=UPerHeadd'],
+        check=False)
+    _assert_clean_failure(result, "model.decode_head.type='UPerHeadd'",
+                          'not in the mmseg::model registry', 'Check the spelling')
+    checkpoint = tmp_path / 'any.pth'
+    torch.save(dict(state_dict={}), checkpoint)
+    result = run_tool([
+        'tools/test.py', det,
+        str(checkpoint), *building, '--cfg-options', 'model.neck.typo_arg=1'
+    ],
+                      check=False)
+    _assert_clean_failure(result, 'model.neck.typo_arg', "unexpected keyword argument 'typo_arg'")

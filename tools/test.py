@@ -40,7 +40,7 @@ from mmglnet.models import GLNetConfigError
 from mmglnet.utils import ConfigFileError
 
 import known_warnings  # noqa: F401  (tools/known_warnings.py: hides known notices)
-from _support.config_checks import (ConfigPathError, batched_detection_warning,
+from _support.config_checks import (ConfigBuildError, ConfigPathError, batched_detection_warning,
                                     check_checkpoint_file, check_dataset_paths,
                                     check_evaluator_paths)
 from _support.output_paths import output_folder_problem
@@ -219,7 +219,7 @@ def main():
 
     try:
         runner = build_runner(cfg)
-    except GLNetConfigError as error:  # before any work: the model is built first
+    except (GLNetConfigError, ConfigBuildError) as error:  # before any work: the model first
         fail(f'{args.config}: {error}')
     if not args.allow_partial_checkpoint:
         runner.register_hook(CheckpointFitHook(args.checkpoint))  # at its own priority

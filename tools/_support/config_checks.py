@@ -11,6 +11,7 @@ codebases.
 """
 import os
 import os.path as osp
+import re
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 DATASET_HELP = {
@@ -85,6 +86,23 @@ def iter_dataset_cfgs(dataset: Any, key: str) -> Iterator[Tuple[str, dict]]:
         yield key, dataset
 
 
+def config_dicts(cfg: Any, key: str = '') -> Iterator[Tuple[str, dict]]:
+    """Yield ``(config key, dict)`` for ``cfg`` and every dict inside it (dicts, lists).
+
+    Args:
+        cfg (dict | list): A config or a part of one, e.g. ``cfg.model``.
+        key (str): The key of ``cfg`` itself, which the keys yielded extend (``'model'``
+            gives ``'model.neck'``, ``'model.roi_head.bbox_head[0]'``). Defaults to ``''``.
+    """
+    if isinstance(cfg, dict):
+        yield key, cfg
+        for name, value in cfg.items():
+            yield from config_dicts(value, f'{key}.{name}' if key else str(name))
+    elif isinstance(cfg, (list, tuple)):
+        for index, value in enumerate(cfg):
+            yield from config_dicts(value, f'{key}[{index}]')
+
+
 def config_has(cfg: Any, predicate: Callable[[dict], bool]) -> bool:
     """Whether ``predicate`` holds for ``cfg`` or for a dict anywhere inside it (dicts, lists).
 
@@ -92,11 +110,47 @@ def config_has(cfg: Any, predicate: Callable[[dict], bool]) -> bool:
         cfg (dict | list): A config or a part of one, e.g. ``cfg.model``.
         predicate (Callable[[dict], bool]): Asked of each dict.
     """
-    if isinstance(cfg, dict):
-        return predicate(cfg) or any(config_has(value, predicate) for value in cfg.values())
-    if isinstance(cfg, (list, tuple)):
-        return any(config_has(value, predicate) for value in cfg)
-    return False
+    return any(predicate(node) for _, node in config_dicts(cfg))
+
+
+# mmengine's messages for a type no registry holds and for an argument a class does not take.
+_UNKNOWN_TYPE = re.compile(r'^(?P<name>\S+) is not in the (?P<registry>\S+) registry')
+_UNKNOWN_ARGUMENT = re.compile(r"got an unexpected keyword argument '(?P<name>\w+)'")
+
+
+def build_error_message(cfg: Any, error: Exception) -> Optional[str]:
+    """The config keys that a build error of mmengine's registries points at, with the error;
+    None where ``error`` is not one of those or no key of ``cfg`` matches it.
+
+    A type that no registry holds comes as a ``KeyError`` naming the type, an argument that a
+    class does not take as a ``TypeError`` naming the argument: neither says where in the
+    config it was given.
+
+    Args:
+        cfg (Config | dict): The config the objects were built from.
+        error (Exception): What building them raised.
+    """
+    message = str(error.args[0]) if error.args else ''
+    keys = []
+    unknown_type = _UNKNOWN_TYPE.match(message) if isinstance(error, KeyError) else None
+    unknown_argument = (_UNKNOWN_ARGUMENT.search(message) if isinstance(error, TypeError) else None)
+    tree = cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg  # mmengine's Config is no dict
+    for key, node in config_dicts(tree):
+        if unknown_type and str(node.get('type', '')).split('.')[-1] == unknown_type['name']:
+            keys.append(f'{key}.type={node["type"]!r}')
+        elif unknown_argument and 'type' in node and unknown_argument['name'] in node:
+            keys.append(f'{key}.{unknown_argument["name"]}')
+    if not keys:
+        return None
+    advice = ('Check the spelling; a class of another codebase needs its scope '
+              "(type='mmdet.FPN') and the codebase in custom_imports."
+              if unknown_type else 'Remove it or check its spelling against the class.')
+    return f'{", ".join(keys)}: {message.rstrip(".")}. {advice}'
+
+
+class ConfigBuildError(ValueError):
+    """A config names a type that no registry holds, or gives a class an argument it does not
+    take (see :func:`build_error_message`)."""
 
 
 def batched_detection_warning(cfg: Any, dataloader: str) -> Optional[str]:

@@ -17,6 +17,8 @@ from mmengine.logging import print_log
 from mmglnet.apis import register_codebase
 from mmglnet.utils import ConfigFileError, load_config
 
+from .config_checks import ConfigBuildError, build_error_message
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'TorchSyncBN')
 
@@ -60,10 +62,18 @@ def build_runner(cfg: Config):
     Raises:
         GLNetConfigError: A GLNet setting of the config cannot be built (the tools report it
             in one line).
+        ConfigBuildError: The config names a type no registry holds, or gives a class an
+            argument it does not take: the message names the config key.
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    try:
+        return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    except (KeyError, TypeError) as error:
+        message = build_error_message(cfg, error)
+        if message is None:
+            raise
+        raise ConfigBuildError(message) from error
 
 
 def check_device(name: str) -> str:
