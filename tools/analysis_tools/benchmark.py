@@ -81,7 +81,8 @@ neighbours); ``swin_t`` and ``convnext_t`` from timm
 (``swin_tiny_patch4_window7_224``, ``convnext_tiny``); ``swin_t_mmdet`` (mmdet's
 SwinTransformer with the Swin-T settings). Every eager model has a ``<model>_precast``
 twin for inference and latency, whose weights that autocast casts at every forward are
-stored cast beforehand (:class:`PrecastWeights`): the host's time for those casts. Every
+stored cast beforehand (:class:`PrecastWeights`): the host's time for those casts (GLNet's
+twin is built with autocast's own casts, ``batch_weight_casts=False``). Every
 model runs up to its last stage, with the norm its detection/segmentation use applies there,
 and no classifier.
 
