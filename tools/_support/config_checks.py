@@ -86,6 +86,12 @@ def iter_dataset_cfgs(dataset: Any, key: str) -> Iterator[Tuple[str, dict]]:
         yield key, dataset
 
 
+def type_name(node: Any) -> str:
+    """The registered name that a config dict's ``type`` gives, without its scope
+    (``'mmdet.FPN'`` gives ``'FPN'``); ``''`` where it has none."""
+    return str(_get(node, 'type', '')).split('.')[-1]
+
+
 def config_dicts(cfg: Any, key: str = '') -> Iterator[Tuple[str, dict]]:
     """Yield ``(config key, dict)`` for ``cfg`` and every dict inside it (dicts, lists).
 
@@ -136,7 +142,7 @@ def build_error_message(cfg: Any, error: Exception) -> Optional[str]:
     unknown_argument = (_UNKNOWN_ARGUMENT.search(message) if isinstance(error, TypeError) else None)
     tree = cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg  # mmengine's Config is no dict
     for key, node in config_dicts(tree):
-        if unknown_type and str(node.get('type', '')).split('.')[-1] == unknown_type['name']:
+        if unknown_type and type_name(node) == unknown_type['name']:
             keys.append(f'{key}.type={node["type"]!r}')
         elif unknown_argument and 'type' in node and unknown_argument['name'] in node:
             keys.append(f'{key}.{unknown_argument["name"]}')
@@ -168,7 +174,7 @@ def batched_detection_warning(cfg: Any, dataloader: str) -> Optional[str]:
     """
     batch_size = (_get(cfg, dataloader) or {}).get('batch_size', 1)
     if _get(cfg, 'default_scope') != 'mmdet' or batch_size <= 1 or not config_has(
-            _get(cfg, 'model'), lambda node: str(node.get('type', '')).split('.')[-1] == 'GLNet'):
+            _get(cfg, 'model'), lambda node: type_name(node) == 'GLNet'):
         return None
     return (f'{dataloader}.batch_size={batch_size}: mmdet pads each batch to its largest '
             'image and GLNet pools its slots over the padding too, so an image\'s predictions '
@@ -180,8 +186,7 @@ def _dataset_help(cfg: Any, dataset: dict) -> str:
     hint = _get(cfg, 'data_preparation')
     if hint:
         return str(hint)
-    dataset_type = str(dataset.get('type', ''))
-    short = dataset_type.split('.')[-1]
+    short = type_name(dataset)
     if short in DATASET_HELP:
         return DATASET_HELP[short]
     return (f'Put the {short or "dataset"} files there, or point the config at them with '

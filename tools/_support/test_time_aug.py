@@ -15,7 +15,7 @@ from typing import List
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from .config_checks import config_has, iter_dataset_cfgs
+from .config_checks import config_has, iter_dataset_cfgs, type_name
 
 # The codebases' own defaults (their tools/test.py; mmseg's ADE20K base for SegTTAModel).
 DEFAULT_TTA_MODELS = dict(
@@ -72,9 +72,9 @@ def flip_tta_pipeline(pipeline: List[dict]) -> List[dict]:
         list[dict]: The TTA pipeline.
     """
     steps = copy.deepcopy(list(pipeline))
-    split = next((i for i, step in enumerate(steps)
-                  if str(step.get('type', '')).split('.')[-1].startswith('LoadAnnotations')),
-                 len(steps) - 1)
+    split = next(
+        (i for i, step in enumerate(steps) if type_name(step).startswith('LoadAnnotations')),
+        len(steps) - 1)
     pack = steps[-1]
     if 'meta_keys' in pack:
         pack['meta_keys'] = tuple(pack['meta_keys']) + tuple(
